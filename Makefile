@@ -1,0 +1,54 @@
+# liverseg — build, install, test and demo.
+#   make build                 release libliverseg.so (static Swift runtime, SONAME, export list)
+#   make install PREFIX=/usr/local [DESTDIR=...]
+#   make test                  the whole test suite (Swift unit tests + Python/C/C++ tests)
+#   make demo                  segment a real CT from ../shared/data and write a mask + picture
+#   make bench                 forward-pass benchmark against OpenBLAS sgemm and PyTorch
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+VERSION_MAJOR := 0
+VERSION_MINOR := 1
+VERSION_PATCH := 0
+VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
+SONAME := libliverseg.so.$(VERSION_MAJOR)
+PYTHON ?= python3
+DATA ?= ../shared/data
+OUT ?= out
+
+SWIFT_RELEASE_FLAGS := -c release -Xswiftc -static-stdlib \
+	-Xlinker --version-script=$(CURDIR)/Sources/LiversegCAPI/exports.map \
+	-Xlinker -soname=$(SONAME)
+LIB := .build/release/libliverseg.so
+
+.PHONY: build install test test-swift test-python demo bench clean
+
+build:
+	swift build $(SWIFT_RELEASE_FLAGS) --product liverseg
+	@echo "built $(LIB)"
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 755 $(LIB) $(DESTDIR)$(PREFIX)/lib/libliverseg.so.$(VERSION)
+	ln -sf libliverseg.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libliverseg.so
+	install -m 644 include/liverseg.h $(DESTDIR)$(PREFIX)/include/liverseg.h
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' pkgconfig/liverseg.pc.in \
+		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/liverseg.pc
+
+test: test-swift test-python
+
+test-swift:
+	swift test
+
+test-python: build
+	LIVERSEG_LIBRARY=$(CURDIR)/$(LIB) PYTHONPATH=$(CURDIR)/bindings/python $(PYTHON) -m pytest -q Tests/python
+
+demo: build
+	LIVERSEG_LIBRARY=$(CURDIR)/$(LIB) PYTHONPATH=$(CURDIR)/bindings/python $(PYTHON) tools/demo.py --data $(DATA) --out $(OUT)
+
+bench: build
+	LIVERSEG_LIBRARY=$(CURDIR)/$(LIB) PYTHONPATH=$(CURDIR)/bindings/python $(PYTHON) tools/bench_forward.py
+
+clean:
+	rm -rf .build $(OUT)

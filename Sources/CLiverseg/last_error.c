@@ -1,0 +1,17 @@
+// Thread-local storage for liverseg_last_error(): C's _Thread_local is the simplest
+// portable way to give each host thread its own message buffer.
+#include "../../include/liverseg.h"
+#include "include/liverseg_internal.h"
+#include <string.h>
+
+static _Thread_local char last_error[1024];
+
+void lvs_set_last_error(const char *message) {
+    if (message == NULL) message = "";
+    strncpy(last_error, message, sizeof last_error - 1);
+    last_error[sizeof last_error - 1] = '\0';
+}
+
+void lvs_clear_last_error(void) { last_error[0] = '\0'; }
+
+const char *liverseg_last_error(void) { return last_error; }

@@ -1,0 +1,99 @@
+import CLiverseg
+import LiversegCore
+
+@_cdecl("liverseg_segment_default_params")
+public func liverseg_segment_default_params() -> liverseg_segment_params {
+    var p = liverseg_segment_params()
+    p.struct_size = MemoryLayout<liverseg_segment_params>.size
+    p.n_threads = 0
+    p.max_tile_voxels = 0
+    p.threshold = 0.5
+    p.progress = nil
+    p.progress_user_data = nil
+    return p
+}
+
+/// Checks a C volume descriptor and borrows it as a core `VolumeInput`.
+private func volumeInput(_ volume: UnsafePointer<liverseg_volume>?) throws -> VolumeInput {
+    let v = try required(volume, "volume").pointee
+    let data = try required(v.data, "volume->data")
+    let dims = try (0..<3).map { i -> Int in
+        let d = withUnsafeBytes(of: v.dims) { $0.load(fromByteOffset: i * MemoryLayout<Int>.size, as: UInt.self) }
+        return try checkedSize(d, "volume->dims[\(i)]")
+    }
+    let size = GridSize(x: dims[0], y: dims[1], z: dims[2])
+    let voxels: VoxelStorage
+    switch v.dtype {
+    case LIVERSEG_DTYPE_INT16: voxels = .int16(data.assumingMemoryBound(to: Int16.self))
+    case LIVERSEG_DTYPE_INT32: voxels = .int32(data.assumingMemoryBound(to: Int32.self))
+    case LIVERSEG_DTYPE_FLOAT32: voxels = .float32(data.assumingMemoryBound(to: Float.self))
+    default: throw LiversegError.invalidArgument("volume->dtype \(v.dtype.rawValue) is not a liverseg_dtype")
+    }
+    let spacing = [v.spacing.0, v.spacing.1, v.spacing.2]
+    let matrix = v.ijk_to_ras.map { m in (0..<16).map { m[$0] } }
+    let input = VolumeInput(voxels: voxels, size: size, spacing: spacing, ijkToRAS: matrix)
+    try input.validate()
+    return input
+}
+
+/// Core options from C params (NULL: defaults), validated.
+private func segmentationOptions(_ params: UnsafePointer<liverseg_segment_params>?) throws -> (SegmentationOptions, ProgressHandler?) {
+    let p = params?.pointee ?? liverseg_segment_default_params()
+    try checkStructSize(p.struct_size, expected: MemoryLayout<liverseg_segment_params>.size, "params")
+    var options = SegmentationOptions()
+    guard p.n_threads >= 0, p.n_threads <= 4096 else {
+        throw LiversegError.invalidArgument("params->n_threads \(p.n_threads) must be in 0...4096")
+    }
+    options.threads = Int(p.n_threads)
+    if p.max_tile_voxels != 0 { options.maxTileVoxels = try checkedSize(UInt(bitPattern: p.max_tile_voxels), "params->max_tile_voxels") }
+    guard p.threshold.isFinite, p.threshold > 0, p.threshold < 1 else {
+        throw LiversegError.invalidArgument("params->threshold \(p.threshold) must be in (0, 1)")
+    }
+    options.threshold = p.threshold
+    var handler: ProgressHandler? = nil
+    if let callback = p.progress {
+        let userData = p.progress_user_data
+        handler = { fraction, stage in callback(fraction, liverseg_stage(UInt32(stage.rawValue)), userData) == 0 }
+    }
+    return (options, handler)
+}
+
+@_cdecl("liverseg_segment")
+public func liverseg_segment(_ model: OpaquePointer?, _ volume: UnsafePointer<liverseg_volume>?,
+                             _ params: UnsafePointer<liverseg_segment_params>?,
+                             _ outMask: UnsafeMutablePointer<UInt8>?, _ outProbability: UnsafeMutablePointer<Float>?) -> liverseg_status {
+    boundary("liverseg_segment") {
+        let model = try handle(model).model
+        let input = try volumeInput(volume)
+        let mask = try required(outMask, "out_mask")
+        let (options, progress) = try segmentationOptions(params)
+        try model.segment(input, options: options, mask: mask, probability: outProbability, progress: progress)
+    }
+}
+
+@_cdecl("liverseg_network_forward")
+public func liverseg_network_forward(_ model: OpaquePointer?, _ input: UnsafePointer<Float>?, _ dims: UnsafePointer<Int>?,
+                                     _ nThreads: Int32, _ outMain: UnsafeMutablePointer<Float>?,
+                                     _ outBranch1: UnsafeMutablePointer<Float>?, _ outBranch2: UnsafeMutablePointer<Float>?) -> liverseg_status {
+    boundary("liverseg_network_forward") {
+        let model = try handle(model).model
+        let input = try required(input, "input")
+        let dims = try required(dims, "dims")
+        let extents = try (0..<3).map { try checkedSize(UInt(bitPattern: dims[$0]), "dims[\($0)]") }
+        for (i, e) in extents.enumerated() where e < 4 || e % 4 != 0 {
+            throw LiversegError.invalidArgument("dims[\(i)] = \(e) must be a positive multiple of 4")
+        }
+        guard nThreads >= 0 else { throw LiversegError.invalidArgument("n_threads \(nThreads) must be >= 0") }
+        let size = GridSize(x: extents[0], y: extents[1], z: extents[2])
+        let count = try checkedProduct(extents + [64], what: "dims") / 64
+        let tensor = try Tensor(channels: 1, size: size, zeroed: false)
+        tensor.storage.pointer.update(from: input, count: count)
+        if let bad = (0..<count).first(where: { !input[$0].isFinite }) {
+            throw LiversegError.invalidArgument("input value at flat index \(bad) is not finite")
+        }
+        let outputs = try model.network.forward(tensor, threads: resolvedThreadCount(Int(nThreads)))
+        outMain?.update(from: outputs.main.pointer, count: count)
+        outBranch1?.update(from: outputs.branch1.pointer, count: count)
+        outBranch2?.update(from: outputs.branch2.pointer, count: count)
+    }
+}

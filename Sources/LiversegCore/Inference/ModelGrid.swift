@@ -1,0 +1,63 @@
+/// The model grid a volume is resampled onto: the input reoriented to the model's axis
+/// codes and resampled to the model's spacing, extents rounded to the nearest voxel.
+public struct ModelGrid: Equatable, Sendable {
+    /// Input axes → model axes.
+    public let mapping: AxisMapping
+    /// Input extents (i, j, k).
+    public let inputSize: GridSize
+    /// Extents of the model grid (x, y, z in model orientation).
+    public let size: GridSize
+
+    /// The model grid of `volume` for a model with `preprocessing`.
+    public init(volume: VolumeInput, preprocessing: Preprocessing) throws {
+        let mapping = try volume.ijkToRAS.map {
+            AxisMapping(from: try AxisMapping.axisCodes(ofIJKToRAS: $0), to: preprocessing.orientation)
+        } ?? .identity
+        self.mapping = mapping
+        inputSize = volume.size
+        let inputExtents = [volume.size.x, volume.size.y, volume.size.z]
+        let extents = (0..<3).map { j -> Int in
+            let source = mapping.sourceAxis[j]
+            let millimetres = Double(inputExtents[source]) * volume.spacing[source]
+            return max(1, Int((millimetres / preprocessing.spacing[j]).rounded()))
+        }
+        size = GridSize(x: extents[0], y: extents[1], z: extents[2])
+        _ = try checkedProduct([size.x, size.y, size.z, 64], what: "model grid \(size)")
+    }
+
+    private var inputExtents: [Int] { [inputSize.x, inputSize.y, inputSize.z] }
+    private var modelExtents: [Int] { [size.x, size.y, size.z] }
+
+    /// Samples the input volume onto the model grid and normalises it: trilinear on raw HU,
+    /// then clipping and scaling per `preprocessing`. Output: size.voxelCount floats.
+    public func preprocess(_ volume: VolumeInput, _ preprocessing: Preprocessing,
+                           into output: UnsafeMutablePointer<Float>, threads: Int) {
+        let strides = [1, inputSize.x, inputSize.x * inputSize.y]
+        let axes = (0..<3).map { j -> AxisSamples in
+            let source = mapping.sourceAxis[j]
+            return AxisSamples(outputCount: modelExtents[j], sourceCount: inputExtents[source],
+                               sourceStride: strides[source], flipOutput: false, flipSource: mapping.flipped[j])
+        }
+        func run<T: HounsfieldVoxel>(_ p: UnsafePointer<T>) {
+            resampleTrilinear(p, x: axes[0], y: axes[1], z: axes[2], into: output, threads: threads,
+                              transform: preprocessing.normalise)
+        }
+        switch volume.voxels {
+        case .int16(let p): run(p)
+        case .int32(let p): run(p)
+        case .float32(let p): run(p)
+        }
+    }
+
+    /// Samples a model-grid map (e.g. the fused probability) back onto the input grid in the
+    /// input's orientation. Output: inputSize.voxelCount floats.
+    public func mapBack(_ modelValues: UnsafePointer<Float>, into output: UnsafeMutablePointer<Float>, threads: Int) {
+        let strides = [1, size.x, size.x * size.y]
+        let axes = (0..<3).map { a -> AxisSamples in
+            let j = mapping.sourceAxis.firstIndex(of: a)!
+            return AxisSamples(outputCount: inputExtents[a], sourceCount: modelExtents[j],
+                               sourceStride: strides[j], flipOutput: mapping.flipped[j], flipSource: false)
+        }
+        resampleTrilinear(modelValues, x: axes[0], y: axes[1], z: axes[2], into: output, threads: threads) { $0 }
+    }
+}

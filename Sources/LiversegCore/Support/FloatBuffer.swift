@@ -1,0 +1,42 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A fixed-size, heap-allocated array of `Float` with reference semantics.
+///
+/// Used for activations and volumes: large allocations must report failure as
+/// `LiversegError.outOfMemory` instead of trapping, and hot loops want raw pointers
+/// without copy-on-write or exclusivity checks.
+public final class FloatBuffer: @unchecked Sendable {
+    /// Number of elements.
+    public let count: Int
+    /// The elements; valid for the buffer's lifetime.
+    public let pointer: UnsafeMutablePointer<Float>
+
+    /// Allocates `count` elements, zero-filled when `zeroed` is true.
+    public init(count: Int, zeroed: Bool = true) throws {
+        precondition(count >= 0)
+        let (bytes, overflow) = max(count, 1).multipliedReportingOverflow(by: MemoryLayout<Float>.stride)
+        guard !overflow, let raw = zeroed ? calloc(max(count, 1), MemoryLayout<Float>.stride) : malloc(bytes) else {
+            throw LiversegError.outOfMemory("could not allocate \(count) floats")
+        }
+        self.count = count
+        self.pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+    }
+
+    /// Allocates a buffer holding a copy of `values`.
+    public convenience init(_ values: [Float]) throws {
+        try self.init(count: values.count, zeroed: false)
+        values.withUnsafeBufferPointer { src in
+            if let base = src.baseAddress { pointer.update(from: base, count: values.count) }
+        }
+    }
+
+    deinit { free(pointer) }
+
+    /// The elements as a buffer pointer.
+    public var buffer: UnsafeMutableBufferPointer<Float> { .init(start: pointer, count: count) }
+
+    /// A copy of the elements as an array (tests and small tensors).
+    public var array: [Float] { Array(buffer) }
+}

@@ -1,0 +1,273 @@
+/*
+ * liverseg.h — liver segmentation in abdominal CT with the 3D deeply supervised network
+ * (3D DSN, Dou et al., MICCAI 2016).
+ *
+ * This header is the whole public API of libliverseg and its documentation.
+ *
+ * Quick start
+ * -----------
+ *     liverseg_model *model = NULL;
+ *     if (liverseg_model_load_file("liver.safetensors", &model) != LIVERSEG_OK) {
+ *         fprintf(stderr, "%s\n", liverseg_last_error());
+ *         return 1;
+ *     }
+ *     liverseg_volume ct = {0};
+ *     ct.data = voxels;                 // int16 HU, x fastest
+ *     ct.dtype = LIVERSEG_DTYPE_INT16;
+ *     ct.dims[0] = 512; ct.dims[1] = 512; ct.dims[2] = 129;
+ *     ct.spacing[0] = 0.57; ct.spacing[1] = 0.57; ct.spacing[2] = 1.6;
+ *     ct.ijk_to_ras = matrix;           // 16 doubles, row-major; NULL = already canonical
+ *     liverseg_segment_params params = liverseg_segment_default_params();
+ *     uint8_t *mask = malloc(512 * 512 * 129);
+ *     liverseg_status status = liverseg_segment(model, &ct, &params, mask, NULL);
+ *     liverseg_model_free(model);
+ *
+ * Conventions (apply to every function below)
+ * -------------------------------------------
+ * - Errors: every fallible function returns a liverseg_status. On failure it also stores a
+ *   one-line message naming what was wrong, readable with liverseg_last_error() on the same
+ *   thread. Nothing the library does on bad input crashes or aborts the host process.
+ * - Ownership: the caller owns every buffer it passes in and every output buffer; the
+ *   library never keeps a pointer to them after the call returns. Objects the library
+ *   creates (liverseg_model) are freed with their *_free function. Strings returned as
+ *   `const char *` are owned by the library; see each function for how long they live.
+ * - Threads: a loaded model is immutable. Any number of threads may call liverseg_segment
+ *   (and the other functions taking `const liverseg_model *`) on the same model at the
+ *   same time. liverseg_model_free must not race with other uses of that model.
+ *   Each call runs its own worker threads (see liverseg_segment_params.n_threads).
+ *   OpenBLAS's thread count is process-wide, so on first use the library sets it to 1
+ *   (openblas_set_num_threads(1)) and parallelises its work itself.
+ * - Volumes: voxel (i, j, k) of a volume with dims (nx, ny, nz) is at index
+ *   i + nx * (j + ny * k) (x fastest, as NIfTI, NRRD, MetaImage and VTK store images).
+ * - Callbacks run on the thread that made the call, never concurrently with each other.
+ */
+#ifndef LIVERSEG_H
+#define LIVERSEG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------
+ * Versions
+ * ------------------------------------------------------------------------------------- */
+
+#define LIVERSEG_VERSION_MAJOR 0
+#define LIVERSEG_VERSION_MINOR 1
+#define LIVERSEG_VERSION_PATCH 0
+/** Bumped whenever a released struct, enum value or function signature changes. */
+#define LIVERSEG_ABI_VERSION 0
+
+/** The library's version, "MAJOR.MINOR.PATCH". Static storage; never free it. */
+const char *liverseg_version(void);
+
+/** The library's LIVERSEG_ABI_VERSION. Compare with the header's to detect a mismatch. */
+int liverseg_abi_version(void);
+
+/* ---------------------------------------------------------------------------------------
+ * Status codes and errors. Values never change meaning once released.
+ * ------------------------------------------------------------------------------------- */
+
+typedef enum liverseg_status {
+    LIVERSEG_OK = 0,
+    /** A NULL pointer, a zero or overflowing size, an unknown enum value, a non-finite or
+     *  out-of-range parameter, or a struct_size the library does not know. */
+    LIVERSEG_INVALID_ARGUMENT = 1,
+    /** A file could not be opened, read or written. */
+    LIVERSEG_IO_ERROR = 2,
+    /** A model file is malformed, truncated, or does not match its declared architecture. */
+    LIVERSEG_INVALID_MODEL = 3,
+    /** The input is valid but asks for something this build does not support
+     *  (e.g. a newer model format version). */
+    LIVERSEG_UNSUPPORTED = 4,
+    /** Memory for the computation could not be allocated. */
+    LIVERSEG_OUT_OF_MEMORY = 5,
+    /** The progress callback returned non-zero; outputs are unspecified. */
+    LIVERSEG_CANCELLED = 6,
+    /** A bug in liverseg; the message says where. Please report it. */
+    LIVERSEG_INTERNAL_ERROR = 7
+} liverseg_status;
+
+/**
+ * The message of the last failed call on this thread, or "" if none failed yet.
+ * Thread-local, owned by the library; valid until the next liverseg call on this thread.
+ */
+const char *liverseg_last_error(void);
+
+/** A short constant name for a status ("LIVERSEG_OK", ...); "unknown status" otherwise. */
+const char *liverseg_status_name(liverseg_status status);
+
+/* ---------------------------------------------------------------------------------------
+ * Logging
+ * ------------------------------------------------------------------------------------- */
+
+typedef enum liverseg_log_level {
+    LIVERSEG_LOG_DEBUG = 0,
+    LIVERSEG_LOG_INFO = 1,
+    LIVERSEG_LOG_WARNING = 2,
+    LIVERSEG_LOG_ERROR = 3
+} liverseg_log_level;
+
+/** Receives one message (no trailing newline). It may be called from any thread that
+ *  calls into the library, so it must be thread-safe. */
+typedef void (*liverseg_log_callback)(liverseg_log_level level, const char *message,
+                                      void *user_data);
+
+/** Installs a process-wide log callback (NULL: no logging, the default). Messages below
+ *  min_level are dropped. Safe to call from any thread. */
+void liverseg_set_log_callback(liverseg_log_callback callback, liverseg_log_level min_level,
+                               void *user_data);
+
+/* ---------------------------------------------------------------------------------------
+ * Models
+ *
+ * A model file is a safetensors file (see docs/model-format.md): float32 tensors named
+ * conv1.weight ... plus a "liverseg" JSON document in __metadata__ giving the format
+ * version, the architecture, the pre-processing, the fusion weights and CRF defaults.
+ * ------------------------------------------------------------------------------------- */
+
+/** An opaque loaded model; immutable after loading, shareable between threads. */
+typedef struct liverseg_model liverseg_model;
+
+/** Loads and validates a model file. On success *out_model owns a new model, to be freed
+ *  with liverseg_model_free. On failure *out_model is set to NULL. */
+liverseg_status liverseg_model_load_file(const char *path, liverseg_model **out_model);
+
+/** As liverseg_model_load_file, from `size` bytes at `data` (copied; the caller may free
+ *  them when the call returns). */
+liverseg_status liverseg_model_load_memory(const void *data, size_t size,
+                                           liverseg_model **out_model);
+
+/** Frees a model. NULL is fine. */
+void liverseg_model_free(liverseg_model *model);
+
+/** What a model expects and produces. Filled by liverseg_model_get_info. */
+typedef struct liverseg_model_info {
+    size_t struct_size;           /**< set to sizeof(liverseg_model_info) before the call */
+    int format_version;           /**< model file format version */
+    int conv_channels[6];         /**< output channels of conv layers 1,2,4,5,7,8 */
+    int conv_kernel[6][3];        /**< their kernel sizes, (x, y, z) */
+    int main_deconv_channels;     /**< channels between the two main up-sampling layers */
+    int branch2_deconv_channels;  /**< channels between the two branch-2 up-sampling layers */
+    int n_classes;                /**< 2: background, liver */
+    double spacing[3];            /**< model grid spacing in mm, (x, y, z) */
+    char orientation[4];          /**< canonical axis codes, e.g. "RAS" (NUL-terminated) */
+    double hu_window[2];          /**< HU values are clipped to [lo, hi] ... */
+    double intensity_mean;        /**< ... then normalised as (hu - mean) / std */
+    double intensity_std;
+    double fusion_tau[2];         /**< eq. 4 weights of branch 1 and branch 2 */
+    size_t n_parameters;          /**< number of float32 weights */
+} liverseg_model_info;
+
+/** Describes a model. `info->struct_size` must be set by the caller. */
+liverseg_status liverseg_model_get_info(const liverseg_model *model, liverseg_model_info *info);
+
+/**
+ * The model's "liverseg" metadata JSON document, NUL-terminated. Owned by the model;
+ * valid until liverseg_model_free. NULL if model is NULL.
+ */
+const char *liverseg_model_metadata_json(const liverseg_model *model);
+
+/* ---------------------------------------------------------------------------------------
+ * Volumes
+ * ------------------------------------------------------------------------------------- */
+
+typedef enum liverseg_dtype {
+    LIVERSEG_DTYPE_INT16 = 1,
+    LIVERSEG_DTYPE_INT32 = 2,
+    LIVERSEG_DTYPE_FLOAT32 = 3
+} liverseg_dtype;
+
+/** A CT volume the caller owns. Voxel values are Hounsfield units. */
+typedef struct liverseg_volume {
+    const void *data;          /**< dims[0]*dims[1]*dims[2] voxels of `dtype`, x fastest */
+    liverseg_dtype dtype;
+    size_t dims[3];            /**< (nx, ny, nz), each >= 1 */
+    double spacing[3];         /**< voxel size in mm along i, j, k; finite and > 0 */
+    /**
+     * Optional 4x4 row-major matrix mapping voxel indices (i, j, k, 1) to RAS millimetres,
+     * as NIfTI's sform and 3D Slicer's IJKToRAS give it. Its column norms must equal
+     * `spacing` (to 1e-3 relative). The volume is reoriented to the model's canonical
+     * orientation by permuting and flipping axes (the nearest axis of each column is used;
+     * an oblique volume is not resampled along its obliquity). NULL: the volume's axes
+     * already follow the model's orientation.
+     */
+    const double *ijk_to_ras;
+} liverseg_volume;
+
+/* ---------------------------------------------------------------------------------------
+ * Segmentation
+ * ------------------------------------------------------------------------------------- */
+
+/** Stages reported to a progress callback. */
+typedef enum liverseg_stage {
+    LIVERSEG_STAGE_PREPROCESS = 0,  /**< reorienting, resampling, normalising */
+    LIVERSEG_STAGE_NETWORK = 1,     /**< running the network tile by tile */
+    LIVERSEG_STAGE_POSTPROCESS = 2  /**< fusing, resampling back, thresholding */
+} liverseg_stage;
+
+/**
+ * Called as work progresses, with the overall fraction done in [0, 1] and the current
+ * stage. Return 0 to continue; any other value cancels the call, which then returns
+ * LIVERSEG_CANCELLED soon after.
+ */
+typedef int (*liverseg_progress_callback)(double fraction, liverseg_stage stage,
+                                          void *user_data);
+
+typedef struct liverseg_segment_params {
+    size_t struct_size;                  /**< sizeof(liverseg_segment_params); set by the
+                                              default_params function, keep it */
+    int n_threads;                       /**< worker threads; 0 = all cores */
+    /** Largest network tile, in model-grid voxels (halo included); 0 = default (16 Mi).
+     *  Bounds memory: a tile needs about 40 bytes per voxel per 8 channels. */
+    size_t max_tile_voxels;
+    float threshold;                     /**< fused probability >= threshold is liver;
+                                              default 0.5, must be in (0, 1) */
+    liverseg_progress_callback progress; /**< may be NULL */
+    void *progress_user_data;
+} liverseg_segment_params;
+
+/** Default parameters; always start from these. */
+liverseg_segment_params liverseg_segment_default_params(void);
+
+/**
+ * Segments the liver in `volume`.
+ *
+ * Steps: reorient to the model's orientation, resample (trilinear) to the model spacing,
+ * clip and normalise HU, run the network over the whole volume in overlapping tiles,
+ * fuse the main and branch probabilities with the model's tau (paper eq. 4), resample the
+ * fused probability back to the input grid and orientation, and threshold it.
+ *
+ * out_mask: dims[0]*dims[1]*dims[2] bytes, written with 0 (background) or 1 (liver) on the
+ *           input grid. Required.
+ * out_probability: the same number of floats for the fused liver probability, or NULL.
+ * params: NULL means liverseg_segment_default_params().
+ *
+ * Deterministic: the same model, volume and params give bit-identical outputs, whatever
+ * n_threads is. Thread-safe for a shared model.
+ */
+liverseg_status liverseg_segment(const liverseg_model *model, const liverseg_volume *volume,
+                                 const liverseg_segment_params *params, uint8_t *out_mask,
+                                 float *out_probability);
+
+/**
+ * Runs the network alone on a pre-processed volume already on the model grid: `input` is
+ * nx*ny*nz normalised intensities (x fastest); nx, ny, nz must be multiples of 4. Writes
+ * the liver probability (softmax class 1) of the main output and of the two deep-
+ * supervision branches, each nx*ny*nz floats; any of the three outputs may be NULL.
+ * No tiling: memory grows with the volume. Meant for checking a model against another
+ * framework and for research; liverseg_segment is the normal entry point.
+ */
+liverseg_status liverseg_network_forward(const liverseg_model *model, const float *input,
+                                         const size_t dims[3], int n_threads,
+                                         float *out_main, float *out_branch1,
+                                         float *out_branch2);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LIVERSEG_H */
