@@ -1,0 +1,333 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Gaussian filtering in a d-dimensional feature space with the permutohedral lattice
+/// (Adams, Baek & Davis 2010): for points with features f_i it approximates
+///
+///     out_i = Σ_j exp(−|f_i − f_j|² / 2) · in_j
+///
+/// (the j = i term included) in O(N·d²) to build and O(N·d) per filtering, for any number
+/// of value channels. Callers divide features by the kernel's bandwidth θ first.
+///
+/// Built once per point set and reused for every filtering (each mean-field iteration).
+/// Features stay float32 — no quantisation — and lattice keys are Int32 coordinates after
+/// shifting features to start at 0, so overflow is checked once up front instead of
+/// wrapping silently (pydensecrf's 16-bit keys crash for small θ).
+///
+/// Deterministic: every sum is taken in a fixed order (the splat is a gather over each
+/// vertex's points in point order), so results do not depend on the thread count.
+/// Not safe to filter from two threads at once (it reuses its scratch); `filter` runs its
+/// own parallel loops.
+public final class PermutohedralLattice {
+    /// Feature dimension d.
+    public let dimension: Int
+    /// Number of points.
+    public let pointCount: Int
+    /// Number of lattice vertices the points touch.
+    public let vertexCount: Int
+
+    /// The d+1 vertices of each point's enclosing simplex and its barycentric weights.
+    private let pointVertex: RawArray<Int32>
+    private let pointWeight: RawArray<Float>
+    /// The same incidences grouped by vertex (CSR, in point order) for a gather splat.
+    private let vertexStart: RawArray<Int32>
+    private let entryPoint: RawArray<Int32>
+    private let entryWeight: RawArray<Float>
+    /// For each vertex and each of the d+1 blur directions, its two neighbours; a missing
+    /// neighbour points at the always-zero sentinel vertex `vertexCount`.
+    private let neighbours: RawArray<Int32>
+    /// Ping-pong vertex values for `filter`, grown to the largest channel count used.
+    private var scratch: (RawArray<Float>, RawArray<Float>)?
+
+    /// Largest feature dimension supported.
+    public static let maxDimension = 8
+    /// Largest magnitude of an elevated lattice coordinate; beyond it Int32 keys could
+    /// overflow, so the build refuses (features spanning ~10⁸ bandwidths).
+    static let coordinateLimit = Double(1 << 29)
+
+    /// Builds the lattice for `count` points whose `dimension` features are stored point
+    /// after point at `features` (already divided by the bandwidth).
+    ///
+    /// Throws `invalidArgument` for a non-finite feature or features spanning too many
+    /// bandwidths for Int32 keys (`kernelName` names the kernel in the message), and
+    /// `outOfMemory` when the tables cannot be allocated.
+    public init(features: UnsafePointer<Float>, count: Int, dimension d: Int, kernelName: String, threads: Int) throws {
+        guard (1...PermutohedralLattice.maxDimension).contains(d) else {
+            throw LiversegError.invalidArgument("\(kernelName): lattice dimension \(d) must be in 1...\(PermutohedralLattice.maxDimension)")
+        }
+        guard count >= 0, count <= Int(Int32.max) / (d + 2) else {
+            throw LiversegError.invalidArgument("\(kernelName): \(count) points are too many for one lattice (limit \(Int(Int32.max) / (d + 2)))")
+        }
+        dimension = d
+        pointCount = count
+        let n = count, d1 = d + 1
+
+        // Shift features to start at 0 (the kernel only sees differences), which bounds the
+        // elevated coordinates by the features' span; check that span against Int32 keys.
+        var lowest = [Double](repeating: .infinity, count: d), highest = [Double](repeating: -.infinity, count: d)
+        for i in 0..<n {
+            for c in 0..<d {
+                let v = Double(features[i * d + c])
+                guard v.isFinite else {
+                    throw LiversegError.invalidArgument("\(kernelName): feature \(c) of point \(i) is not finite")
+                }
+                lowest[c] = min(lowest[c], v)
+                highest[c] = max(highest[c], v)
+            }
+        }
+        // Scaling that makes the lattice's [1 2 1] blurs along d+1 directions approximate a
+        // unit-variance Gaussian in feature units (Adams et al. 2010, §3.1).
+        let invStdDev = (2.0 / 3.0).squareRoot() * Double(d1)
+        let scale = (0..<d).map { invStdDev / (Double(($0 + 1) * ($0 + 2))).squareRoot() }
+        var span = 0.0
+        for c in 0..<d where n > 0 { span += (highest[c] - lowest[c]) * scale[c] }
+        guard span * Double(d1) + Double(2 * d1) < PermutohedralLattice.coordinateLimit else {
+            throw LiversegError.invalidArgument(
+                "\(kernelName): the features span \(span) lattice units; the bandwidth θ is too small for this data range (Int32 lattice keys would overflow)")
+        }
+
+        pointVertex = try RawArray(count: n * d1, what: "lattice point vertices")
+        pointWeight = try RawArray(count: n * d1, what: "lattice point weights")
+        var table = try VertexTable(dimension: d, expectedVertices: max(16, n))
+
+        // Per-point scratch: elevated coordinates, barycentric weights, nearest remainder-0
+        // point, ranks, the previous point's remainder-0 point and ranks, one vertex key.
+        let reals = try RawArray<Double>(count: 2 * d1 + 1, what: "lattice scratch")
+        let ints = try RawArray<Int>(count: 4 * d1, what: "lattice scratch")
+        let keyBuffer = try RawArray<Int32>(count: d1, what: "lattice scratch")
+        let elevated = reals.pointer, barycentric = reals.pointer + d1
+        let rem0 = ints.pointer, rank = ints.pointer + d1
+        let previousRem0 = ints.pointer + 2 * d1, previousRank = ints.pointer + 3 * d1
+        let key = keyBuffer.pointer
+        previousRank.initialize(repeating: -1, count: d1)
+        previousRem0.initialize(repeating: 0, count: d1)
+        let vertexOut = pointVertex.pointer, weightOut = pointWeight.pointer
+        for i in 0..<n {
+            var sum = 0.0
+            for j in stride(from: d, to: 0, by: -1) {
+                let cf = (Double(features[i * d + j - 1]) - lowest[j - 1]) * scale[j - 1]
+                elevated[j] = sum - Double(j) * cf
+                sum += cf
+            }
+            elevated[0] = sum
+            var remainderSum = 0
+            for c in 0...d {
+                let v = elevated[c] / Double(d1)
+                let up = v.rounded(.up) * Double(d1), down = v.rounded(.down) * Double(d1)
+                rem0[c] = Int(up - elevated[c] < elevated[c] - down ? up : down)
+                remainderSum += rem0[c] / d1
+                rank[c] = 0
+            }
+            for a in 0..<d {
+                for b in (a + 1)...d {
+                    if elevated[a] - Double(rem0[a]) < elevated[b] - Double(rem0[b]) { rank[a] += 1 } else { rank[b] += 1 }
+                }
+            }
+            if remainderSum > 0 {
+                for c in 0...d {
+                    if rank[c] >= d1 - remainderSum { rem0[c] -= d1; rank[c] += remainderSum - d1 } else { rank[c] += remainderSum }
+                }
+            } else if remainderSum < 0 {
+                for c in 0...d {
+                    if rank[c] < -remainderSum { rem0[c] += d1; rank[c] += d1 + remainderSum } else { rank[c] += remainderSum }
+                }
+            }
+            for k in 0...d1 { barycentric[k] = 0 }
+            for c in 0...d {
+                let v = (elevated[c] - Double(rem0[c])) / Double(d1)
+                barycentric[d - rank[c]] += v
+                barycentric[d1 - rank[c]] -= v
+            }
+            barycentric[0] += 1 + barycentric[d1]
+            for k in 0...d { weightOut[i * d1 + k] = Float(barycentric[k]) }
+
+            // Neighbouring points usually fall in the same simplex: reuse its vertices.
+            var sameSimplex = true
+            for c in 0...d where rem0[c] != previousRem0[c] || rank[c] != previousRank[c] { sameSimplex = false; break }
+            if sameSimplex {
+                for k in 0...d { vertexOut[i * d1 + k] = vertexOut[(i - 1) * d1 + k] }
+                continue
+            }
+            for k in 0...d {
+                for c in 0..<d { key[c] = Int32(rem0[c] + (rank[c] <= d - k ? k : k - d1)) }
+                vertexOut[i * d1 + k] = try table.findOrInsert(key)
+            }
+            previousRem0.update(from: rem0, count: d1)
+            previousRank.update(from: rank, count: d1)
+        }
+        let vertices = table.count
+        vertexCount = vertices
+
+        // Group incidences by vertex: counting sort keeps each vertex's points in order.
+        vertexStart = try RawArray(repeating: 0, count: vertices + 1, what: "lattice vertex index")
+        entryPoint = try RawArray(count: n * d1, what: "lattice splat entries")
+        entryWeight = try RawArray(count: n * d1, what: "lattice splat weights")
+        let start = vertexStart.pointer
+        for e in 0..<(n * d1) { start[Int(vertexOut[e]) + 1] += 1 }
+        for v in 0..<vertices { start[v + 1] += start[v] }
+        let cursor = try RawArray<Int32>(count: vertices, what: "lattice splat cursor")
+        cursor.pointer.update(from: start, count: vertices)
+        for e in 0..<(n * d1) {
+            let v = Int(vertexOut[e])
+            let slot = Int(cursor.pointer[v])
+            cursor.pointer[v] += 1
+            entryPoint.pointer[slot] = Int32(e / d1)
+            entryWeight.pointer[slot] = weightOut[e]
+        }
+
+        // Blur neighbours along direction j: the lattice step is +1 in every coordinate
+        // except −d in coordinate j (for j = d, the coordinate left out of the key).
+        neighbours = try RawArray(count: vertices * d1 * 2, what: "lattice neighbours")
+        nonisolated(unsafe) let keys = table.keys.pointer, nb = neighbours.pointer
+        let lookup = table
+        parallelChunks(vertices, threads: threads) { _, range in
+            var probe = [Int32](repeating: 0, count: d)
+            probe.withUnsafeMutableBufferPointer { probe in
+                guard let p = probe.baseAddress else { return }
+                for v in range {
+                    let own = keys + v * d
+                    for j in 0...d {
+                        for sign in 0..<2 {
+                            let step: Int32 = sign == 0 ? -1 : 1
+                            for c in 0..<d { p[c] = own[c] &+ step }
+                            if j < d { p[j] = own[j] &- step &* Int32(d) }
+                            let found = lookup.find(p)
+                            nb[(v * d1 + j) * 2 + sign] = found < 0 ? Int32(vertices) : found
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Filters `channels` values per point (point after point at `input`) and writes the
+    /// result in the same layout to `output`, which may alias `input`.
+    public func filter(_ input: UnsafePointer<Float>, channels: Int, into output: UnsafeMutablePointer<Float>, threads: Int) throws {
+        guard channels >= 1 else { throw LiversegError.invalidArgument("filter: channels \(channels) must be at least 1") }
+        let d = dimension, d1 = d + 1, vertices = vertexCount, n = pointCount
+        let needed = try checkedProduct([vertices + 1, channels], what: "lattice values")
+        let (bufferA, bufferB): (RawArray<Float>, RawArray<Float>)
+        if let existing = scratch, existing.0.count >= needed {
+            (bufferA, bufferB) = existing
+        } else {
+            (bufferA, bufferB) = (try RawArray(count: needed, what: "lattice values"), try RawArray(count: needed, what: "lattice values"))
+            scratch = (bufferA, bufferB)
+        }
+        nonisolated(unsafe) var a = bufferA.pointer, b = bufferB.pointer
+        nonisolated(unsafe) let src = input, dst = output
+        let start = vertexStart.pointer, entryP = entryPoint.pointer, entryW = entryWeight.pointer
+        let nb = neighbours.pointer, pv = pointVertex.pointer, pw = pointWeight.pointer
+        let sentinel = vertices * channels
+
+        parallelChunks(vertices, threads: threads) { _, range in
+            for v in range {
+                let out = a + v * channels
+                for c in 0..<channels { out[c] = 0 }
+                for e in Int(start[v])..<Int(start[v + 1]) {
+                    let w = entryW[e], value = src + Int(entryP[e]) * channels
+                    for c in 0..<channels { out[c] += w * value[c] }
+                }
+            }
+        }
+        for c in 0..<channels { a[sentinel + c] = 0; b[sentinel + c] = 0 }
+        for j in 0...d {
+            let (from, to) = (a, b)
+            parallelChunks(vertices, threads: threads) { _, range in
+                for v in range {
+                    let n1 = from + Int(nb[(v * d1 + j) * 2]) * channels
+                    let n2 = from + Int(nb[(v * d1 + j) * 2 + 1]) * channels
+                    let own = from + v * channels, out = to + v * channels
+                    for c in 0..<channels { out[c] = own[c] + 0.5 * (n1[c] + n2[c]) }
+                }
+            }
+            swap(&a, &b)
+        }
+        // Adams et al.'s normalisation of the [1 2 1]^(d+1) blur's mass.
+        let alpha = Float(1 / (1 + pow(2.0, -Double(d))))
+        let values = a
+        parallelChunks(n, threads: threads) { _, range in
+            for i in range {
+                let out = dst + i * channels
+                for c in 0..<channels { out[c] = 0 }
+                for k in 0..<d1 {
+                    let w = pw[i * d1 + k] * alpha, value = values + Int(pv[i * d1 + k]) * channels
+                    for c in 0..<channels { out[c] += w * value[c] }
+                }
+            }
+        }
+    }
+}
+
+/// Open-addressing hash table from lattice keys (d Int32 coordinates) to vertex indices.
+/// It starts sized from the number of points and doubles when half full, so it never
+/// overflows; vertex indices are Int32 because points × (d+1) is checked to fit.
+private struct VertexTable {
+    let dimension: Int
+    /// Keys of vertices 0..<count, d coordinates each.
+    var keys: RawArray<Int32>
+    /// Vertex index per slot, −1 when empty; capacity is a power of two.
+    var slots: RawArray<Int32>
+    private(set) var count = 0
+
+    init(dimension: Int, expectedVertices: Int) throws {
+        self.dimension = dimension
+        var capacity = 16
+        while capacity < 2 * expectedVertices { capacity <<= 1 }
+        keys = try RawArray(count: expectedVertices * dimension, what: "lattice keys")
+        slots = try RawArray(repeating: -1, count: capacity, what: "lattice hash table")
+    }
+
+    @inline(__always)
+    private func hash(_ key: UnsafePointer<Int32>) -> Int {
+        var h: UInt64 = 0x243F_6A88_85A3_08D3
+        for c in 0..<dimension { h = (h ^ UInt64(UInt32(bitPattern: key[c]))) &* 0x9E37_79B9_7F4A_7C15 }
+        return Int(truncatingIfNeeded: h ^ (h >> 31))
+    }
+
+    @inline(__always)
+    private func equal(_ key: UnsafePointer<Int32>, vertex: Int) -> Bool {
+        let stored = keys.pointer + vertex * dimension
+        for c in 0..<dimension where stored[c] != key[c] { return false }
+        return true
+    }
+
+    /// The vertex with this key, or −1.
+    func find(_ key: UnsafePointer<Int32>) -> Int32 {
+        let mask = slots.count - 1
+        var s = hash(key) & mask
+        while true {
+            let v = slots.pointer[s]
+            if v < 0 || equal(key, vertex: Int(v)) { return v }
+            s = (s + 1) & mask
+        }
+    }
+
+    /// The vertex with this key, inserting a new one if absent.
+    mutating func findOrInsert(_ key: UnsafePointer<Int32>) throws -> Int32 {
+        let mask = slots.count - 1
+        var s = hash(key) & mask
+        while true {
+            let v = slots.pointer[s]
+            if v < 0 { break }
+            if equal(key, vertex: Int(v)) { return v }
+            s = (s + 1) & mask
+        }
+        if (count + 1) * dimension > keys.count { try keys.resize(to: 2 * keys.count + dimension) }
+        (keys.pointer + count * dimension).update(from: key, count: dimension)
+        slots.pointer[s] = Int32(count)
+        count += 1
+        if 2 * count > slots.count { try rehash(capacity: 2 * slots.count) }
+        return Int32(count - 1)
+    }
+
+    private mutating func rehash(capacity: Int) throws {
+        slots = try RawArray(repeating: -1, count: capacity, what: "lattice hash table")
+        let mask = capacity - 1
+        for v in 0..<count {
+            var s = hash(keys.pointer + v * dimension) & mask
+            while slots.pointer[s] >= 0 { s = (s + 1) & mask }
+            slots.pointer[s] = Int32(v)
+        }
+    }
+}
