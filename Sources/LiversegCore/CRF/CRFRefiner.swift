@@ -1,0 +1,268 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where the CRF runs.
+public enum CRFMode: Int, Sendable, CaseIterable {
+    /// Each transverse slice on its own, as the paper does; slices run in parallel.
+    case slice2d = 0
+    /// One CRF over the whole volume with 3-D positions in mm.
+    case volume3d = 1
+}
+
+/// Parameters of `refineWithCRF`. Positions are in mm and grey values in HU, so one
+/// setting suits any voxel spacing.
+public struct CRFParameters: Sendable, Equatable {
+    /// Per slice or over the volume.
+    public var mode: CRFMode = .slice2d
+    /// Mean-field iterations; 0 returns the thresholded probability.
+    public var iterations = 5
+    /// μ1, the weight of the bilateral (appearance) kernel.
+    public var bilateralWeight = 5.0
+    /// μ2, the weight of the spatial (smoothness) kernel.
+    public var spatialWeight = 3.0
+    /// θα: bilateral kernel's position bandwidth, mm.
+    public var thetaAlphaMM = 6.0
+    /// θβ: bilateral kernel's grey-value bandwidth, HU.
+    public var thetaBetaHU = 15.0
+    /// θγ: spatial kernel's position bandwidth, mm.
+    public var thetaGammaMM = 2.0
+    /// Message normalisation.
+    public var normalisation = CRFNormalisation.symmetric
+    /// Run the CRF only inside the bounding box (per slice in slice2d) of the voxels whose
+    /// probability lies in (uncertainProbability, 1 − uncertainProbability), grown by
+    /// `uncertainMarginMM`; elsewhere the mask is the thresholded probability.
+    public var restrictToUncertainRegion = true
+    /// See `restrictToUncertainRegion`; in [0, 0.5).
+    public var uncertainProbability = 0.01
+    /// See `restrictToUncertainRegion`; ≥ 0 mm.
+    public var uncertainMarginMM = 10.0
+    /// Worker threads; 0 = all cores.
+    public var threads = 0
+
+    /// Default parameters.
+    public init() {}
+
+    /// Throws `invalidArgument` naming the first invalid parameter.
+    public func validate() throws {
+        func bad(_ name: String, _ value: Any, _ rule: String) -> LiversegError {
+            LiversegError.invalidArgument("\(name) \(value) must be \(rule)")
+        }
+        guard (0...10_000).contains(iterations) else { throw bad("n_iterations", iterations, "in 0...10000") }
+        for (name, value) in [("mu1", bilateralWeight), ("mu2", spatialWeight)] where !(value.isFinite && value >= 0) {
+            throw bad(name, value, "finite and >= 0")
+        }
+        for (name, value) in [("theta_alpha_mm", thetaAlphaMM), ("theta_beta_hu", thetaBetaHU), ("theta_gamma_mm", thetaGammaMM)]
+        where !(value.isFinite && value > 0) {
+            throw bad(name, value, "finite and > 0")
+        }
+        guard uncertainProbability.isFinite, uncertainProbability >= 0, uncertainProbability < 0.5 else {
+            throw bad("uncertain_probability", uncertainProbability, "in [0, 0.5)")
+        }
+        guard uncertainMarginMM.isFinite, uncertainMarginMM >= 0 else { throw bad("uncertain_margin_mm", uncertainMarginMM, "finite and >= 0") }
+        guard (0...4096).contains(threads) else { throw bad("n_threads", threads, "in 0...4096") }
+    }
+}
+
+/// A box of voxels [lower, upper) on the volume grid.
+struct VoxelBox: Equatable {
+    var lower: [Int]
+    var upper: [Int]
+    var voxelCount: Int { (0..<3).reduce(1) { $0 * (upper[$1] - lower[$1]) } }
+}
+
+/// Hands out indices to worker threads one at a time, so slices of unequal cost balance.
+private final class IndexDispenser: @unchecked Sendable {
+    private var next: Int
+    private let end: Int
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    init(_ range: Range<Int>) { next = range.lowerBound; end = range.upperBound; pthread_mutex_init(mutex, nil) }
+    deinit { pthread_mutex_destroy(mutex); mutex.deallocate() }
+    func take() -> Int? {
+        pthread_mutex_lock(mutex); defer { pthread_mutex_unlock(mutex) }
+        guard next < end else { return nil }
+        next += 1
+        return next - 1
+    }
+}
+
+/// Refines a liver probability on a CT volume's own grid into a mask with the fully
+/// connected CRF of paper §2.3: unary −log p̂, Potts compatibility, a bilateral kernel on
+/// (position/θα, HU/θβ) with weight μ1 and a spatial kernel on position/θγ with weight μ2.
+///
+/// `probability` holds one value in [0, 1] per voxel (x fastest); `mask` receives 0/1.
+/// In slice2d mode the slices are those across the axis nearest to superior–inferior
+/// (from `ijkToRAS`; the third axis without it). Progress is reported with stage
+/// `.postprocess` on the calling thread. Deterministic whatever the thread count.
+public func refineWithCRF(_ volume: VolumeInput, probability: UnsafePointer<Float>, parameters: CRFParameters,
+                          mask: UnsafeMutablePointer<UInt8>, progress: ProgressHandler? = nil) throws {
+    try parameters.validate()
+    try volume.validate()
+    func report(_ fraction: Double) throws {
+        if let progress, !progress(min(1, fraction), .postprocess) { throw LiversegError.cancelled }
+    }
+    let size = [volume.size.x, volume.size.y, volume.size.z]
+    let voxels = volume.size.voxelCount
+    let threads = resolvedThreadCount(parameters.threads)
+    try report(0)
+
+    // Reject bad probabilities (reporting the lowest bad index), and threshold everything:
+    // the CRF then overwrites the voxels it refines.
+    var firstBad = [Int](repeating: Int.max, count: threads)
+    nonisolated(unsafe) let p = probability, out = mask
+    firstBad.withUnsafeMutableBufferPointer { firstBad in
+        nonisolated(unsafe) let bad = firstBad
+        parallelChunks(voxels, threads: threads) { worker, range in
+            for i in range {
+                let v = p[i]
+                if !(v >= 0 && v <= 1) { bad[worker] = min(bad[worker], i) }
+                out[i] = v >= 0.5 ? 1 : 0
+            }
+        }
+    }
+    if let bad = firstBad.min(), bad != Int.max {
+        throw LiversegError.invalidArgument("probability[\(bad)] = \(probability[bad]) is not in [0, 1]")
+    }
+    let problem = CRFProblem(volume: volume, size: size, probability: probability, parameters: parameters, mask: mask)
+
+    switch parameters.mode {
+    case .volume3d:
+        let whole = VoxelBox(lower: [0, 0, 0], upper: size)
+        if let box = parameters.restrictToUncertainRegion ? problem.uncertainBox(within: whole) : whole {
+            Log.write(.debug, "CRF volume3d on box \(box.lower)..<\(box.upper) (\(box.voxelCount) voxels)")
+            try problem.refine(box, spatialAxes: [0, 1, 2], threads: threads) { t in
+                try report(Double(t) / Double(max(1, parameters.iterations)))
+            }
+        }
+    case .slice2d:
+        let axis = transverseAxis(volume)
+        let inPlane = [0, 1, 2].filter { $0 != axis }
+        let slices = size[axis]
+        // Batches bound how long the caller waits for progress and cancellation.
+        let batch = progress == nil ? slices : max(4 * threads, 8)
+        for first in stride(from: 0, to: slices, by: batch) {
+            let last = min(slices, first + batch)
+            var errors = [LiversegError?](repeating: nil, count: last - first)
+            let dispenser = IndexDispenser(first..<last)
+            errors.withUnsafeMutableBufferPointer { errors in
+                nonisolated(unsafe) let errors = errors
+                parallelChunks(threads, threads: threads) { _, _ in
+                    while let s = dispenser.take() {
+                        var plane = VoxelBox(lower: [0, 0, 0], upper: size)
+                        plane.lower[axis] = s
+                        plane.upper[axis] = s + 1
+                        do {
+                            guard let box = parameters.restrictToUncertainRegion ? problem.uncertainBox(within: plane) : plane else { continue }
+                            try problem.refine(box, spatialAxes: inPlane, threads: 1) { _ in }
+                        } catch let error as LiversegError {
+                            errors[s - first] = error
+                        } catch {
+                            errors[s - first] = .internalError("CRF slice \(s): \(error)")
+                        }
+                    }
+                }
+            }
+            if let error = errors.lazy.compactMap({ $0 }).first { throw error }
+            try report(Double(last) / Double(slices))
+        }
+    }
+    try report(1)
+}
+
+/// The voxel axis closest to superior–inferior, across which slices are transverse.
+func transverseAxis(_ volume: VolumeInput) -> Int {
+    guard let m = volume.ijkToRAS, m.count == 16 else { return 2 }
+    // Column a of the matrix is axis a's direction; row 2 is its S component.
+    return (0..<3).max { abs(m[8 + $0]) / volume.spacing[$0] < abs(m[8 + $1]) / volume.spacing[$1] } ?? 2
+}
+
+/// One refinement request: the borrowed volume, probability and mask, and the parameters.
+private struct CRFProblem: @unchecked Sendable {
+    let volume: VolumeInput
+    let size: [Int]
+    let probability: UnsafePointer<Float>
+    let parameters: CRFParameters
+    let mask: UnsafeMutablePointer<UInt8>
+
+    /// The bounding box of the uncertain voxels inside `region`, grown by the margin and
+    /// clipped to `region`; nil when no voxel there is uncertain.
+    func uncertainBox(within region: VoxelBox) -> VoxelBox? {
+        let low = Float(parameters.uncertainProbability), high = 1 - low
+        var (x0, y0, z0) = (Int.max, Int.max, Int.max), (x1, y1, z1) = (Int.min, Int.min, Int.min)
+        for k in region.lower[2]..<region.upper[2] {
+            for j in region.lower[1]..<region.upper[1] {
+                let row = (k * size[1] + j) * size[0]
+                for i in region.lower[0]..<region.upper[0] {
+                    let v = probability[row + i]
+                    if v > low, v < high {
+                        (x0, y0, z0) = (min(x0, i), min(y0, j), min(z0, k))
+                        (x1, y1, z1) = (max(x1, i + 1), max(y1, j + 1), max(z1, k + 1))
+                    }
+                }
+            }
+        }
+        let lower = [x0, y0, z0], upper = [x1, y1, z1]
+        guard (0..<3).allSatisfy({ lower[$0] < upper[$0] }) else { return nil }
+        var box = VoxelBox(lower: lower, upper: upper)
+        for a in 0..<3 {
+            let margin = Int((parameters.uncertainMarginMM / volume.spacing[a]).rounded(.up))
+            box.lower[a] = max(region.lower[a], box.lower[a] - margin)
+            box.upper[a] = min(region.upper[a], box.upper[a] + margin)
+        }
+        return box
+    }
+
+    /// Runs the CRF on the voxels of `box` with positions along `spatialAxes`, and writes
+    /// their labels into the mask.
+    func refine(_ box: VoxelBox, spatialAxes: [Int], threads: Int, afterIteration: (Int) throws -> Void) throws {
+        let n = box.voxelCount
+        let ds = spatialAxes.count, db = ds + 1
+        let bilateral = try RawArray<Float>(count: n * db, what: "CRF bilateral features")
+        let spatial = try RawArray<Float>(count: n * ds, what: "CRF spatial features")
+        let local = try RawArray<Float>(count: n, what: "CRF probabilities")
+        let (b, s, q) = (bilateral.pointer, spatial.pointer, local.pointer)
+        let alpha = parameters.thetaAlphaMM, gamma = parameters.thetaGammaMM, beta = Float(parameters.thetaBetaHU)
+        let extent = (0..<3).map { box.upper[$0] - box.lower[$0] }
+
+        func gather<T: HounsfieldVoxel>(_ data: UnsafePointer<T>) throws {
+            var point = 0
+            for k in box.lower[2]..<box.upper[2] {
+                for j in box.lower[1]..<box.upper[1] {
+                    for i in box.lower[0]..<box.upper[0] {
+                        let voxel = (k * size[1] + j) * size[0] + i
+                        let hu = data[voxel].hounsfield
+                        guard hu.isFinite else { throw LiversegError.invalidArgument("volume voxel \(voxel) (flat index) is not finite") }
+                        for (t, a) in spatialAxes.enumerated() {
+                            let mm = Double((a == 0 ? i : a == 1 ? j : k) - box.lower[a]) * volume.spacing[a]
+                            b[point * db + t] = Float(mm / alpha)
+                            s[point * ds + t] = Float(mm / gamma)
+                        }
+                        b[point * db + ds] = hu / beta
+                        q[point] = probability[voxel]
+                        point += 1
+                    }
+                }
+            }
+        }
+        switch volume.voxels {
+        case .int16(let data): try gather(data)
+        case .int32(let data): try gather(data)
+        case .float32(let data): try gather(data)
+        }
+        let crf = try DenseCRF(count: n, kernels: [
+            CRFKernel(features: b, dimension: db, weight: Float(parameters.bilateralWeight), name: "bilateral kernel (theta_alpha_mm, theta_beta_hu)"),
+            CRFKernel(features: s, dimension: ds, weight: Float(parameters.spatialWeight), name: "spatial kernel (theta_gamma_mm)"),
+        ], normalisation: parameters.normalisation, threads: threads)
+        try crf.infer(probability: q, iterations: parameters.iterations, threads: threads, into: q, afterIteration: afterIteration)
+        var point = 0
+        for k in 0..<extent[2] {
+            for j in 0..<extent[1] {
+                let row = ((box.lower[2] + k) * size[1] + box.lower[1] + j) * size[0] + box.lower[0]
+                for i in 0..<extent[0] {
+                    mask[row + i] = q[point] >= 0.5 ? 1 : 0
+                    point += 1
+                }
+            }
+        }
+    }
+}

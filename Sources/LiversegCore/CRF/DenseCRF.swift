@@ -1,0 +1,151 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How each kernel's message is normalised by the kernel's row sums D_i = Σ_j k(f_i, f_j).
+public enum CRFNormalisation: Int, Sendable, CaseIterable {
+    /// D^{-1/2} K D^{-1/2} Q: a symmetric operator, pydensecrf's default; less biased near
+    /// regions of few similar points.
+    case symmetric = 0
+    /// D^{-1} K Q: every message a weighted average, as in Krähenbühl & Koltun (2011).
+    case after = 1
+}
+
+/// One Gaussian pairwise kernel k(f_i, f_j) = exp(−|f_i − f_j|²/2) over features that the
+/// caller has already divided by their bandwidths, with its weight μ.
+public struct CRFKernel {
+    /// `dimension` features per point, point after point; borrowed for the CRF's init.
+    public var features: UnsafePointer<Float>
+    /// Feature dimension.
+    public var dimension: Int
+    /// The kernel's weight μ (≥ 0).
+    public var weight: Float
+    /// Names the kernel (and so its parameters) in error messages.
+    public var name: String
+
+    /// Describes a kernel.
+    public init(features: UnsafePointer<Float>, dimension: Int, weight: Float, name: String) {
+        self.features = features
+        self.dimension = dimension
+        self.weight = weight
+        self.name = name
+    }
+}
+
+/// A fully connected CRF over two labels (background 0, liver 1) with Potts compatibility
+/// and Gaussian kernels, solved by mean field (Krähenbühl & Koltun 2011):
+///
+///     E_i(l) = U_i(l) + Σ_k μ_k Σ_{l' ≠ l} N_k[Q(l')]_i,   Q_i(l) ∝ exp(−E_i(l)),
+///
+/// where N_k is kernel k's normalised filter (`CRFNormalisation`). The sums over j include
+/// j = i, as pydensecrf's do: with Potts compatibility that term adds nothing to the
+/// energy E(y) of eq. 5, and it keeps the normalised messages well defined for points
+/// with no similar neighbours.
+///
+/// The lattices are built once in `init` and reused by every iteration. Deterministic
+/// whatever the thread count. One inference at a time per instance.
+public final class DenseCRF {
+    /// Probabilities are clamped to [ε, 1 − ε] before −log, so a confident network output
+    /// (p = 0 or 1) still has a finite unary that strong pairwise evidence can overturn.
+    /// 1e-5 matches pydensecrf's `unary_from_softmax` default.
+    public static let probabilityEpsilon: Float = 1e-5
+
+    private struct PreparedKernel {
+        let lattice: PermutohedralLattice
+        let weight: Float
+        /// 1/D_i (after) or 1/√D_i (symmetric).
+        let norm: RawArray<Float>
+        /// N_k[1]: 1 for "after"; for symmetric it varies and is filtered once here.
+        let onesResponse: RawArray<Float>?
+    }
+
+    /// Number of points.
+    public let count: Int
+    /// Normalisation of every kernel.
+    public let normalisation: CRFNormalisation
+    private let kernels: [PreparedKernel]
+    private let scratch: RawArray<Float>
+
+    /// Builds the kernels' lattices and normalisers. Kernels with weight 0 are skipped.
+    public init(count: Int, kernels specs: [CRFKernel], normalisation: CRFNormalisation, threads: Int) throws {
+        self.count = count
+        self.normalisation = normalisation
+        scratch = try RawArray(count: count, what: "CRF messages")
+        var prepared: [PreparedKernel] = []
+        for spec in specs {
+            guard spec.weight.isFinite, spec.weight >= 0 else {
+                throw LiversegError.invalidArgument("\(spec.name): weight \(spec.weight) must be finite and >= 0")
+            }
+            if spec.weight == 0 { continue }
+            let lattice = try PermutohedralLattice(features: spec.features, count: count, dimension: spec.dimension,
+                                                   kernelName: spec.name, threads: threads)
+            let norm = try RawArray(repeating: Float(1), count: count, what: "CRF normaliser")
+            try lattice.filter(norm.pointer, channels: 1, into: norm.pointer, threads: threads)
+            let symmetric = normalisation == .symmetric
+            nonisolated(unsafe) let d = norm.pointer
+            parallelChunks(count, threads: threads) { _, range in
+                // D_i ≥ the point's own splat–slice weight > 0; the floor only guards rounding.
+                for i in range { d[i] = symmetric ? 1 / max(d[i], .leastNormalMagnitude).squareRoot() : 1 / max(d[i], .leastNormalMagnitude) }
+            }
+            var ones: RawArray<Float>? = nil
+            if symmetric {
+                let z = try RawArray<Float>(count: count, what: "CRF normaliser")
+                z.pointer.update(from: norm.pointer, count: count)
+                try lattice.filter(z.pointer, channels: 1, into: z.pointer, threads: threads)
+                nonisolated(unsafe) let zp = z.pointer
+                parallelChunks(count, threads: threads) { _, range in for i in range { zp[i] *= d[i] } }
+                ones = z
+            }
+            prepared.append(PreparedKernel(lattice: lattice, weight: spec.weight, norm: norm, onesResponse: ones))
+        }
+        self.kernels = prepared
+    }
+
+    /// Runs `iterations` mean-field updates starting from Q = p̂ and writes the final
+    /// Q(liver) to `liver`; a point is liver when Q(liver) ≥ 0.5. `probability` holds p̂
+    /// (validated by the caller to lie in [0, 1]); `afterIteration(t)` runs on the calling
+    /// thread after update t (1-based) and may throw to stop.
+    public func infer(probability: UnsafePointer<Float>, iterations: Int, threads: Int,
+                      into liver: UnsafeMutablePointer<Float>, afterIteration: (Int) throws -> Void = { _ in }) throws {
+        let n = count
+        // unary[i] = U_i(liver) − U_i(background) = log(1 − p) − log(p).
+        let unary = try RawArray<Float>(count: n, what: "CRF unary")
+        let delta = try RawArray<Float>(count: n, what: "CRF energies")
+        nonisolated(unsafe) let u = unary.pointer, q = liver, e = delta.pointer, m = scratch.pointer
+        nonisolated(unsafe) let p = probability
+        let eps = DenseCRF.probabilityEpsilon
+        parallelChunks(n, threads: threads) { _, range in
+            for i in range {
+                let pi = min(max(p[i], eps), 1 - eps)
+                u[i] = log(1 - pi) - log(pi)
+                q[i] = pi
+            }
+        }
+        guard iterations > 0 else { return }
+        for t in 1...iterations {
+            delta.pointer.update(from: unary.pointer, count: n)
+            for kernel in kernels {
+                // The liver label pays μ·N[Q(background)], background pays μ·N[Q(liver)];
+                // N[Q(background)] = N[1] − N[Q(liver)] saves a second filtering.
+                nonisolated(unsafe) let norm = kernel.norm.pointer
+                let symmetric = normalisation == .symmetric
+                parallelChunks(n, threads: threads) { _, range in
+                    for i in range { m[i] = symmetric ? q[i] * norm[i] : q[i] }
+                }
+                try kernel.lattice.filter(m, channels: 1, into: m, threads: threads)
+                let mu = kernel.weight
+                nonisolated(unsafe) let ones = kernel.onesResponse?.pointer
+                parallelChunks(n, threads: threads) { _, range in
+                    for i in range {
+                        let toLiver = m[i] * norm[i]
+                        e[i] += mu * ((ones?[i] ?? 1) - 2 * toLiver)
+                    }
+                }
+            }
+            parallelChunks(n, threads: threads) { _, range in
+                for i in range { q[i] = 1 / (1 + exp(e[i])) }
+            }
+            try afterIteration(t)
+        }
+    }
+}

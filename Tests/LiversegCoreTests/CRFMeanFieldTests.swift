@@ -1,0 +1,242 @@
+import XCTest
+@testable import LiversegCore
+
+/// Mean-field inference against an exact dense CRF written here from the equations
+/// (float64, O(N²) kernel sums, no lattice), plus behaviour on synthetic images.
+final class CRFMeanFieldTests: XCTestCase {
+    typealias SplitMix = CRFLatticeTests.SplitMix
+
+    /// The exact model: kernels k(i, j) = exp(−|f_i − f_j|²/2) with j = i included,
+    /// normaliser D = K·1, N[v] = D^{-1/2} K D^{-1/2} v (symmetric) or D^{-1} K v (after),
+    /// E(liver) − E(background) = log(1−p) − log(p) + Σ_k μ_k (N_k[1] − 2 N_k[Q]),
+    /// Q ← 1/(1 + exp(E(liver) − E(background))), p clamped to [1e-5, 1 − 1e-5].
+    static func exactMeanField(features: [[[Double]]], weights: [Double], probability: [Double],
+                               iterations: Int, normalisation: CRFNormalisation) -> [Double] {
+        let n = probability.count
+        var kernels: [[Double]] = [], norms: [[Double]] = [], onesResponses: [[Double]] = []
+        for f in features {
+            var k = [Double](repeating: 0, count: n * n)
+            for i in 0..<n { for j in 0..<n {
+                var r2 = 0.0
+                for c in 0..<f[i].count { r2 += (f[i][c] - f[j][c]) * (f[i][c] - f[j][c]) }
+                k[i * n + j] = exp(-r2 / 2)
+            } }
+            let rowSums = (0..<n).map { i in (0..<n).reduce(0.0) { $0 + k[i * n + $1] } }
+            let norm = rowSums.map { normalisation == .symmetric ? 1 / $0.squareRoot() : 1 / $0 }
+            let ones = (0..<n).map { i in
+                normalisation == .symmetric ? norm[i] * (0..<n).reduce(0.0) { $0 + k[i * n + $1] * norm[$1] } : 1
+            }
+            kernels.append(k); norms.append(norm); onesResponses.append(ones)
+        }
+        let p = probability.map { min(max($0, 1e-5), 1 - 1e-5) }
+        let unary = p.map { log(1 - $0) - log($0) }
+        var q = p
+        for _ in 0..<iterations {
+            var delta = unary
+            for (kIndex, k) in kernels.enumerated() {
+                let norm = norms[kIndex]
+                let input = (0..<n).map { normalisation == .symmetric ? q[$0] * norm[$0] : q[$0] }
+                for i in 0..<n {
+                    var sum = 0.0
+                    for j in 0..<n { sum += k[i * n + j] * input[j] }
+                    delta[i] += weights[kIndex] * (onesResponses[kIndex][i] - 2 * norm[i] * sum)
+                }
+            }
+            q = delta.map { 1 / (1 + exp($0)) }
+        }
+        return q
+    }
+
+    /// A CT-like test scene: a bright blob (60 HU) on 0 HU with noise, and a probability
+    /// that is right in the middle, uncertain and partly wrong near the boundary.
+    struct Scene {
+        var size: [Int]
+        var spacing: [Double]
+        var hu: [Int16]
+        var probability: [Float]
+        var truth: [UInt8]
+
+        /// `flip`: fraction of probabilities replaced by 1 − p. `impulses`: instead of the
+        /// blurred, shifted probability, 0.8 inside and 0.2 outside the true boundary with
+        /// this fraction of pixels replaced by salt (0.98) or pepper (0.02) at random.
+        init(size: [Int], spacing: [Double], seed: UInt64, noiseHU: Double = 8, flip: Double = 0, impulses: Double = 0) {
+            self.size = size
+            self.spacing = spacing
+            var rng = SplitMix(state: seed)
+            let n = size.reduce(1, *)
+            hu = []; probability = []; truth = []
+            let centre = (0..<3).map { Double(size[$0] - 1) / 2 * spacing[$0] }
+            let radius = 0.33 * Double(min(size[0], size[1])) * min(spacing[0], spacing[1])
+            for v in 0..<n {
+                let idx = [v % size[0], (v / size[0]) % size[1], v / (size[0] * size[1])]
+                let r = (0..<3).map { Double(idx[$0]) * spacing[$0] - centre[$0] }
+                let dist = (r[0] * r[0] + r[1] * r[1] * 1.4 + r[2] * r[2] * 0.5).squareRoot() - radius
+                let inside = dist < 0
+                truth.append(inside ? 1 : 0)
+                let noise = (rng.uniform() - 0.5) * 2 * noiseHU
+                hu.append(Int16((inside ? 60 : 0) + noise))
+                // A probability blurred across the boundary and shifted outwards by 1.5 mm.
+                var pr = 1 / (1 + exp((dist - 1.5) / 1.2))
+                pr = min(max(pr + (rng.uniform() - 0.5) * 0.3, 0), 1)
+                if rng.uniform() < flip { pr = 1 - pr }
+                if impulses > 0 {
+                    pr = inside ? 0.8 : 0.2
+                    if rng.uniform() < impulses { pr = rng.uniform() < 0.5 ? 0.02 : 0.98 }
+                }
+                probability.append(Float(pr))
+            }
+        }
+
+        func volume(_ body: (VolumeInput) throws -> Void) rethrows {
+            try hu.withUnsafeBufferPointer { h in
+                try body(VolumeInput(voxels: .int16(h.baseAddress!), size: GridSize(x: size[0], y: size[1], z: size[2]),
+                                     spacing: spacing, ijkToRAS: nil))
+            }
+        }
+
+        func refine(_ parameters: CRFParameters) throws -> [UInt8] {
+            var mask = [UInt8](repeating: 7, count: probability.count)
+            try volume { v in try refineWithCRF(v, probability: probability, parameters: parameters, mask: &mask) }
+            return mask
+        }
+    }
+
+    /// Features exactly as the refiner builds them: positions in mm from the box origin
+    /// over θ, and HU / θβ.
+    static func features(_ scene: Scene, axes: [Int], _ p: CRFParameters) -> (bilateral: [[Double]], spatial: [[Double]]) {
+        var bilateral: [[Double]] = [], spatial: [[Double]] = []
+        for v in 0..<scene.hu.count {
+            let idx = [v % scene.size[0], (v / scene.size[0]) % scene.size[1], v / (scene.size[0] * scene.size[1])]
+            let mm = axes.map { Double(idx[$0]) * scene.spacing[$0] }
+            bilateral.append(mm.map { $0 / p.thetaAlphaMM } + [Double(scene.hu[v]) / p.thetaBetaHU])
+            spatial.append(mm.map { $0 / p.thetaGammaMM })
+        }
+        return (bilateral, spatial)
+    }
+
+    func checkAgainstExact(size: [Int], spacing: [Double], mode: CRFMode, normalisation: CRFNormalisation) throws {
+        let scene = Scene(size: size, spacing: spacing, seed: 42)
+        var params = CRFParameters()
+        params.mode = mode
+        params.normalisation = normalisation
+        params.restrictToUncertainRegion = false
+        params.thetaAlphaMM = 3; params.thetaBetaHU = 20; params.thetaGammaMM = 2
+        params.bilateralWeight = 5; params.spatialWeight = 3
+        params.iterations = 5
+        let axes = mode == .slice2d ? [0, 1] : [0, 1, 2]
+        XCTAssertTrue(mode == .volume3d || size[2] == 1)
+        let f = Self.features(scene, axes: axes, params)
+        let exact = Self.exactMeanField(features: [f.bilateral, f.spatial], weights: [5, 3],
+                                        probability: scene.probability.map(Double.init), iterations: 5, normalisation: normalisation)
+        // The CRF class on the same features.
+        let n = scene.hu.count
+        let flatB = f.bilateral.flatMap { $0.map(Float.init) }, flatS = f.spatial.flatMap { $0.map(Float.init) }
+        var q = [Float](repeating: 0, count: n)
+        try flatB.withUnsafeBufferPointer { b in
+            try flatS.withUnsafeBufferPointer { s in
+                let crf = try DenseCRF(count: n, kernels: [
+                    CRFKernel(features: b.baseAddress!, dimension: axes.count + 1, weight: 5, name: "b"),
+                    CRFKernel(features: s.baseAddress!, dimension: axes.count, weight: 3, name: "s"),
+                ], normalisation: normalisation, threads: 2)
+                try crf.infer(probability: scene.probability, iterations: 5, threads: 2, into: &q)
+            }
+        }
+        let errors = (0..<n).map { abs(Double(q[$0]) - exact[$0]) }
+        let meanError = errors.reduce(0, +) / Double(n), maxError = errors.max() ?? 0
+        let agree = (0..<n).filter { (q[$0] >= 0.5) == (exact[$0] >= 0.5) }.count
+        // And the refiner end to end (it builds its own features from the volume).
+        let mask = try scene.refine(params)
+        let agreeRefiner = (0..<n).filter { (mask[$0] == 1) == (exact[$0] >= 0.5) }.count
+        let changed = (0..<n).filter { (exact[$0] >= 0.5) != (scene.probability[$0] >= 0.5) }.count
+        print(String(format: "mean field vs exact, %@ %@ %d points: |ΔQ| mean %.4f max %.4f, labels agree %.2f%% (refiner %.2f%%); the exact CRF changed %d labels",
+                     "\(mode)", "\(normalisation)", n, meanError, maxError,
+                     100 * Double(agree) / Double(n), 100 * Double(agreeRefiner) / Double(n), changed))
+        // The lattice's normalised filtering errs by ≲0.5% at these bandwidths (≥ 2.5 voxels,
+        // CRFLatticeTests); through 2·(μ1 + μ2) = 16 that moves energies by ≲0.08 and Q by
+        // ≲0.02 (dQ/dE ≤ 1/4).
+        XCTAssertLessThan(meanError, 0.01)
+        XCTAssertLessThan(maxError, 0.1)
+        XCTAssertGreaterThanOrEqual(Double(agree) / Double(n), 0.99)
+        XCTAssertGreaterThanOrEqual(Double(agreeRefiner) / Double(n), 0.99)
+        XCTAssertGreaterThan(changed, n / 100, "the scene should make the CRF do something")
+    }
+
+    func testSliceMatchesExactDenseCRFSymmetric() throws {
+        try checkAgainstExact(size: [36, 30, 1], spacing: [0.8, 0.8, 1.6], mode: .slice2d, normalisation: .symmetric)
+    }
+
+    func testSliceMatchesExactDenseCRFAfter() throws {
+        try checkAgainstExact(size: [36, 30, 1], spacing: [0.8, 0.8, 1.6], mode: .slice2d, normalisation: .after)
+    }
+
+    func testVolumeMatchesExactDenseCRF() throws {
+        try checkAgainstExact(size: [16, 14, 6], spacing: [0.8, 0.8, 1.6], mode: .volume3d, normalisation: .symmetric)
+    }
+
+    func testRestoresBoundaryUnderSaltAndPepperUnary() throws {
+        let scene = Scene(size: [64, 64, 1], spacing: [0.7, 0.7, 1.5], seed: 5, noiseHU: 5, impulses: 0.15)
+        let n = scene.hu.count
+        let thresholded = (0..<n).filter { (scene.probability[$0] >= 0.5 ? 1 : 0) != scene.truth[$0] }.count
+        var params = CRFParameters()
+        params.restrictToUncertainRegion = false
+        params.thetaAlphaMM = 6; params.thetaBetaHU = 15; params.thetaGammaMM = 2
+        params.bilateralWeight = 5; params.spatialWeight = 3
+        let mask = try scene.refine(params)
+        let wrong = (0..<n).filter { mask[$0] != scene.truth[$0] }.count
+        print("salt and pepper: thresholded \(thresholded) wrong pixels, CRF \(wrong) of \(n)")
+        XCTAssertGreaterThan(thresholded, n / 20)
+        XCTAssertLessThan(wrong, n / 200)
+    }
+
+    func testSameMaskWhateverTheThreadCount() throws {
+        let scene = Scene(size: [40, 36, 9], spacing: [0.8, 0.8, 1.6], seed: 9, flip: 0.05)
+        for mode in CRFMode.allCases {
+            var params = CRFParameters()
+            params.mode = mode
+            params.threads = 1
+            let one = try scene.refine(params)
+            params.threads = 3
+            XCTAssertEqual(one, try scene.refine(params), "\(mode)")
+        }
+    }
+
+    func testUncertainRegionLeavesConfidentVoxelsThresholded() throws {
+        var scene = Scene(size: [40, 36, 3], spacing: [0.8, 0.8, 1.6], seed: 3)
+        // Slice 0 entirely confident: it must come back exactly thresholded.
+        for v in 0..<(40 * 36) { scene.probability[v] = scene.truth[v] == 1 ? 0.999 : 0.0 }
+        var params = CRFParameters()
+        params.uncertainMarginMM = 2
+        let mask = try scene.refine(params)
+        for v in 0..<(40 * 36) { XCTAssertEqual(mask[v], scene.probability[v] >= 0.5 ? 1 : 0) }
+        params.restrictToUncertainRegion = false
+        let full = try scene.refine(params)
+        let differ = (0..<mask.count).filter { mask[$0] != full[$0] }.count
+        XCTAssertLessThan(differ, mask.count / 100)
+    }
+
+    func testRejectsInvalidParametersNamingThem() throws {
+        let scene = Scene(size: [8, 8, 2], spacing: [1, 1, 1], seed: 1)
+        let cases: [(String, (inout CRFParameters) -> Void)] = [
+            ("theta_alpha_mm", { $0.thetaAlphaMM = 0 }), ("theta_beta_hu", { $0.thetaBetaHU = .nan }),
+            ("theta_gamma_mm", { $0.thetaGammaMM = -1 }), ("mu1", { $0.bilateralWeight = -0.5 }),
+            ("mu2", { $0.spatialWeight = .infinity }), ("n_iterations", { $0.iterations = -1 }),
+            ("uncertain_probability", { $0.uncertainProbability = 0.5 }), ("uncertain_margin_mm", { $0.uncertainMarginMM = -1 }),
+            ("n_threads", { $0.threads = -2 }),
+        ]
+        for (name, change) in cases {
+            var params = CRFParameters()
+            change(&params)
+            XCTAssertThrowsError(try scene.refine(params), name) { error in
+                guard case LiversegError.invalidArgument(let message) = error else { return XCTFail("\(error)") }
+                XCTAssertTrue(message.contains(name), message)
+            }
+        }
+        for bad in [Float.nan, 1.5, -0.1] {
+            var broken = scene
+            broken.probability[77] = bad
+            XCTAssertThrowsError(try broken.refine(CRFParameters())) { error in
+                XCTAssertTrue("\(error)".contains("probability[77]"), "\(error)")
+            }
+        }
+    }
+}
