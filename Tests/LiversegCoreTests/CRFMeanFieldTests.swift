@@ -115,19 +115,25 @@ final class CRFMeanFieldTests: XCTestCase {
     }
 
     func checkAgainstExact(size: [Int], spacing: [Double], mode: CRFMode, normalisation: CRFNormalisation) throws {
-        let scene = Scene(size: size, spacing: spacing, seed: 42)
+        var scene = Scene(size: size, spacing: spacing, seed: 42)
+        // A weakly confident unary (p in [0.2, 0.8]) and moderate weights keep many points
+        // undecided, where Q is sensitive to the pairwise terms.
+        scene.probability = scene.probability.map { 0.5 + 0.6 * ($0 - 0.5) }
         var params = CRFParameters()
         params.mode = mode
         params.normalisation = normalisation
         params.restrictToUncertainRegion = false
         params.thetaAlphaMM = 3; params.thetaBetaHU = 20; params.thetaGammaMM = 2
-        params.bilateralWeight = 5; params.spatialWeight = 3
+        params.bilateralWeight = 3; params.spatialWeight = 1
         params.iterations = 5
         let axes = mode == .slice2d ? [0, 1] : [0, 1, 2]
         XCTAssertTrue(mode == .volume3d || size[2] == 1)
         let f = Self.features(scene, axes: axes, params)
-        let exact = Self.exactMeanField(features: [f.bilateral, f.spatial], weights: [5, 3],
-                                        probability: scene.probability.map(Double.init), iterations: 5, normalisation: normalisation)
+        let p = scene.probability.map(Double.init)
+        let exact = Self.exactMeanField(features: [f.bilateral, f.spatial], weights: [3, 1], probability: p,
+                                        iterations: 5, normalisation: normalisation)
+        let otherNormalisation = Self.exactMeanField(features: [f.bilateral, f.spatial], weights: [3, 1], probability: p,
+                                                     iterations: 5, normalisation: normalisation == .symmetric ? .after : .symmetric)
         // The CRF class on the same features.
         let n = scene.hu.count
         let flatB = f.bilateral.flatMap { $0.map(Float.init) }, flatS = f.spatial.flatMap { $0.map(Float.init) }
@@ -135,27 +141,30 @@ final class CRFMeanFieldTests: XCTestCase {
         try flatB.withUnsafeBufferPointer { b in
             try flatS.withUnsafeBufferPointer { s in
                 let crf = try DenseCRF(count: n, kernels: [
-                    CRFKernel(features: b.baseAddress!, dimension: axes.count + 1, weight: 5, name: "b"),
-                    CRFKernel(features: s.baseAddress!, dimension: axes.count, weight: 3, name: "s"),
+                    CRFKernel(features: b.baseAddress!, dimension: axes.count + 1, weight: 3, name: "b"),
+                    CRFKernel(features: s.baseAddress!, dimension: axes.count, weight: 1, name: "s"),
                 ], normalisation: normalisation, threads: 2)
                 try crf.infer(probability: scene.probability, iterations: 5, threads: 2, into: &q)
             }
         }
         let errors = (0..<n).map { abs(Double(q[$0]) - exact[$0]) }
         let meanError = errors.reduce(0, +) / Double(n), maxError = errors.max() ?? 0
+        let normalisationEffect = (0..<n).map { abs(otherNormalisation[$0] - exact[$0]) }.reduce(0, +) / Double(n)
         let agree = (0..<n).filter { (q[$0] >= 0.5) == (exact[$0] >= 0.5) }.count
         // And the refiner end to end (it builds its own features from the volume).
         let mask = try scene.refine(params)
         let agreeRefiner = (0..<n).filter { (mask[$0] == 1) == (exact[$0] >= 0.5) }.count
         let changed = (0..<n).filter { (exact[$0] >= 0.5) != (scene.probability[$0] >= 0.5) }.count
-        print(String(format: "mean field vs exact, %@ %@ %d points: |ΔQ| mean %.4f max %.4f, labels agree %.2f%% (refiner %.2f%%); the exact CRF changed %d labels",
-                     "\(mode)", "\(normalisation)", n, meanError, maxError,
+        print(String(format: "mean field vs exact, %@ %@ %d points: |ΔQ| mean %.5f max %.4f (other normalisation: mean %.5f), labels agree %.2f%% (refiner %.2f%%); the exact CRF changed %d labels",
+                     "\(mode)", "\(normalisation)", n, meanError, maxError, normalisationEffect,
                      100 * Double(agree) / Double(n), 100 * Double(agreeRefiner) / Double(n), changed))
-        // The lattice's normalised filtering errs by ≲0.5% at these bandwidths (≥ 2.5 voxels,
-        // CRFLatticeTests); through 2·(μ1 + μ2) = 16 that moves energies by ≲0.08 and Q by
-        // ≲0.02 (dQ/dE ≤ 1/4).
-        XCTAssertLessThan(meanError, 0.01)
+        // Tolerance from the lattice's accuracy: its normalised filtering errs by ≲0.3% on
+        // average at these bandwidths (≥ 2.5 voxels, CRFLatticeTests); through 2·(μ1 + μ2) = 8
+        // that moves energies by ≲0.024 and so Q by ≲0.006 (dQ/dE ≤ 1/4).
+        XCTAssertLessThan(meanError, 0.006)
         XCTAssertLessThan(maxError, 0.1)
+        // The approximation must be closer than a different (wrong) model would be.
+        XCTAssertLessThan(meanError, 0.5 * normalisationEffect)
         XCTAssertGreaterThanOrEqual(Double(agree) / Double(n), 0.99)
         XCTAssertGreaterThanOrEqual(Double(agreeRefiner) / Double(n), 0.99)
         XCTAssertGreaterThan(changed, n / 100, "the scene should make the CRF do something")
