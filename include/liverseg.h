@@ -266,6 +266,92 @@ liverseg_status liverseg_network_forward(const liverseg_model *model, const floa
                                          float *out_main, float *out_branch1,
                                          float *out_branch2);
 
+/* ---- CRF refinement ----
+ *
+ * The fully connected CRF of the paper's §2.3 (Krähenbühl & Koltun 2011), refining a
+ * liver probability into a mask with contours that follow the CT's grey values:
+ *
+ *   E(y) = Σ_i −log p̂(y_i) + Σ_{i,j} [y_i ≠ y_j] ·
+ *          ( mu1 · exp(−|s_i − s_j|²/2θα² − |I_i − I_j|²/2θβ²) + mu2 · exp(−|s_i − s_j|²/2θγ²) )
+ *
+ * with s the voxel position in mm (spacing applied) and I the grey value in HU. It is
+ * minimised approximately by mean-field iterations whose Gaussian filtering uses a
+ * permutohedral lattice (float32 features, no quantisation of HU). p̂ is clamped to
+ * [1e-5, 1 − 1e-5] first, so every unary is finite. The message sums over j include
+ * j = i, as pydensecrf's do (with Potts compatibility this leaves E(y) unchanged).
+ * A voxel is liver when its final mean-field marginal Q(liver) ≥ 0.5.
+ * ---------------------------------------------------------------------------------------- */
+
+/** Where the CRF runs. */
+typedef enum liverseg_crf_mode {
+    /** Each slice across the axis nearest to superior–inferior (taken from ijk_to_ras;
+     *  the third axis when it is NULL) on its own, as the paper does; slices run in
+     *  parallel, each on one thread. */
+    LIVERSEG_CRF_SLICE2D = 0,
+    /** One CRF over the whole volume (or its uncertain box) with 3-D positions in mm. */
+    LIVERSEG_CRF_VOLUME3D = 1
+} liverseg_crf_mode;
+
+/** How each kernel's messages are normalised by its row sums D_i = Σ_j k(i, j). */
+typedef enum liverseg_crf_normalisation {
+    /** D^-1/2 K D^-1/2 Q (pydensecrf's default). */
+    LIVERSEG_CRF_NORMALISE_SYMMETRIC = 0,
+    /** D^-1 K Q: every message a weighted average, as in Krähenbühl & Koltun (2011). */
+    LIVERSEG_CRF_NORMALISE_AFTER = 1
+} liverseg_crf_normalisation;
+
+typedef struct liverseg_crf_params {
+    size_t struct_size;              /**< sizeof(liverseg_crf_params); set by
+                                          liverseg_crf_default_params, keep it */
+    liverseg_crf_mode mode;          /**< default LIVERSEG_CRF_SLICE2D */
+    int n_iterations;                /**< mean-field iterations, 0...10000; 0 gives the
+                                          thresholded probability. Default 5 */
+    double mu1;                      /**< bilateral (appearance) kernel weight, >= 0 */
+    double mu2;                      /**< spatial (smoothness) kernel weight, >= 0 */
+    double theta_alpha_mm;           /**< bilateral kernel's position bandwidth, mm, > 0 */
+    double theta_beta_hu;            /**< bilateral kernel's grey-value bandwidth, HU, > 0 */
+    double theta_gamma_mm;           /**< spatial kernel's position bandwidth, mm, > 0 */
+    liverseg_crf_normalisation normalisation; /**< default SYMMETRIC */
+    /** Nonzero (the default): run the CRF only inside the bounding box — per slice in
+     *  SLICE2D mode — of the voxels whose probability lies in (uncertain_probability,
+     *  1 − uncertain_probability), grown by uncertain_margin_mm on every side; every other
+     *  voxel gets the thresholded probability (p ≥ 0.5). A slice with no uncertain voxel
+     *  costs nothing. Zero: the CRF covers every voxel. */
+    int uncertain_only;
+    double uncertain_probability;    /**< in [0, 0.5); default 0.01 */
+    double uncertain_margin_mm;      /**< >= 0; default 10 */
+    int n_threads;                   /**< worker threads, 0...4096; 0 = all cores */
+    /** Called on the calling thread with stage LIVERSEG_STAGE_POSTPROCESS as slices (or
+     *  iterations, in VOLUME3D mode) complete; returning non-zero cancels. May be NULL. */
+    liverseg_progress_callback progress;
+    void *progress_user_data;
+} liverseg_crf_params;
+
+/** Default CRF parameters; always start from these. The weights and bandwidths are the
+ *  library's defaults for liver CT; a model file may carry its own (see its metadata). */
+liverseg_crf_params liverseg_crf_default_params(void);
+
+/**
+ * Refines a liver probability on `ct`'s own grid into a mask with the CRF above.
+ *
+ * ct: the CT in HU (any liverseg_dtype); its spacing gives positions in mm and its
+ *     ijk_to_ras (may be NULL) picks the slice axis. Validated as by liverseg_segment;
+ *     a non-finite voxel the CRF reads is an error.
+ * probability: dims[0]*dims[1]*dims[2] floats in [0, 1] (x fastest), e.g. the
+ *     out_probability of liverseg_segment. NaN or values outside [0, 1] are errors.
+ * params: NULL means liverseg_crf_default_params().
+ * out_mask: dims[0]*dims[1]*dims[2] bytes, written with 0 or 1. Required. Unspecified
+ *     when the call fails.
+ *
+ * Errors: LIVERSEG_INVALID_ARGUMENT (NULL pointers, bad volume, a parameter out of
+ * range — the message names it —, bandwidths so small against the data's extent that
+ * lattice coordinates would overflow), LIVERSEG_OUT_OF_MEMORY, LIVERSEG_CANCELLED.
+ * Thread-safe: calls share no state. Deterministic: the same inputs and params give the
+ * same mask whatever n_threads is.
+ */
+liverseg_status liverseg_refine_crf(const liverseg_volume *ct, const float *probability,
+                                    const liverseg_crf_params *params, uint8_t *out_mask);
+
 #ifdef __cplusplus
 }
 #endif

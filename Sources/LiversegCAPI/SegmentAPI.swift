@@ -14,7 +14,7 @@ public func liverseg_segment_default_params() -> liverseg_segment_params {
 }
 
 /// Checks a C volume descriptor and borrows it as a core `VolumeInput`.
-private func volumeInput(_ volume: UnsafePointer<liverseg_volume>?) throws -> VolumeInput {
+func volumeInput(_ volume: UnsafePointer<liverseg_volume>?) throws -> VolumeInput {
     let v = try required(volume, "volume").pointee
     let data = try required(v.data, "volume->data")
     let dims = try (0..<3).map { i -> Int in
