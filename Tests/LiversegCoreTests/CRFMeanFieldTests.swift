@@ -134,24 +134,21 @@ final class CRFMeanFieldTests: XCTestCase {
                                         iterations: 5, normalisation: normalisation)
         let otherNormalisation = Self.exactMeanField(features: [f.bilateral, f.spatial], weights: [3, 1], probability: p,
                                                      iterations: 5, normalisation: normalisation == .symmetric ? .after : .symmetric)
-        // The CRF class on the same features.
+        // The CRF class with lattices for both kernels on the same features.
         let n = scene.hu.count
         let flatB = f.bilateral.flatMap { $0.map(Float.init) }, flatS = f.spatial.flatMap { $0.map(Float.init) }
+        let bilateralLattice = try PermutohedralLattice(features: flatB, count: n, dimension: axes.count + 1, kernelName: "b", threads: 2)
+        let spatialLattice = try PermutohedralLattice(features: flatS, count: n, dimension: axes.count, kernelName: "s", threads: 2)
+        let crf = try DenseCRF(count: n, kernels: [CRFKernel(filter: bilateralLattice, weight: 3), CRFKernel(filter: spatialLattice, weight: 1)],
+                               normalisation: normalisation, threads: 2)
         var q = [Float](repeating: 0, count: n)
-        try flatB.withUnsafeBufferPointer { b in
-            try flatS.withUnsafeBufferPointer { s in
-                let crf = try DenseCRF(count: n, kernels: [
-                    CRFKernel(features: b.baseAddress!, dimension: axes.count + 1, weight: 3, name: "b"),
-                    CRFKernel(features: s.baseAddress!, dimension: axes.count, weight: 1, name: "s"),
-                ], normalisation: normalisation, threads: 2)
-                try crf.infer(probability: scene.probability, iterations: 5, threads: 2, into: &q)
-            }
-        }
+        try crf.infer(probability: scene.probability, iterations: 5, threads: 2, into: &q)
         let errors = (0..<n).map { abs(Double(q[$0]) - exact[$0]) }
         let meanError = errors.reduce(0, +) / Double(n), maxError = errors.max() ?? 0
         let normalisationEffect = (0..<n).map { abs(otherNormalisation[$0] - exact[$0]) }.reduce(0, +) / Double(n)
         let agree = (0..<n).filter { (q[$0] >= 0.5) == (exact[$0] >= 0.5) }.count
-        // And the refiner end to end (it builds its own features from the volume).
+        // And the refiner end to end (its own features, and the exact grid filter for the
+        // spatial kernel).
         let mask = try scene.refine(params)
         let agreeRefiner = (0..<n).filter { (mask[$0] == 1) == (exact[$0] >= 0.5) }.count
         let changed = (0..<n).filter { (exact[$0] >= 0.5) != (scene.probability[$0] >= 0.5) }.count
@@ -168,6 +165,30 @@ final class CRFMeanFieldTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(Double(agree) / Double(n), 0.99)
         XCTAssertGreaterThanOrEqual(Double(agreeRefiner) / Double(n), 0.99)
         XCTAssertGreaterThan(changed, n / 100, "the scene should make the CRF do something")
+    }
+
+    func testGridFilterIsTheExactSpatialGaussian() throws {
+        let extent = [13, 9, 5], sigma = [1.7, 2.5, 0.9]
+        let n = extent.reduce(1, *)
+        var rng = SplitMix(state: 3)
+        let values = (0..<n).map { _ in Float(rng.uniform()) }
+        var out = [Float](repeating: 0, count: n)
+        try GridGaussianFilter(extent: extent, sigmaVoxels: sigma).apply(values, into: &out, threads: 2)
+        var worst = 0.0
+        for a in 0..<n {
+            var exact = 0.0
+            for b in 0..<n {
+                var r2 = 0.0
+                for (axis, c) in [(0, 1), (1, extent[0]), (2, extent[0] * extent[1])] {
+                    let t = Double((a / c) % extent[axis] - (b / c) % extent[axis]) / sigma[axis]
+                    r2 += t * t
+                }
+                exact += exp(-r2 / 2) * Double(values[b])
+            }
+            worst = max(worst, abs(Double(out[a]) - exact) / exact)
+        }
+        // Truncation at 4σ drops < exp(−8) ≈ 3.4e-4 of the weight per axis.
+        XCTAssertLessThan(worst, 1e-3)
     }
 
     func testSliceMatchesExactDenseCRFSymmetric() throws {

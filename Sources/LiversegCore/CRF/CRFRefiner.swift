@@ -216,29 +216,33 @@ private struct CRFProblem: @unchecked Sendable {
     /// their labels into the mask.
     func refine(_ box: VoxelBox, spatialAxes: [Int], threads: Int, afterIteration: (Int) throws -> Void) throws {
         let n = box.voxelCount
-        let ds = spatialAxes.count, db = ds + 1
-        let bilateral = try RawArray<Float>(count: n * db, what: "CRF bilateral features")
-        let spatial = try RawArray<Float>(count: n * ds, what: "CRF spatial features")
+        let db = spatialAxes.count + 1
+        let bilateral = try RawArray<Float>(count: parameters.bilateralWeight > 0 ? n * db : 0, what: "CRF bilateral features")
         let local = try RawArray<Float>(count: n, what: "CRF probabilities")
-        let (b, s, q) = (bilateral.pointer, spatial.pointer, local.pointer)
-        let alpha = parameters.thetaAlphaMM, gamma = parameters.thetaGammaMM, beta = Float(parameters.thetaBetaHU)
+        let (b, q) = (bilateral.pointer, local.pointer)
         let extent = (0..<3).map { box.upper[$0] - box.lower[$0] }
+        let withFeatures = parameters.bilateralWeight > 0
+        // Bilateral features: position in mm / θα along each spatial axis, then HU / θβ.
+        let step = (0..<3).map { Float(volume.spacing[$0] / parameters.thetaAlphaMM) }
+        let inverseBeta = Float(1 / parameters.thetaBetaHU)
+        let slots = (0..<3).map { a in spatialAxes.firstIndex(of: a) ?? -1 }
 
         func gather<T: HounsfieldVoxel>(_ data: UnsafePointer<T>) throws {
             var point = 0
-            for k in box.lower[2]..<box.upper[2] {
-                for j in box.lower[1]..<box.upper[1] {
-                    for i in box.lower[0]..<box.upper[0] {
-                        let voxel = (k * size[1] + j) * size[0] + i
-                        let hu = data[voxel].hounsfield
-                        guard hu.isFinite else { throw LiversegError.invalidArgument("volume voxel \(voxel) (flat index) is not finite") }
-                        for (t, a) in spatialAxes.enumerated() {
-                            let mm = Double((a == 0 ? i : a == 1 ? j : k) - box.lower[a]) * volume.spacing[a]
-                            b[point * db + t] = Float(mm / alpha)
-                            s[point * ds + t] = Float(mm / gamma)
+            for k in 0..<extent[2] {
+                for j in 0..<extent[1] {
+                    let row = ((box.lower[2] + k) * size[1] + box.lower[1] + j) * size[0] + box.lower[0]
+                    for i in 0..<extent[0] {
+                        q[point] = probability[row + i]
+                        if withFeatures {
+                            let hu = data[row + i].hounsfield
+                            guard hu.isFinite else { throw LiversegError.invalidArgument("volume voxel \(row + i) (flat index) is not finite") }
+                            let f = b + point * db
+                            if slots[0] >= 0 { f[slots[0]] = Float(i) * step[0] }
+                            if slots[1] >= 0 { f[slots[1]] = Float(j) * step[1] }
+                            if slots[2] >= 0 { f[slots[2]] = Float(k) * step[2] }
+                            f[db - 1] = hu * inverseBeta
                         }
-                        b[point * db + ds] = hu / beta
-                        q[point] = probability[voxel]
                         point += 1
                     }
                 }
@@ -249,10 +253,17 @@ private struct CRFProblem: @unchecked Sendable {
         case .int32(let data): try gather(data)
         case .float32(let data): try gather(data)
         }
-        let crf = try DenseCRF(count: n, kernels: [
-            CRFKernel(features: b, dimension: db, weight: Float(parameters.bilateralWeight), name: "bilateral kernel (theta_alpha_mm, theta_beta_hu)"),
-            CRFKernel(features: s, dimension: ds, weight: Float(parameters.spatialWeight), name: "spatial kernel (theta_gamma_mm)"),
-        ], normalisation: parameters.normalisation, threads: threads)
+        var kernels: [CRFKernel] = []
+        if withFeatures {
+            let lattice = try PermutohedralLattice(features: b, count: n, dimension: db,
+                                                   kernelName: "bilateral kernel (theta_alpha_mm, theta_beta_hu)", threads: threads)
+            kernels.append(CRFKernel(filter: lattice, weight: Float(parameters.bilateralWeight)))
+        }
+        if parameters.spatialWeight > 0 {
+            let sigma = (0..<3).map { parameters.thetaGammaMM / volume.spacing[$0] }
+            kernels.append(CRFKernel(filter: try GridGaussianFilter(extent: extent, sigmaVoxels: sigma), weight: Float(parameters.spatialWeight)))
+        }
+        let crf = try DenseCRF(count: n, kernels: kernels, normalisation: parameters.normalisation, threads: threads)
         try crf.infer(probability: q, iterations: parameters.iterations, threads: threads, into: q, afterIteration: afterIteration)
         var point = 0
         for k in 0..<extent[2] {

@@ -11,24 +11,17 @@ public enum CRFNormalisation: Int, Sendable, CaseIterable {
     case after = 1
 }
 
-/// One Gaussian pairwise kernel k(f_i, f_j) = exp(−|f_i − f_j|²/2) over features that the
-/// caller has already divided by their bandwidths, with its weight μ.
+/// One Gaussian pairwise kernel of the CRF: its filtering operator and its weight μ.
 public struct CRFKernel {
-    /// `dimension` features per point, point after point; borrowed for the CRF's init.
-    public var features: UnsafePointer<Float>
-    /// Feature dimension.
-    public var dimension: Int
-    /// The kernel's weight μ (≥ 0).
+    /// Computes Σ_j k(i, j) v_j over the CRF's points.
+    public var filter: GaussianKernelFilter
+    /// The kernel's weight μ (finite, ≥ 0).
     public var weight: Float
-    /// Names the kernel (and so its parameters) in error messages.
-    public var name: String
 
     /// Describes a kernel.
-    public init(features: UnsafePointer<Float>, dimension: Int, weight: Float, name: String) {
-        self.features = features
-        self.dimension = dimension
+    public init(filter: GaussianKernelFilter, weight: Float) {
+        self.filter = filter
         self.weight = weight
-        self.name = name
     }
 }
 
@@ -42,7 +35,8 @@ public struct CRFKernel {
 /// energy E(y) of eq. 5, and it keeps the normalised messages well defined for points
 /// with no similar neighbours.
 ///
-/// The lattices are built once in `init` and reused by every iteration. Deterministic
+/// The kernels' filters (lattices) are built once by the caller and reused by every
+/// iteration. Deterministic
 /// whatever the thread count. One inference at a time per instance.
 public final class DenseCRF {
     /// Probabilities are clamped to [ε, 1 − ε] before −log, so a confident network output
@@ -51,7 +45,7 @@ public final class DenseCRF {
     public static let probabilityEpsilon: Float = 1e-5
 
     private struct PreparedKernel {
-        let lattice: PermutohedralLattice
+        let filter: GaussianKernelFilter
         let weight: Float
         /// 1/D_i (after) or 1/√D_i (symmetric).
         let norm: RawArray<Float>
@@ -64,39 +58,38 @@ public final class DenseCRF {
     /// Normalisation of every kernel.
     public let normalisation: CRFNormalisation
     private let kernels: [PreparedKernel]
-    private let scratch: RawArray<Float>
+    /// Filter input and output for one kernel.
+    private let scratch: (RawArray<Float>, RawArray<Float>)
 
-    /// Builds the kernels' lattices and normalisers. Kernels with weight 0 are skipped.
+    /// Prepares the kernels' normalisers. Kernels with weight 0 are skipped.
     public init(count: Int, kernels specs: [CRFKernel], normalisation: CRFNormalisation, threads: Int) throws {
         self.count = count
         self.normalisation = normalisation
-        scratch = try RawArray(count: count, what: "CRF messages")
+        scratch = (try RawArray(count: count, what: "CRF messages"), try RawArray(count: count, what: "CRF messages"))
+        let ones = try RawArray(repeating: Float(1), count: count, what: "CRF normaliser")
         var prepared: [PreparedKernel] = []
         for spec in specs {
             guard spec.weight.isFinite, spec.weight >= 0 else {
-                throw LiversegError.invalidArgument("\(spec.name): weight \(spec.weight) must be finite and >= 0")
+                throw LiversegError.invalidArgument("CRF kernel weight \(spec.weight) must be finite and >= 0")
             }
             if spec.weight == 0 { continue }
-            let lattice = try PermutohedralLattice(features: spec.features, count: count, dimension: spec.dimension,
-                                                   kernelName: spec.name, threads: threads)
-            let norm = try RawArray(repeating: Float(1), count: count, what: "CRF normaliser")
-            try lattice.filter(norm.pointer, channels: 1, into: norm.pointer, threads: threads)
+            let norm = try RawArray<Float>(count: count, what: "CRF normaliser")
+            try spec.filter.apply(ones.pointer, into: norm.pointer, threads: threads)
             let symmetric = normalisation == .symmetric
             nonisolated(unsafe) let d = norm.pointer
             parallelChunks(count, threads: threads) { _, range in
-                // D_i ≥ the point's own splat–slice weight > 0; the floor only guards rounding.
+                // D_i ≥ the point's own weight > 0; the floor only guards rounding.
                 for i in range { d[i] = symmetric ? 1 / max(d[i], .leastNormalMagnitude).squareRoot() : 1 / max(d[i], .leastNormalMagnitude) }
             }
-            var ones: RawArray<Float>? = nil
+            var response: RawArray<Float>? = nil
             if symmetric {
                 let z = try RawArray<Float>(count: count, what: "CRF normaliser")
-                z.pointer.update(from: norm.pointer, count: count)
-                try lattice.filter(z.pointer, channels: 1, into: z.pointer, threads: threads)
+                try spec.filter.apply(norm.pointer, into: z.pointer, threads: threads)
                 nonisolated(unsafe) let zp = z.pointer
                 parallelChunks(count, threads: threads) { _, range in for i in range { zp[i] *= d[i] } }
-                ones = z
+                response = z
             }
-            prepared.append(PreparedKernel(lattice: lattice, weight: spec.weight, norm: norm, onesResponse: ones))
+            prepared.append(PreparedKernel(filter: spec.filter, weight: spec.weight, norm: norm, onesResponse: response))
         }
         self.kernels = prepared
     }
@@ -111,7 +104,8 @@ public final class DenseCRF {
         // unary[i] = U_i(liver) − U_i(background) = log(1 − p) − log(p).
         let unary = try RawArray<Float>(count: n, what: "CRF unary")
         let delta = try RawArray<Float>(count: n, what: "CRF energies")
-        nonisolated(unsafe) let u = unary.pointer, q = liver, e = delta.pointer, m = scratch.pointer
+        nonisolated(unsafe) let u = unary.pointer, q = liver, e = delta.pointer
+        nonisolated(unsafe) let m = scratch.0.pointer, filtered = scratch.1.pointer
         nonisolated(unsafe) let p = probability
         let eps = DenseCRF.probabilityEpsilon
         parallelChunks(n, threads: threads) { _, range in
@@ -132,12 +126,12 @@ public final class DenseCRF {
                 parallelChunks(n, threads: threads) { _, range in
                     for i in range { m[i] = symmetric ? q[i] * norm[i] : q[i] }
                 }
-                try kernel.lattice.filter(m, channels: 1, into: m, threads: threads)
+                try kernel.filter.apply(m, into: filtered, threads: threads)
                 let mu = kernel.weight
                 nonisolated(unsafe) let ones = kernel.onesResponse?.pointer
                 parallelChunks(n, threads: threads) { _, range in
                     for i in range {
-                        let toLiver = m[i] * norm[i]
+                        let toLiver = filtered[i] * norm[i]
                         e[i] += mu * ((ones?[i] ?? 1) - 2 * toLiver)
                     }
                 }

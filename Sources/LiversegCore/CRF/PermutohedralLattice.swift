@@ -34,7 +34,7 @@ public final class PermutohedralLattice {
     private let vertexStart: RawArray<Int32>
     private let entryPoint: RawArray<Int32>
     private let entryWeight: RawArray<Float>
-    /// For each vertex and each of the d+1 blur directions, its two neighbours; a missing
+    /// For each of the d+1 blur directions and each vertex, its two neighbours; a missing
     /// neighbour points at the always-zero sentinel vertex `vertexCount`.
     private let neighbours: RawArray<Int32>
     /// Ping-pong vertex values for `filter`, grown to the largest channel count used.
@@ -89,7 +89,7 @@ public final class PermutohedralLattice {
 
         pointVertex = try RawArray(count: n * d1, what: "lattice point vertices")
         pointWeight = try RawArray(count: n * d1, what: "lattice point weights")
-        var table = try VertexTable(dimension: d, expectedVertices: max(16, n))
+        var table = try VertexTable(dimension: d, expectedVertices: max(16, n / 4))
 
         // Per-point scratch: elevated coordinates, barycentric weights, nearest remainder-0
         // point, ranks, the previous point's remainder-0 point and ranks, one vertex key.
@@ -103,6 +103,7 @@ public final class PermutohedralLattice {
         previousRank.initialize(repeating: -1, count: d1)
         previousRem0.initialize(repeating: 0, count: d1)
         let vertexOut = pointVertex.pointer, weightOut = pointWeight.pointer
+        let inverseD1 = 1 / Double(d1)
         for i in 0..<n {
             var sum = 0.0
             for j in stride(from: d, to: 0, by: -1) {
@@ -111,12 +112,13 @@ public final class PermutohedralLattice {
                 sum += cf
             }
             elevated[0] = sum
+            // The nearest multiple of d+1 to each elevated coordinate (ties round down).
             var remainderSum = 0
             for c in 0...d {
-                let v = elevated[c] / Double(d1)
-                let up = v.rounded(.up) * Double(d1), down = v.rounded(.down) * Double(d1)
-                rem0[c] = Int(up - elevated[c] < elevated[c] - down ? up : down)
-                remainderSum += rem0[c] / d1
+                let v = elevated[c] * inverseD1, below = v.rounded(.down)
+                let multiple = Int(v - below > 0.5 ? below + 1 : below)
+                rem0[c] = multiple * d1
+                remainderSum += multiple
                 rank[c] = 0
             }
             for a in 0..<d {
@@ -135,7 +137,7 @@ public final class PermutohedralLattice {
             }
             for k in 0...d1 { barycentric[k] = 0 }
             for c in 0...d {
-                let v = (elevated[c] - Double(rem0[c])) / Double(d1)
+                let v = (elevated[c] - Double(rem0[c])) * inverseD1
                 barycentric[d - rank[c]] += v
                 barycentric[d1 - rank[c]] -= v
             }
@@ -168,12 +170,15 @@ public final class PermutohedralLattice {
         for v in 0..<vertices { start[v + 1] += start[v] }
         let cursor = try RawArray<Int32>(count: vertices, what: "lattice splat cursor")
         cursor.pointer.update(from: start, count: vertices)
-        for e in 0..<(n * d1) {
-            let v = Int(vertexOut[e])
-            let slot = Int(cursor.pointer[v])
-            cursor.pointer[v] += 1
-            entryPoint.pointer[slot] = Int32(e / d1)
-            entryWeight.pointer[slot] = weightOut[e]
+        let next = cursor.pointer
+        for i in 0..<n {
+            for e in (i * d1)..<(i * d1 + d1) {
+                let v = Int(vertexOut[e])
+                let slot = Int(next[v])
+                next[v] += 1
+                entryPoint.pointer[slot] = Int32(i)
+                entryWeight.pointer[slot] = weightOut[e]
+            }
         }
 
         // Blur neighbours along direction j: the lattice step is +1 in every coordinate
@@ -193,7 +198,7 @@ public final class PermutohedralLattice {
                             for c in 0..<d { p[c] = own[c] &+ step }
                             if j < d { p[j] = own[j] &- step &* Int32(d) }
                             let found = lookup.find(p)
-                            nb[(v * d1 + j) * 2 + sign] = found < 0 ? Int32(vertices) : found
+                            nb[(j * vertices + v) * 2 + sign] = found < 0 ? Int32(vertices) : found
                         }
                     }
                 }
@@ -220,23 +225,24 @@ public final class PermutohedralLattice {
         let nb = neighbours.pointer, pv = pointVertex.pointer, pw = pointWeight.pointer
         let sentinel = vertices * channels
 
+        // Splat as a gather: each vertex sums its points' weighted values in point order.
         parallelChunks(vertices, threads: threads) { _, range in
             for v in range {
-                let out = a + v * channels
-                for c in 0..<channels { out[c] = 0 }
-                for e in Int(start[v])..<Int(start[v + 1]) {
-                    let w = entryW[e], value = src + Int(entryP[e]) * channels
-                    for c in 0..<channels { out[c] += w * value[c] }
+                let (first, end) = (Int(start[v]), Int(start[v + 1]))
+                for c in 0..<channels {
+                    var sum: Float = 0
+                    for e in first..<end { sum += entryW[e] * src[Int(entryP[e]) * channels + c] }
+                    a[v * channels + c] = sum
                 }
             }
         }
         for c in 0..<channels { a[sentinel + c] = 0; b[sentinel + c] = 0 }
         for j in 0...d {
             let (from, to) = (a, b)
+            let pairs = nb + j * vertices * 2
             parallelChunks(vertices, threads: threads) { _, range in
                 for v in range {
-                    let n1 = from + Int(nb[(v * d1 + j) * 2]) * channels
-                    let n2 = from + Int(nb[(v * d1 + j) * 2 + 1]) * channels
+                    let n1 = from + Int(pairs[2 * v]) * channels, n2 = from + Int(pairs[2 * v + 1]) * channels
                     let own = from + v * channels, out = to + v * channels
                     for c in 0..<channels { out[c] = own[c] + 0.5 * (n1[c] + n2[c]) }
                 }
@@ -248,11 +254,10 @@ public final class PermutohedralLattice {
         let values = a
         parallelChunks(n, threads: threads) { _, range in
             for i in range {
-                let out = dst + i * channels
-                for c in 0..<channels { out[c] = 0 }
-                for k in 0..<d1 {
-                    let w = pw[i * d1 + k] * alpha, value = values + Int(pv[i * d1 + k]) * channels
-                    for c in 0..<channels { out[c] += w * value[c] }
+                for c in 0..<channels {
+                    var sum: Float = 0
+                    for k in 0..<d1 { sum += pw[i * d1 + k] * values[Int(pv[i * d1 + k]) * channels + c] }
+                    dst[i * channels + c] = sum * alpha
                 }
             }
         }
@@ -260,22 +265,26 @@ public final class PermutohedralLattice {
 }
 
 /// Open-addressing hash table from lattice keys (d Int32 coordinates) to vertex indices.
-/// It starts sized from the number of points and doubles when half full, so it never
+/// Each slot holds the vertex index and a copy of its key, so a probe touches one cache
+/// line. It starts sized from the number of points and doubles when half full, so it never
 /// overflows; vertex indices are Int32 because points × (d+1) is checked to fit.
 private struct VertexTable {
     let dimension: Int
     /// Keys of vertices 0..<count, d coordinates each.
     var keys: RawArray<Int32>
-    /// Vertex index per slot, −1 when empty; capacity is a power of two.
+    /// Slots of d+1 Int32: the vertex index (−1 when empty), then its key. The slot count
+    /// is a power of two.
     var slots: RawArray<Int32>
     private(set) var count = 0
+    private var mask: Int
 
     init(dimension: Int, expectedVertices: Int) throws {
         self.dimension = dimension
         var capacity = 16
-        while capacity < 2 * expectedVertices { capacity <<= 1 }
+        while capacity < expectedVertices { capacity <<= 1 }
         keys = try RawArray(count: expectedVertices * dimension, what: "lattice keys")
-        slots = try RawArray(repeating: -1, count: capacity, what: "lattice hash table")
+        slots = try RawArray(repeating: -1, count: capacity * (dimension + 1), what: "lattice hash table")
+        mask = capacity - 1
     }
 
     @inline(__always)
@@ -285,49 +294,45 @@ private struct VertexTable {
         return Int(truncatingIfNeeded: h ^ (h >> 31))
     }
 
+    /// The slot holding `key`, or the empty slot where it would go.
     @inline(__always)
-    private func equal(_ key: UnsafePointer<Int32>, vertex: Int) -> Bool {
-        let stored = keys.pointer + vertex * dimension
-        for c in 0..<dimension where stored[c] != key[c] { return false }
-        return true
+    private func slot(of key: UnsafePointer<Int32>) -> UnsafeMutablePointer<Int32> {
+        let stride = dimension + 1, table = slots.pointer
+        var s = hash(key) & mask
+        while true {
+            let entry = table + s * stride
+            if entry[0] < 0 { return entry }
+            var same = true
+            for c in 0..<dimension where entry[c + 1] != key[c] { same = false; break }
+            if same { return entry }
+            s = (s + 1) & mask
+        }
     }
 
     /// The vertex with this key, or −1.
-    func find(_ key: UnsafePointer<Int32>) -> Int32 {
-        let mask = slots.count - 1
-        var s = hash(key) & mask
-        while true {
-            let v = slots.pointer[s]
-            if v < 0 || equal(key, vertex: Int(v)) { return v }
-            s = (s + 1) & mask
-        }
-    }
+    func find(_ key: UnsafePointer<Int32>) -> Int32 { slot(of: key)[0] }
 
     /// The vertex with this key, inserting a new one if absent.
     mutating func findOrInsert(_ key: UnsafePointer<Int32>) throws -> Int32 {
-        let mask = slots.count - 1
-        var s = hash(key) & mask
-        while true {
-            let v = slots.pointer[s]
-            if v < 0 { break }
-            if equal(key, vertex: Int(v)) { return v }
-            s = (s + 1) & mask
-        }
+        let entry = slot(of: key)
+        if entry[0] >= 0 { return entry[0] }
         if (count + 1) * dimension > keys.count { try keys.resize(to: 2 * keys.count + dimension) }
         (keys.pointer + count * dimension).update(from: key, count: dimension)
-        slots.pointer[s] = Int32(count)
+        entry[0] = Int32(count)
+        (entry + 1).update(from: key, count: dimension)
         count += 1
-        if 2 * count > slots.count { try rehash(capacity: 2 * slots.count) }
+        if 2 * count > mask + 1 { try rehash(capacity: 2 * (mask + 1)) }
         return Int32(count - 1)
     }
 
     private mutating func rehash(capacity: Int) throws {
-        slots = try RawArray(repeating: -1, count: capacity, what: "lattice hash table")
-        let mask = capacity - 1
+        slots = try RawArray(repeating: -1, count: capacity * (dimension + 1), what: "lattice hash table")
+        mask = capacity - 1
         for v in 0..<count {
-            var s = hash(keys.pointer + v * dimension) & mask
-            while slots.pointer[s] >= 0 { s = (s + 1) & mask }
-            slots.pointer[s] = Int32(v)
+            let key = keys.pointer + v * dimension
+            let entry = slot(of: key)
+            entry[0] = Int32(v)
+            (entry + 1).update(from: key, count: dimension)
         }
     }
 }
