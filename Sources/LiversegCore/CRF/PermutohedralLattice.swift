@@ -30,10 +30,9 @@ public final class PermutohedralLattice {
     /// The d+1 vertices of each point's enclosing simplex and its barycentric weights.
     private let pointVertex: RawArray<Int32>
     private let pointWeight: RawArray<Float>
-    /// The same incidences grouped by vertex (CSR, in point order) for a gather splat.
-    private let vertexStart: RawArray<Int32>
-    private let entryPoint: RawArray<Int32>
-    private let entryWeight: RawArray<Float>
+    /// The same incidences grouped by vertex (CSR, in point order) for a parallel gather
+    /// splat; built only for a lattice made with more than one thread.
+    private let incidences: (start: RawArray<Int32>, point: RawArray<Int32>, weight: RawArray<Float>)?
     /// For each of the d+1 blur directions and each vertex, its two neighbours; a missing
     /// neighbour points at the always-zero sentinel vertex `vertexCount`.
     private let neighbours: RawArray<Int32>
@@ -104,6 +103,8 @@ public final class PermutohedralLattice {
         previousRem0.initialize(repeating: 0, count: d1)
         let vertexOut = pointVertex.pointer, weightOut = pointWeight.pointer
         let inverseD1 = 1 / Double(d1)
+        let cacheStorage = try RawArray<Int32>(count: RecentVertices.storageCount(dimension: d) * max(1, threads), what: "lattice cache")
+        let recent = RecentVertices(dimension: d, storage: cacheStorage.pointer)
         for i in 0..<n {
             var sum = 0.0
             for j in stride(from: d, to: 0, by: -1) {
@@ -115,8 +116,10 @@ public final class PermutohedralLattice {
             // The nearest multiple of d+1 to each elevated coordinate (ties round down).
             var remainderSum = 0
             for c in 0...d {
-                let v = elevated[c] * inverseD1, below = v.rounded(.down)
-                let multiple = Int(v - below > 0.5 ? below + 1 : below)
+                // floor by truncation: |v| < coordinateLimit, and it avoids a libm call.
+                let v = elevated[c] * inverseD1, truncated = Int(v)
+                let below = Double(truncated) > v ? truncated - 1 : truncated
+                let multiple = v - Double(below) > 0.5 ? below + 1 : below
                 rem0[c] = multiple * d1
                 remainderSum += multiple
                 rank[c] = 0
@@ -153,58 +156,71 @@ public final class PermutohedralLattice {
             }
             for k in 0...d {
                 for c in 0..<d { key[c] = Int32(rem0[c] + (rank[c] <= d - k ? k : k - d1)) }
-                vertexOut[i * d1 + k] = try table.findOrInsert(key)
+                let h = table.hash(key)
+                vertexOut[i * d1 + k] = try recent.lookup(key, hash: h) { try table.findOrInsert(key, hash: h) }
             }
             previousRem0.update(from: rem0, count: d1)
             previousRank.update(from: rank, count: d1)
         }
         let vertices = table.count
         vertexCount = vertices
+        Log.write(.debug, "\(kernelName): lattice d=\(d), \(n) points, \(vertices) vertices")
 
         // Group incidences by vertex: counting sort keeps each vertex's points in order.
-        vertexStart = try RawArray(repeating: 0, count: vertices + 1, what: "lattice vertex index")
-        entryPoint = try RawArray(count: n * d1, what: "lattice splat entries")
-        entryWeight = try RawArray(count: n * d1, what: "lattice splat weights")
-        let start = vertexStart.pointer
-        for e in 0..<(n * d1) { start[Int(vertexOut[e]) + 1] += 1 }
-        for v in 0..<vertices { start[v + 1] += start[v] }
-        let cursor = try RawArray<Int32>(count: vertices, what: "lattice splat cursor")
-        cursor.pointer.update(from: start, count: vertices)
-        let next = cursor.pointer
-        for i in 0..<n {
-            for e in (i * d1)..<(i * d1 + d1) {
-                let v = Int(vertexOut[e])
-                let slot = Int(next[v])
-                next[v] += 1
-                entryPoint.pointer[slot] = Int32(i)
-                entryWeight.pointer[slot] = weightOut[e]
+        if threads > 1 {
+            let vertexStart = try RawArray<Int32>(repeating: 0, count: vertices + 1, what: "lattice vertex index")
+            let entryPoint = try RawArray<Int32>(count: n * d1, what: "lattice splat entries")
+            let entryWeight = try RawArray<Float>(count: n * d1, what: "lattice splat weights")
+            let start = vertexStart.pointer
+            for e in 0..<(n * d1) { start[Int(vertexOut[e]) + 1] += 1 }
+            for v in 0..<vertices { start[v + 1] += start[v] }
+            let cursor = try RawArray<Int32>(count: vertices, what: "lattice splat cursor")
+            cursor.pointer.update(from: start, count: vertices)
+            let next = cursor.pointer
+            for i in 0..<n {
+                for e in (i * d1)..<(i * d1 + d1) {
+                    let v = Int(vertexOut[e])
+                    let slot = Int(next[v])
+                    next[v] += 1
+                    entryPoint.pointer[slot] = Int32(i)
+                    entryWeight.pointer[slot] = weightOut[e]
+                }
             }
+            incidences = (vertexStart, entryPoint, entryWeight)
+        } else {
+            incidences = nil
         }
 
         // Blur neighbours along direction j: the lattice step is +1 in every coordinate
-        // except −d in coordinate j (for j = d, the coordinate left out of the key).
+        // except −d in coordinate j (for j = d, the coordinate left out of the key); a
+        // missing neighbour is the sentinel.
         neighbours = try RawArray(count: vertices * d1 * 2, what: "lattice neighbours")
         nonisolated(unsafe) let keys = table.keys.pointer, nb = neighbours.pointer
+        let workers = max(1, threads)
+        let probeStorage = try RawArray<Int32>(count: d * workers, what: "lattice scratch")
+        nonisolated(unsafe) let caches = cacheStorage.pointer, probes = probeStorage.pointer
         let lookup = table
-        parallelChunks(vertices, threads: threads) { _, range in
-            var probe = [Int32](repeating: 0, count: d)
-            probe.withUnsafeMutableBufferPointer { probe in
-                guard let p = probe.baseAddress else { return }
-                for v in range {
-                    let own = keys + v * d
-                    for j in 0...d {
-                        for sign in 0..<2 {
-                            let step: Int32 = sign == 0 ? -1 : 1
-                            for c in 0..<d { p[c] = own[c] &+ step }
-                            if j < d { p[j] = own[j] &- step &* Int32(d) }
-                            let found = lookup.find(p)
-                            nb[(j * vertices + v) * 2 + sign] = found < 0 ? Int32(vertices) : found
-                        }
+        // Look up only the −step neighbour u of each v: then v is u's +step neighbour. Each
+        // (direction, u) has one such v, so the parallel writes never collide.
+        neighbours.pointer.initialize(repeating: Int32(vertices), count: vertices * d1 * 2)
+        parallelChunks(vertices, threads: workers) { worker, range in
+            let cache = RecentVertices(dimension: d, storage: caches + worker * RecentVertices.storageCount(dimension: d))
+            let p = probes + worker * d
+            for v in range {
+                let own = keys + v * d
+                for j in 0...d {
+                    for c in 0..<d { p[c] = own[c] &- 1 }
+                    if j < d { p[j] = own[j] &+ Int32(d) }
+                    let h = lookup.hash(p)
+                    let u = cache.lookup(p, hash: h) { lookup.find(p, hash: h) }
+                    if u >= 0 {
+                        nb[(j * vertices + v) * 2] = u
+                        nb[(j * vertices + Int(u)) * 2 + 1] = Int32(v)
                     }
                 }
             }
         }
-    }
+        }
 
     /// Filters `channels` values per point (point after point at `input`) and writes the
     /// result in the same layout to `output`, which may alias `input`.
@@ -221,18 +237,30 @@ public final class PermutohedralLattice {
         }
         nonisolated(unsafe) var a = bufferA.pointer, b = bufferB.pointer
         nonisolated(unsafe) let src = input, dst = output
-        let start = vertexStart.pointer, entryP = entryPoint.pointer, entryW = entryWeight.pointer
         let nb = neighbours.pointer, pv = pointVertex.pointer, pw = pointWeight.pointer
         let sentinel = vertices * channels
 
-        // Splat as a gather: each vertex sums its points' weighted values in point order.
-        parallelChunks(vertices, threads: threads) { _, range in
-            for v in range {
-                let (first, end) = (Int(start[v]), Int(start[v + 1]))
-                for c in 0..<channels {
-                    var sum: Float = 0
-                    for e in first..<end { sum += entryW[e] * src[Int(entryP[e]) * channels + c] }
-                    a[v * channels + c] = sum
+        // Splat. Both ways add each vertex's contributions in point order starting from 0, so
+        // they give bit-identical sums: a parallel gather over vertices when there are
+        // threads and the index for it, else a sequential scatter (no index to build).
+        if threads > 1, let (startArray, pointArray, weightArray) = incidences {
+            let start = startArray.pointer, entryP = pointArray.pointer, entryW = weightArray.pointer
+            parallelChunks(vertices, threads: threads) { _, range in
+                for v in range {
+                    let (first, end) = (Int(start[v]), Int(start[v + 1]))
+                    for c in 0..<channels {
+                        var sum: Float = 0
+                        for e in first..<end { sum += entryW[e] * src[Int(entryP[e]) * channels + c] }
+                        a[v * channels + c] = sum
+                    }
+                }
+            }
+        } else {
+            a.update(repeating: 0, count: vertices * channels)
+            for i in 0..<n {
+                for k in 0..<d1 {
+                    let w = pw[i * d1 + k], out = a + Int(pv[i * d1 + k]) * channels
+                    for c in 0..<channels { out[c] += w * src[i * channels + c] }
                 }
             }
         }
@@ -287,18 +315,28 @@ private struct VertexTable {
         mask = capacity - 1
     }
 
+    /// The key's hash; its low bits pick the table slot, its high bits the cache entry.
+    /// The low 2 bits of each coordinate pass through unmixed below a mix of the rest, so
+    /// the vertices of one 4^d block of the lattice share a few cache lines of the table:
+    /// lookups of nearby vertices (the blur neighbours) then mostly hit the CPU cache.
     @inline(__always)
-    private func hash(_ key: UnsafePointer<Int32>) -> Int {
+    func hash(_ key: UnsafePointer<Int32>) -> Int {
         var h: UInt64 = 0x243F_6A88_85A3_08D3
-        for c in 0..<dimension { h = (h ^ UInt64(UInt32(bitPattern: key[c]))) &* 0x9E37_79B9_7F4A_7C15 }
-        return Int(truncatingIfNeeded: h ^ (h >> 31))
+        var fine: UInt64 = 0
+        for c in 0..<dimension {
+            let k = UInt32(bitPattern: key[c])
+            h = (h ^ UInt64(k >> 2)) &* 0x9E37_79B9_7F4A_7C15
+            fine = fine << 2 | UInt64(k & 3)
+        }
+        h ^= h >> 29
+        return Int(truncatingIfNeeded: (h << UInt64(2 * dimension)) | fine)
     }
 
     /// The slot holding `key`, or the empty slot where it would go.
     @inline(__always)
-    private func slot(of key: UnsafePointer<Int32>) -> UnsafeMutablePointer<Int32> {
+    private func slot(of key: UnsafePointer<Int32>, hash: Int) -> UnsafeMutablePointer<Int32> {
         let stride = dimension + 1, table = slots.pointer
-        var s = hash(key) & mask
+        var s = hash & mask
         while true {
             let entry = table + s * stride
             if entry[0] < 0 { return entry }
@@ -310,11 +348,11 @@ private struct VertexTable {
     }
 
     /// The vertex with this key, or −1.
-    func find(_ key: UnsafePointer<Int32>) -> Int32 { slot(of: key)[0] }
+    func find(_ key: UnsafePointer<Int32>, hash: Int) -> Int32 { slot(of: key, hash: hash)[0] }
 
     /// The vertex with this key, inserting a new one if absent.
-    mutating func findOrInsert(_ key: UnsafePointer<Int32>) throws -> Int32 {
-        let entry = slot(of: key)
+    mutating func findOrInsert(_ key: UnsafePointer<Int32>, hash: Int) throws -> Int32 {
+        let entry = slot(of: key, hash: hash)
         if entry[0] >= 0 { return entry[0] }
         if (count + 1) * dimension > keys.count { try keys.resize(to: 2 * keys.count + dimension) }
         (keys.pointer + count * dimension).update(from: key, count: dimension)
@@ -330,9 +368,45 @@ private struct VertexTable {
         mask = capacity - 1
         for v in 0..<count {
             let key = keys.pointer + v * dimension
-            let entry = slot(of: key)
+            let entry = slot(of: key, hash: hash(key))
             entry[0] = Int32(v)
             (entry + 1).update(from: key, count: dimension)
         }
+    }
+}
+
+/// A direct-mapped cache of recent lookups in front of a `VertexTable`. Nearby points,
+/// and the blur neighbours of nearby vertices, share lattice vertices, so most lookups hit
+/// this small cache-resident array instead of the large table. Absent keys (−1) are cached
+/// too, which is valid while the table is only read (the neighbour search).
+private struct RecentVertices {
+    static let entries = 4096
+    /// Marks an unused entry.
+    static let unused = Int32.min
+    let dimension: Int
+    /// `entries` slots of d+1 Int32: the vertex (−1 absent, `unused`), then its key.
+    let storage: UnsafeMutablePointer<Int32>
+
+    static func storageCount(dimension: Int) -> Int { entries * (dimension + 1) }
+
+    init(dimension: Int, storage: UnsafeMutablePointer<Int32>) {
+        self.dimension = dimension
+        self.storage = storage
+        storage.initialize(repeating: RecentVertices.unused, count: RecentVertices.storageCount(dimension: dimension))
+    }
+
+    /// The cached answer for `key`, else `miss()`'s answer, remembered.
+    @inline(__always)
+    func lookup(_ key: UnsafePointer<Int32>, hash: Int, miss: () throws -> Int32) rethrows -> Int32 {
+        let entry = storage + (hash & (RecentVertices.entries - 1)) * (dimension + 1)
+        if entry[0] != RecentVertices.unused {
+            var same = true
+            for c in 0..<dimension where entry[c + 1] != key[c] { same = false; break }
+            if same { return entry[0] }
+        }
+        let vertex = try miss()
+        entry[0] = vertex
+        (entry + 1).update(from: key, count: dimension)
+        return vertex
     }
 }
