@@ -88,7 +88,7 @@ public final class PermutohedralLattice {
 
         pointVertex = try RawArray(count: n * d1, what: "lattice point vertices")
         pointWeight = try RawArray(count: n * d1, what: "lattice point weights")
-        var table = try VertexTable(dimension: d, expectedVertices: max(16, n / 4))
+        var table = try VertexTable(dimension: d, expectedVertices: max(16, n / 2))
 
         // Per-point scratch: elevated coordinates, barycentric weights, nearest remainder-0
         // point, ranks, the previous point's remainder-0 point and ranks, one vertex key.
@@ -126,7 +126,10 @@ public final class PermutohedralLattice {
             }
             for a in 0..<d {
                 for b in (a + 1)...d {
-                    if elevated[a] - Double(rem0[a]) < elevated[b] - Double(rem0[b]) { rank[a] += 1 } else { rank[b] += 1 }
+                    // Branch-free: the comparison is unpredictable.
+                    let aFirst = elevated[a] - Double(rem0[a]) < elevated[b] - Double(rem0[b]) ? 1 : 0
+                    rank[a] += aFirst
+                    rank[b] += 1 - aFirst
                 }
             }
             if remainderSum > 0 {
@@ -309,7 +312,7 @@ private struct VertexTable {
     init(dimension: Int, expectedVertices: Int) throws {
         self.dimension = dimension
         var capacity = 16
-        while capacity < expectedVertices { capacity <<= 1 }
+        while capacity < 2 * expectedVertices { capacity <<= 1 }
         keys = try RawArray(count: expectedVertices * dimension, what: "lattice keys")
         slots = try RawArray(repeating: -1, count: capacity * (dimension + 1), what: "lattice hash table")
         mask = capacity - 1
