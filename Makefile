@@ -21,7 +21,10 @@ SWIFT_RELEASE_FLAGS := -c release -Xswiftc -static-stdlib \
 	-Xlinker -soname=$(SONAME)
 LIB := .build/release/libliverseg.so
 
-.PHONY: build install test test-swift test-python demo bench clean
+.PHONY: setup build install test test-swift test-python demo bench clean
+
+setup:
+	bash tools/setup.sh
 
 build:
 	swift build $(SWIFT_RELEASE_FLAGS) --product liverseg
@@ -32,11 +35,11 @@ install: build
 	install -m 755 $(LIB) $(DESTDIR)$(PREFIX)/lib/libliverseg.so.$(VERSION)
 	ln -sf libliverseg.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libliverseg.so
-	install -m 644 include/liverseg.h $(DESTDIR)$(PREFIX)/include/liverseg.h
+	install -m 644 include/liverseg.h bindings/cpp/liverseg.hpp $(DESTDIR)$(PREFIX)/include/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' pkgconfig/liverseg.pc.in \
 		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/liverseg.pc
 
-test: test-swift test-python
+test: setup test-swift test-python
 
 test-swift:
 	swift test
@@ -44,7 +47,7 @@ test-swift:
 test-python: build
 	LIVERSEG_LIBRARY=$(CURDIR)/$(LIB) PYTHONPATH=$(CURDIR)/bindings/python $(PYTHON) -m pytest -q Tests/python
 
-demo: build
+demo: setup build
 	LIVERSEG_LIBRARY=$(CURDIR)/$(LIB) PYTHONPATH=$(CURDIR)/bindings/python $(PYTHON) tools/demo.py --data $(DATA) --out $(OUT)
 
 bench: build

@@ -90,18 +90,25 @@ public struct DSNArchitecture: Equatable, Sendable {
 
     /// How far (in input voxels, per axis) an output voxel's value can depend on input
     /// voxels, rounded up to a multiple of 4: tiles that overlap by this much reproduce
-    /// the untiled output. An upper bound summed layer by layer: convolution radii scaled
-    /// by their level's stride, one stride for each pool's window, and 1.5 strides for
-    /// each up-sampling layer (its ±1 input reach plus rounding).
+    /// the untiled output. Traced through the main path, which reaches furthest (each branch
+    /// skips layers of it): an up-sampled output o reads inputs ⌈(o−1)/2⌉…⌊(o+1)/2⌋, a
+    /// pooled index j covers 2j and 2j+1, a convolution reaches its kernel radius; the
+    /// worst case over the four positions of o modulo 4.
     public var receptiveHalo: GridSize {
         func axis(_ k: [Int]) -> Int {
             let r = k.map { ($0 - 1) / 2 }
-            let level0 = r[0] + r[1] + 1                 // conv1, conv2, pool1 window
-            let level1 = 2 * (r[2] + r[3]) + 2           // conv4, conv5, pool2 window
-            let level2 = 4 * (r[4] + r[5])               // conv7, conv8
-            let upsampling = 6 + 3                       // deconv9 (at level 2), deconv10 (level 1)
-            let total = level0 + level1 + level2 + upsampling
-            return (total + 3) / 4 * 4
+            func floorDiv(_ a: Int, _ b: Int) -> Int { a >= 0 ? a / b : -((-a + b - 1) / b) }
+            var reach = 0
+            for o in 0..<4 {
+                let up1 = floorDiv(o + 1, 2), up2 = floorDiv(up1 + 1, 2)          // deconv10, deconv9
+                let down1 = -floorDiv(-(o - 1), 2), down2 = -floorDiv(-(down1 - 1), 2)
+                let level1High = 2 * (up2 + r[4] + r[5]) + 1 + r[2] + r[3]       // conv7/8, pool2, conv4/5
+                let level1Low = 2 * (down2 - r[4] - r[5]) - r[2] - r[3]
+                let high = 2 * level1High + 1 + r[0] + r[1]                       // pool1, conv1/2
+                let low = 2 * level1Low - r[0] - r[1]
+                reach = max(reach, high - o, o - low)
+            }
+            return (reach + 3) / 4 * 4
         }
         return GridSize(x: axis(convKernels.map(\.x)), y: axis(convKernels.map(\.y)), z: axis(convKernels.map(\.z)))
     }

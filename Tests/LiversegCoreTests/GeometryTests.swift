@@ -1,0 +1,72 @@
+import XCTest
+@testable import LiversegCore
+
+final class GeometryTests: XCTestCase {
+    func testAxisCodesParseAndReject() {
+        XCTAssertEqual(AxisCodes("LPS")?.rasAxis, [0, 1, 2])
+        XCTAssertEqual(AxisCodes("LPS")?.sign, [-1, -1, 1])
+        XCTAssertEqual(AxisCodes("ASR")?.rasAxis, [1, 2, 0])
+        XCTAssertEqual(AxisCodes("ial")?.description, "IAL")
+        for bad in ["RAR", "RA", "RASX", "XYZ", "LRS", "IAS"] { XCTAssertNil(AxisCodes(bad), bad) }
+    }
+
+    func testOrientationOfMatrixAndMapping() throws {
+        // i → −y (P), j → +z (S), k → −x (L): codes "PSL".
+        let m: [Double] = [0, 0, -2, 10,
+                           -1, 0, 0, 5,
+                           0, 3, 0, 1,
+                           0, 0, 0, 1]
+        let codes = try AxisMapping.axisCodes(ofIJKToRAS: m)
+        XCTAssertEqual(codes.description, "PSL")
+        let mapping = AxisMapping(from: codes, to: AxisCodes("RAS")!)
+        // R comes from k (flipped: k runs toward L), A from i (flipped), S from j.
+        XCTAssertEqual(mapping.sourceAxis, [2, 0, 1])
+        XCTAssertEqual(mapping.flipped, [true, true, false])
+        XCTAssertThrowsError(try AxisMapping.axisCodes(ofIJKToRAS: [1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]))
+    }
+
+    func testAxisSamplesFollowTheCentreAlignedRule() {
+        // 4 source voxels onto 2: centres at source coordinates 0.5 and 2.5.
+        let down = AxisSamples(outputCount: 2, sourceCount: 4, sourceStride: 10, flipOutput: false, flipSource: false)
+        XCTAssertEqual(down.lower, [0, 20])
+        XCTAssertEqual(down.upper, [10, 30])
+        XCTAssertEqual(down.weight, [0.5, 0.5])
+        // 2 onto 4: coordinates −0.25 (clamped to 0), 0.25, 0.75, 1.25 (clamped to 1).
+        let up = AxisSamples(outputCount: 4, sourceCount: 2, sourceStride: 1, flipOutput: false, flipSource: false)
+        XCTAssertEqual(up.lower, [0, 0, 0, 1])
+        XCTAssertEqual(up.weight, [0, 0.25, 0.75, 0])
+        let flipped = AxisSamples(outputCount: 4, sourceCount: 2, sourceStride: 1, flipOutput: true, flipSource: false)
+        XCTAssertEqual(flipped.weight, up.weight.reversed())
+    }
+
+    func testTilePlanCoversTheGridOnceWithHaloedRegions() throws {
+        let grid = GridSize(x: 96, y: 64, z: 40), halo = GridSize(x: 8, y: 8, z: 4)
+        let plan = try TilePlan(grid: grid, halo: halo, maxVoxels: 40_000)
+        XCTAssertGreaterThan(plan.tiles.count, 1)
+        var covered = [Int](repeating: 0, count: grid.voxelCount)
+        for tile in plan.tiles {
+            XCTAssertLessThanOrEqual(tile.regionSize.voxelCount, 40_000)
+            for (o, e) in zip(tile.regionOrigin, [tile.regionSize.x, tile.regionSize.y, tile.regionSize.z]) {
+                XCTAssertEqual(o % 4, 0); XCTAssertEqual(e % 4, 0)
+            }
+            for a in 0..<3 {
+                let coreLo = tile.coreOrigin[a], regionLo = tile.regionOrigin[a]
+                let coreHi = coreLo + [tile.coreSize.x, tile.coreSize.y, tile.coreSize.z][a]
+                let regionHi = regionLo + [tile.regionSize.x, tile.regionSize.y, tile.regionSize.z][a]
+                let h = [halo.x, halo.y, halo.z][a], g = [grid.x, grid.y, grid.z][a]
+                XCTAssertEqual(regionLo, max(0, coreLo - h))
+                XCTAssertEqual(regionHi, min(g, coreHi + h))
+            }
+            for z in 0..<tile.coreSize.z { for y in 0..<tile.coreSize.y { for x in 0..<tile.coreSize.x {
+                covered[((tile.coreOrigin[2] + z) * grid.y + tile.coreOrigin[1] + y) * grid.x + tile.coreOrigin[0] + x] += 1
+            } } }
+        }
+        XCTAssertTrue(covered.allSatisfy { $0 == 1 })
+        XCTAssertThrowsError(try TilePlan(grid: grid, halo: halo, maxVoxels: 100))
+    }
+
+    func testPaperParameterCount() {
+        // The count Python's independently written model_file.parameter_shapes gives.
+        XCTAssertEqual(DSNArchitecture.paper.parameterCount, 305_422)
+    }
+}
