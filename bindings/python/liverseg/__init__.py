@@ -206,3 +206,8 @@ def set_log_callback(callback, level=1):
         return
     _log_callback_ref = _lib.LOG_CALLBACK(lambda lvl, msg, _u: callback(lvl, msg.decode("utf-8", "replace")))
     lib.liverseg_set_log_callback(_log_callback_ref, level, None)
+
+
+from .crf import refine_crf, crf_default_params  # noqa: E402
+
+__all__ += ["refine_crf", "crf_default_params"]
