@@ -17,16 +17,18 @@ public struct CRFParameters: Sendable, Equatable {
     public var mode: CRFMode = .slice2d
     /// Mean-field iterations; 0 returns the thresholded probability.
     public var iterations = 5
+    // Defaults from tools/crf_search.py on IRCADb 1 and 7 with degraded manual masks
+    // (no trained network yet), checked on IRCADb 17: re-tune with a real model's output.
     /// μ1, the weight of the bilateral (appearance) kernel.
-    public var bilateralWeight = 5.0
+    public var bilateralWeight = 3.0
     /// μ2, the weight of the spatial (smoothness) kernel.
     public var spatialWeight = 3.0
     /// θα: bilateral kernel's position bandwidth, mm.
-    public var thetaAlphaMM = 6.0
+    public var thetaAlphaMM = 12.0
     /// θβ: bilateral kernel's grey-value bandwidth, HU.
     public var thetaBetaHU = 15.0
     /// θγ: spatial kernel's position bandwidth, mm.
-    public var thetaGammaMM = 2.0
+    public var thetaGammaMM = 1.0
     /// Message normalisation.
     public var normalisation = CRFNormalisation.symmetric
     /// Run the CRF only inside the bounding box (per slice in slice2d) of the voxels whose
