@@ -88,105 +88,171 @@ public final class PermutohedralLattice {
 
         pointVertex = try RawArray(count: n * d1, what: "lattice point vertices")
         pointWeight = try RawArray(count: n * d1, what: "lattice point weights")
-        var table = try VertexTable(dimension: d, expectedVertices: max(16, n / 2))
+        nonisolated(unsafe) let vertexOut = pointVertex.pointer, weightOut = pointWeight.pointer
+        nonisolated(unsafe) let featureIn = features
+        let lowestShift = lowest, inverseD1 = 1 / Double(d1)
 
-        // Per-point scratch: elevated coordinates, barycentric weights, nearest remainder-0
-        // point, ranks, the previous point's remainder-0 point and ranks, one vertex key.
-        let reals = try RawArray<Double>(count: 2 * d1 + 1, what: "lattice scratch")
-        let ints = try RawArray<Int>(count: 4 * d1, what: "lattice scratch")
-        let keyBuffer = try RawArray<Int32>(count: d1, what: "lattice scratch")
-        let elevated = reals.pointer, barycentric = reals.pointer + d1
-        let rem0 = ints.pointer, rank = ints.pointer + d1
-        let previousRem0 = ints.pointer + 2 * d1, previousRank = ints.pointer + 3 * d1
-        let key = keyBuffer.pointer
-        previousRank.initialize(repeating: -1, count: d1)
-        previousRem0.initialize(repeating: 0, count: d1)
-        let vertexOut = pointVertex.pointer, weightOut = pointWeight.pointer
-        let inverseD1 = 1 / Double(d1)
-        let cacheStorage = try RawArray<Int32>(count: RecentVertices.storageCount(dimension: d) * max(1, threads), what: "lattice cache")
-        let recent = RecentVertices(dimension: d, storage: cacheStorage.pointer)
-        for i in 0..<n {
-            var sum = 0.0
-            for j in stride(from: d, to: 0, by: -1) {
-                let cf = (Double(features[i * d + j - 1]) - lowest[j - 1]) * scale[j - 1]
-                elevated[j] = sum - Double(j) * cf
-                sum += cf
-            }
-            elevated[0] = sum
-            // The nearest multiple of d+1 to each elevated coordinate (ties round down).
-            var remainderSum = 0
-            for c in 0...d {
-                // floor by truncation: |v| < coordinateLimit, and it avoids a libm call.
-                let v = elevated[c] * inverseD1, truncated = Int(v)
-                let below = Double(truncated) > v ? truncated - 1 : truncated
-                let multiple = v - Double(below) > 0.5 ? below + 1 : below
-                rem0[c] = multiple * d1
-                remainderSum += multiple
-                rank[c] = 0
-            }
-            for a in 0..<d {
-                for b in (a + 1)...d {
-                    // Branch-free: the comparison is unpredictable.
-                    let aFirst = elevated[a] - Double(rem0[a]) < elevated[b] - Double(rem0[b]) ? 1 : 0
-                    rank[a] += aFirst
-                    rank[b] += 1 - aFirst
+        // Vertices are found in blocks of points, in two parallel phases per block:
+        //  1. each point's enclosing simplex (remainder-0 point, ranks) and barycentric
+        //     weights, split over the points;
+        //  2. the simplex vertices' lookup, split over hash shards: shard s inserts only the
+        //     keys whose hash falls in s, into its own table, scanning points in order.
+        // Vertex numbers then depend on the shard count, but no result does: every sum over
+        // a vertex's points is still taken in point order.
+        // Shard-tagged vertex numbers (local · shards + shard) must fit in Int32 too.
+        let shards = max(1, min(threads, 64, Int(Int32.max) / max(1, n * d1)))
+        var tables = try (0..<shards).map { _ in try VertexTable(dimension: d, expectedVertices: max(16, n / (2 * shards))) }
+        let cacheStorage = try RawArray<Int32>(count: RecentVertices.storageCount(dimension: d) * shards, what: "lattice cache")
+        let caches = (0..<shards).map { RecentVertices(dimension: d, storage: cacheStorage.pointer + $0 * RecentVertices.storageCount(dimension: d)) }
+        let block = max(1, min(n, 1 << 15))
+        // The simplex of each point of the block; slot 0 holds the previous block's last.
+        let blockRem0 = try RawArray<Int32>(repeating: 0, count: (block + 1) * d1, what: "lattice scratch")
+        let blockRank = try RawArray<Int32>(repeating: -1, count: (block + 1) * d1, what: "lattice scratch")
+        // Points whose simplex is their predecessor's (nearby points usually share one).
+        let sameAsPrevious = try RawArray<UInt8>(repeating: 0, count: max(n, 1), what: "lattice scratch")
+        let realScratch = try RawArray<Double>(count: shards * (2 * d1 + 1), what: "lattice scratch")
+        let intScratch = try RawArray<Int>(count: shards * 2 * d1, what: "lattice scratch")
+        let keyScratch = try RawArray<Int32>(count: shards * d1, what: "lattice scratch")
+        var failures = [LiversegError?](repeating: nil, count: shards)
+        nonisolated(unsafe) let bRem0 = blockRem0.pointer, bRank = blockRank.pointer, same = sameAsPrevious.pointer
+        nonisolated(unsafe) let reals = realScratch.pointer, ints = intScratch.pointer, keys = keyScratch.pointer
+        for first in stride(from: 0, to: n, by: block) {
+            let m = min(block, n - first)
+            parallelChunks(m, threads: shards) { worker, range in
+                let elevated = reals + worker * (2 * d1 + 1), barycentric = elevated + d1
+                let rem0 = ints + worker * 2 * d1, rank = rem0 + d1
+                for local in range {
+                    let i = first + local
+                    var sum = 0.0
+                    for j in stride(from: d, to: 0, by: -1) {
+                        let cf = (Double(featureIn[i * d + j - 1]) - lowestShift[j - 1]) * scale[j - 1]
+                        elevated[j] = sum - Double(j) * cf
+                        sum += cf
+                    }
+                    elevated[0] = sum
+                    // The nearest multiple of d+1 to each elevated coordinate (ties round
+                    // down); floor by truncation, as |v| < coordinateLimit.
+                    var remainderSum = 0
+                    for c in 0...d {
+                        let v = elevated[c] * inverseD1, truncated = Int(v)
+                        let below = Double(truncated) > v ? truncated - 1 : truncated
+                        let multiple = v - Double(below) > 0.5 ? below + 1 : below
+                        rem0[c] = multiple * d1
+                        remainderSum += multiple
+                        rank[c] = 0
+                    }
+                    for a in 0..<d {
+                        for b in (a + 1)...d {
+                            // Branch-free: the comparison is unpredictable.
+                            let aFirst = elevated[a] - Double(rem0[a]) < elevated[b] - Double(rem0[b]) ? 1 : 0
+                            rank[a] += aFirst
+                            rank[b] += 1 - aFirst
+                        }
+                    }
+                    if remainderSum > 0 {
+                        for c in 0...d {
+                            if rank[c] >= d1 - remainderSum { rem0[c] -= d1; rank[c] += remainderSum - d1 } else { rank[c] += remainderSum }
+                        }
+                    } else if remainderSum < 0 {
+                        for c in 0...d {
+                            if rank[c] < -remainderSum { rem0[c] += d1; rank[c] += d1 + remainderSum } else { rank[c] += remainderSum }
+                        }
+                    }
+                    for k in 0...d1 { barycentric[k] = 0 }
+                    for c in 0...d {
+                        let v = (elevated[c] - Double(rem0[c])) * inverseD1
+                        barycentric[d - rank[c]] += v
+                        barycentric[d1 - rank[c]] -= v
+                    }
+                    barycentric[0] += 1 + barycentric[d1]
+                    for k in 0...d { weightOut[i * d1 + k] = Float(barycentric[k]) }
+                    let r0 = bRem0 + (local + 1) * d1, rk = bRank + (local + 1) * d1
+                    for c in 0...d { r0[c] = Int32(rem0[c]); rk[c] = Int32(rank[c]) }
                 }
             }
-            if remainderSum > 0 {
-                for c in 0...d {
-                    if rank[c] >= d1 - remainderSum { rem0[c] -= d1; rank[c] += remainderSum - d1 } else { rank[c] += remainderSum }
+            tables.withUnsafeMutableBufferPointer { tp in
+                failures.withUnsafeMutableBufferPointer { fp in
+                    nonisolated(unsafe) let (tp, fp) = (tp, fp)
+                    parallelChunks(shards, threads: shards) { shard, _ in
+                        let key = keys + shard * d1, cache = caches[shard]
+                        for local in 0..<m {
+                            let i = first + local
+                            let r0 = bRem0 + (local + 1) * d1, rk = bRank + (local + 1) * d1
+                            var repeated = true
+                            for c in 0...d where r0[c] != r0[c - d1] || rk[c] != rk[c - d1] { repeated = false; break }
+                            if repeated {
+                                if shard == 0 { same[i] = 1 }
+                                continue
+                            }
+                            for k in 0...d {
+                                for c in 0..<d { key[c] = r0[c] + Int32(rk[c] <= d - k ? k : k - d1) }
+                                let h = VertexTable.hash(key, dimension: d)
+                                guard VertexTable.shard(of: h, shards: shards) == shard else { continue }
+                                do {
+                                    let v = try cache.lookup(key, hash: h) { try tp[shard].findOrInsert(key, hash: h) }
+                                    vertexOut[i * d1 + k] = v &* Int32(shards) &+ Int32(shard)
+                                } catch let error as LiversegError {
+                                    fp[shard] = error
+                                    return
+                                } catch {
+                                    fp[shard] = .internalError("lattice: \(error)")
+                                    return
+                                }
+                            }
+                        }
+                    }
                 }
-            } else if remainderSum < 0 {
-                for c in 0...d {
-                    if rank[c] < -remainderSum { rem0[c] += d1; rank[c] += d1 + remainderSum } else { rank[c] += remainderSum }
-                }
             }
-            for k in 0...d1 { barycentric[k] = 0 }
-            for c in 0...d {
-                let v = (elevated[c] - Double(rem0[c])) * inverseD1
-                barycentric[d - rank[c]] += v
-                barycentric[d1 - rank[c]] -= v
-            }
-            barycentric[0] += 1 + barycentric[d1]
-            for k in 0...d { weightOut[i * d1 + k] = Float(barycentric[k]) }
-
-            // Neighbouring points usually fall in the same simplex: reuse its vertices.
-            var sameSimplex = true
-            for c in 0...d where rem0[c] != previousRem0[c] || rank[c] != previousRank[c] { sameSimplex = false; break }
-            if sameSimplex {
-                for k in 0...d { vertexOut[i * d1 + k] = vertexOut[(i - 1) * d1 + k] }
-                continue
-            }
-            for k in 0...d {
-                for c in 0..<d { key[c] = Int32(rem0[c] + (rank[c] <= d - k ? k : k - d1)) }
-                let h = table.hash(key)
-                vertexOut[i * d1 + k] = try recent.lookup(key, hash: h) { try table.findOrInsert(key, hash: h) }
-            }
-            previousRem0.update(from: rem0, count: d1)
-            previousRank.update(from: rank, count: d1)
+            if let failure = failures.lazy.compactMap({ $0 }).first { throw failure }
+            (bRem0).update(from: bRem0 + m * d1, count: d1)
+            (bRank).update(from: bRank + m * d1, count: d1)
         }
-        let vertices = table.count
-        vertexCount = vertices
-        Log.write(.debug, "\(kernelName): lattice d=\(d), \(n) points, \(vertices) vertices")
 
-        // Group incidences by vertex: counting sort keeps each vertex's points in order.
+        // Number the vertices shard after shard, and resolve the repeated simplices in order.
+        var offsets = [Int](repeating: 0, count: shards + 1)
+        for s in 0..<shards { offsets[s + 1] = offsets[s] + tables[s].count }
+        let vertices = offsets[shards]
+        vertexCount = vertices
+        let shardOffsets = offsets
+        parallelChunks(n, threads: shards) { _, range in
+            for i in range where same[i] == 0 {
+                for e in (i * d1)..<(i * d1 + d1) {
+                    let x = Int(vertexOut[e])
+                    vertexOut[e] = Int32(shardOffsets[x % shards] + x / shards)
+                }
+            }
+        }
+        for i in 0..<n where same[i] != 0 {
+            for e in (i * d1)..<(i * d1 + d1) { vertexOut[e] = vertexOut[e - d1] }
+        }
+        let allKeys = try RawArray<Int32>(count: vertices * d, what: "lattice keys")
+        for s in 0..<shards { (allKeys.pointer + offsets[s] * d).update(from: tables[s].keys.pointer, count: tables[s].count * d) }
+        Log.write(.debug, "\(kernelName): lattice d=\(d), \(n) points, \(vertices) vertices, \(shards) shard(s)")
+
+        // Group incidences by vertex for the parallel splat: count serially, then each
+        // shard fills its own vertices' entries scanning points in order.
         if threads > 1 {
             let vertexStart = try RawArray<Int32>(repeating: 0, count: vertices + 1, what: "lattice vertex index")
             let entryPoint = try RawArray<Int32>(count: n * d1, what: "lattice splat entries")
             let entryWeight = try RawArray<Float>(count: n * d1, what: "lattice splat weights")
+            let cursor = try RawArray<Int32>(count: vertices, what: "lattice splat cursor")
             let start = vertexStart.pointer
             for e in 0..<(n * d1) { start[Int(vertexOut[e]) + 1] += 1 }
             for v in 0..<vertices { start[v + 1] += start[v] }
-            let cursor = try RawArray<Int32>(count: vertices, what: "lattice splat cursor")
             cursor.pointer.update(from: start, count: vertices)
-            let next = cursor.pointer
-            for i in 0..<n {
-                for e in (i * d1)..<(i * d1 + d1) {
-                    let v = Int(vertexOut[e])
-                    let slot = Int(next[v])
-                    next[v] += 1
-                    entryPoint.pointer[slot] = Int32(i)
-                    entryWeight.pointer[slot] = weightOut[e]
+            nonisolated(unsafe) let next = cursor.pointer, pointOut = entryPoint.pointer, entryOut = entryWeight.pointer
+            let parts = shards
+            parallelChunks(parts, threads: parts) { part, _ in
+                let (low, high) = (vertices * part / parts, vertices * (part + 1) / parts)
+                for i in 0..<n {
+                    for e in (i * d1)..<(i * d1 + d1) {
+                        let v = Int(vertexOut[e])
+                        guard v >= low, v < high else { continue }
+                        let slot = Int(next[v])
+                        next[v] += 1
+                        pointOut[slot] = Int32(i)
+                        entryOut[slot] = weightOut[e]
+                    }
                 }
             }
             incidences = (vertexStart, entryPoint, entryWeight)
@@ -196,26 +262,28 @@ public final class PermutohedralLattice {
 
         // Blur neighbours along direction j: the lattice step is +1 in every coordinate
         // except −d in coordinate j (for j = d, the coordinate left out of the key); a
-        // missing neighbour is the sentinel.
+        // missing neighbour is the sentinel. Look up only the −step neighbour u of each v:
+        // then v is u's +step neighbour. Each (direction, u) has one such v, so the
+        // parallel writes never collide.
         neighbours = try RawArray(count: vertices * d1 * 2, what: "lattice neighbours")
-        nonisolated(unsafe) let keys = table.keys.pointer, nb = neighbours.pointer
-        let workers = max(1, threads)
-        let probeStorage = try RawArray<Int32>(count: d * workers, what: "lattice scratch")
-        nonisolated(unsafe) let caches = cacheStorage.pointer, probes = probeStorage.pointer
-        let lookup = table
-        // Look up only the −step neighbour u of each v: then v is u's +step neighbour. Each
-        // (direction, u) has one such v, so the parallel writes never collide.
         neighbours.pointer.initialize(repeating: Int32(vertices), count: vertices * d1 * 2)
-        parallelChunks(vertices, threads: workers) { worker, range in
-            let cache = RecentVertices(dimension: d, storage: caches + worker * RecentVertices.storageCount(dimension: d))
-            let p = probes + worker * d
+        nonisolated(unsafe) let keyOf = allKeys.pointer, nb = neighbours.pointer
+        let lookup = tables
+        parallelChunks(vertices, threads: shards) { worker, range in
+            let cache = caches[worker]
+            cache.clear()
+            let p = keys + worker * d1
             for v in range {
-                let own = keys + v * d
+                let own = keyOf + v * d
                 for j in 0...d {
                     for c in 0..<d { p[c] = own[c] &- 1 }
                     if j < d { p[j] = own[j] &+ Int32(d) }
-                    let h = lookup.hash(p)
-                    let u = cache.lookup(p, hash: h) { lookup.find(p, hash: h) }
+                    let h = VertexTable.hash(p, dimension: d)
+                    let u = cache.lookup(p, hash: h) {
+                        let s = VertexTable.shard(of: h, shards: shards)
+                        let local = lookup[s].find(p, hash: h)
+                        return local < 0 ? -1 : Int32(shardOffsets[s]) + local
+                    }
                     if u >= 0 {
                         nb[(j * vertices + v) * 2] = u
                         nb[(j * vertices + Int(u)) * 2 + 1] = Int32(v)
@@ -223,7 +291,7 @@ public final class PermutohedralLattice {
                 }
             }
         }
-        }
+    }
 
     /// Filters `channels` values per point (point after point at `input`) and writes the
     /// result in the same layout to `output`, which may alias `input`.
@@ -318,12 +386,12 @@ private struct VertexTable {
         mask = capacity - 1
     }
 
-    /// The key's hash; its low bits pick the table slot, its high bits the cache entry.
-    /// The low 2 bits of each coordinate pass through unmixed below a mix of the rest, so
-    /// the vertices of one 4^d block of the lattice share a few cache lines of the table:
-    /// lookups of nearby vertices (the blur neighbours) then mostly hit the CPU cache.
+    /// The key's hash; its low bits pick the table slot and the cache entry, its high bits
+    /// the shard. The low 2 bits of each coordinate pass through unmixed below a mix of the
+    /// rest, so the vertices of one 4^d block of the lattice share a few cache lines of the
+    /// table: lookups of nearby vertices (the blur neighbours) then mostly hit the CPU cache.
     @inline(__always)
-    func hash(_ key: UnsafePointer<Int32>) -> Int {
+    static func hash(_ key: UnsafePointer<Int32>, dimension: Int) -> Int {
         var h: UInt64 = 0x243F_6A88_85A3_08D3
         var fine: UInt64 = 0
         for c in 0..<dimension {
@@ -334,6 +402,10 @@ private struct VertexTable {
         h ^= h >> 29
         return Int(truncatingIfNeeded: (h << UInt64(2 * dimension)) | fine)
     }
+
+    /// Which of `shards` tables holds keys with this hash.
+    @inline(__always)
+    static func shard(of hash: Int, shards: Int) -> Int { Int(UInt(bitPattern: hash) >> 48) % shards }
 
     /// The slot holding `key`, or the empty slot where it would go.
     @inline(__always)
@@ -371,7 +443,7 @@ private struct VertexTable {
         mask = capacity - 1
         for v in 0..<count {
             let key = keys.pointer + v * dimension
-            let entry = slot(of: key, hash: hash(key))
+            let entry = slot(of: key, hash: VertexTable.hash(key, dimension: dimension))
             entry[0] = Int32(v)
             (entry + 1).update(from: key, count: dimension)
         }
@@ -392,9 +464,15 @@ private struct RecentVertices {
 
     static func storageCount(dimension: Int) -> Int { entries * (dimension + 1) }
 
+    /// A cache over `storageCount(dimension:)` Int32 at `storage`, emptied.
     init(dimension: Int, storage: UnsafeMutablePointer<Int32>) {
         self.dimension = dimension
         self.storage = storage
+        clear()
+    }
+
+    /// Forgets every entry.
+    func clear() {
         storage.initialize(repeating: RecentVertices.unused, count: RecentVertices.storageCount(dimension: dimension))
     }
 
