@@ -199,3 +199,49 @@ def test_called_from_c(tmp_path):
     wrong_before, wrong_after = int(out[0]), int(out[1])
     assert wrong_before > 100 and wrong_after < wrong_before / 10, out
     assert out[2] == "LIVERSEG_INVALID_ARGUMENT" and "theta_beta_hu" in " ".join(out[3:])
+
+
+CPP_PROGRAM = r"""
+#include <cstdio>
+#include <vector>
+#include "liverseg.hpp"
+
+int main() {
+    const size_t nx = 40, ny = 32, nz = 2;
+    std::vector<int16_t> hu(nx * ny * nz);
+    std::vector<float> prob(hu.size());
+    for (size_t v = 0; v < hu.size(); ++v) {
+        bool inside = v % nx < 20;
+        hu[v] = inside ? 60 : 0;
+        prob[v] = inside ? 0.8f : ((v / nx) % 7 < 2 && v % nx < 24 ? 0.6f : 0.2f);
+    }
+    liverseg::Volume ct{hu.data(), LIVERSEG_DTYPE_INT16, {nx, ny, nz}, {0.8, 0.8, 2.0}, nullptr};
+    liverseg::CRFOptions options;
+    options.params.uncertain_only = 0;
+    int calls = 0;
+    options.progress = [&](double, liverseg_stage) { ++calls; return false; };
+    std::vector<uint8_t> mask = liverseg::refine_crf(ct, prob, options);
+    size_t wrong = 0;
+    for (size_t v = 0; v < mask.size(); ++v) wrong += mask[v] != (v % nx < 20);
+    try {
+        options.params.mu1 = -1;
+        liverseg::refine_crf(ct, prob, options);
+        return 2;
+    } catch (const liverseg::Error &e) {
+        std::printf("%zu %d %d %s\n", wrong, calls > 0, e.status(), e.what());
+    }
+    return 0;
+}
+"""
+
+
+def test_called_from_cpp(tmp_path):
+    library = os.environ.get("LIVERSEG_LIBRARY", str(ROOT / ".build" / "release" / "libliverseg.so"))
+    source = tmp_path / "crf.cpp"
+    source.write_text(CPP_PROGRAM)
+    exe = tmp_path / "crf_cpp"
+    (tmp_path / "libliverseg.so.0").symlink_to(library)
+    subprocess.run(["c++", "-std=c++17", "-Wall", "-Werror", "-I", str(ROOT / "include"), "-I", str(ROOT / "bindings" / "cpp"),
+                    str(source), library, f"-Wl,-rpath,{tmp_path}", "-o", str(exe)], check=True)
+    out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()
+    assert int(out[0]) == 0 and out[1] == "1" and int(out[2]) == _lib.INVALID_ARGUMENT and "mu1" in " ".join(out[3:]), out

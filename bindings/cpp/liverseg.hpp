@@ -122,6 +122,44 @@ private:
     liverseg_model *model_ = nullptr;
 };
 
+/// Options of refine_crf: the C parameters (start from liverseg_crf_default_params()) and
+/// an optional progress function returning true to cancel.
+struct CRFOptions {
+    liverseg_crf_params params = liverseg_crf_default_params();
+    std::function<bool(double, liverseg_stage)> progress;
+};
+
+namespace detail {
+/// Calls a std::function progress handler from C; an exception cancels instead of
+/// unwinding through C.
+inline int relay_progress(double fraction, liverseg_stage stage, void *user) {
+    auto *fn = static_cast<const std::function<bool(double, liverseg_stage)> *>(user);
+    try { return (*fn)(fraction, stage) ? 1 : 0; } catch (...) { return 1; }
+}
+}  // namespace detail
+
+/// Refines a liver probability (voxel_count() floats in [0, 1]) on ct's grid into `mask`
+/// (voxel_count() bytes, 0/1) with the dense CRF (liverseg_refine_crf).
+inline void refine_crf(const Volume &ct, const float *probability, uint8_t *mask, const CRFOptions &options = {}) {
+    liverseg_crf_params p = options.params;
+    if (options.progress) {
+        p.progress = detail::relay_progress;
+        p.progress_user_data = const_cast<std::function<bool(double, liverseg_stage)> *>(&options.progress);
+    }
+    liverseg_volume v = ct.c();
+    check(liverseg_refine_crf(&v, probability, &p, mask));
+}
+
+/// As above, returning the mask.
+inline std::vector<uint8_t> refine_crf(const Volume &ct, const std::vector<float> &probability, const CRFOptions &options = {}) {
+    if (probability.size() != ct.voxel_count())
+        throw Error(LIVERSEG_INVALID_ARGUMENT, "refine_crf: probability has " + std::to_string(probability.size()) +
+                                                   " values but the volume has " + std::to_string(ct.voxel_count()) + " voxels");
+    std::vector<uint8_t> mask(ct.voxel_count());
+    refine_crf(ct, probability.data(), mask.data(), options);
+    return mask;
+}
+
 }  // namespace liverseg
 
 #endif  // LIVERSEG_HPP
