@@ -244,6 +244,30 @@ final class CRFMeanFieldTests: XCTestCase {
         XCTAssertLessThan(differ, mask.count / 100)
     }
 
+    func testExtremeParametersNeitherTrapNorMisbehave() throws {
+        let scene = Scene(size: [12, 10, 3], spacing: [0.8, 0.8, 1.6], seed: 4)
+        for mode in CRFMode.allCases {
+            var params = CRFParameters()
+            params.mode = mode
+            // Huge bandwidths and margin: every voxel sees every other equally.
+            params.thetaAlphaMM = 1e300; params.thetaGammaMM = 1e300; params.uncertainMarginMM = 1e300
+            XCTAssertEqual(try scene.refine(params).count, scene.hu.count)
+            // Tiny bandwidths: either isolated points (identity) or a clear error naming θ.
+            params = CRFParameters()
+            params.mode = mode
+            params.thetaGammaMM = 1e-300
+            XCTAssertEqual(try scene.refine(params).count, scene.hu.count)
+            params.thetaAlphaMM = 1e-300
+            XCTAssertThrowsError(try scene.refine(params)) { XCTAssertTrue("\($0)".contains("theta_alpha_mm"), "\($0)") }
+            params = CRFParameters()
+            params.thetaBetaHU = 1e-300
+            XCTAssertThrowsError(try scene.refine(params)) { XCTAssertTrue("\($0)".contains("theta_beta_hu"), "\($0)") }
+            params = CRFParameters()
+            params.bilateralWeight = 1e300
+            XCTAssertThrowsError(try scene.refine(params)) { XCTAssertTrue("\($0)".contains("mu1"), "\($0)") }
+        }
+    }
+
     func testRejectsInvalidParametersNamingThem() throws {
         let scene = Scene(size: [8, 8, 2], spacing: [1, 1, 1], seed: 1)
         let cases: [(String, (inout CRFParameters) -> Void)] = [

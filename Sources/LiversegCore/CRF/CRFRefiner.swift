@@ -51,8 +51,8 @@ public struct CRFParameters: Sendable, Equatable {
             LiversegError.invalidArgument("\(name) \(value) must be \(rule)")
         }
         guard (0...10_000).contains(iterations) else { throw bad("n_iterations", iterations, "in 0...10000") }
-        for (name, value) in [("mu1", bilateralWeight), ("mu2", spatialWeight)] where !(value.isFinite && value >= 0) {
-            throw bad(name, value, "finite and >= 0")
+        for (name, value) in [("mu1", bilateralWeight), ("mu2", spatialWeight)] where !(Float(value).isFinite && value >= 0) {
+            throw bad(name, value, "finite (as a float) and >= 0")
         }
         for (name, value) in [("theta_alpha_mm", thetaAlphaMM), ("theta_beta_hu", thetaBetaHU), ("theta_gamma_mm", thetaGammaMM)]
         where !(value.isFinite && value > 0) {
@@ -207,7 +207,7 @@ private struct CRFProblem: @unchecked Sendable {
         guard (0..<3).allSatisfy({ lower[$0] < upper[$0] }) else { return nil }
         var box = VoxelBox(lower: lower, upper: upper)
         for a in 0..<3 {
-            let margin = Int((parameters.uncertainMarginMM / volume.spacing[a]).rounded(.up))
+            let margin = Int(min(Double(size[a]), (parameters.uncertainMarginMM / volume.spacing[a]).rounded(.up)))
             box.lower[a] = max(region.lower[a], box.lower[a] - margin)
             box.upper[a] = min(region.upper[a], box.upper[a] + margin)
         }

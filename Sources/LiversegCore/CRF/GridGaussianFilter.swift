@@ -39,12 +39,13 @@ public final class GridGaussianFilter: GaussianKernelFilter {
         self.extent = extent
         taps = (0..<3).map { a in
             guard extent[a] > 1 else { return [] }
-            let radius = min(extent[a] - 1, Int((4 * sigmaVoxels[a]).rounded(.up)))
+            let radius = Int(min(Double(extent[a] - 1), (4 * sigmaVoxels[a]).rounded(.up)))
             return (0...radius).map { Float(exp(-Double($0 * $0) / (2 * sigmaVoxels[a] * sigmaVoxels[a]))) }
         }
         scratch = try RawArray(count: try checkedProduct(extent, what: "spatial kernel box"), what: "spatial kernel scratch")
     }
 
+    /// Filters one value per box voxel (x fastest); `input` and `output` must not overlap.
     public func apply(_ input: UnsafePointer<Float>, into output: UnsafeMutablePointer<Float>, threads: Int) throws {
         let axes = (0..<3).filter { !taps[$0].isEmpty }
         let n = extent[0] * extent[1] * extent[2]
