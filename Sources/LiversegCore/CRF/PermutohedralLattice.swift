@@ -297,8 +297,7 @@ public final class PermutohedralLattice {
     /// result in the same layout to `output`, which may alias `input`.
     public func filter(_ input: UnsafePointer<Float>, channels: Int, into output: UnsafeMutablePointer<Float>, threads: Int) throws {
         guard channels >= 1 else { throw LiversegError.invalidArgument("filter: channels \(channels) must be at least 1") }
-        let d = dimension, d1 = d + 1, vertices = vertexCount, n = pointCount
-        let needed = try checkedProduct([vertices + 1, channels], what: "lattice values")
+        let needed = try checkedProduct([vertexCount + 1, channels], what: "lattice values")
         let (bufferA, bufferB): (RawArray<Float>, RawArray<Float>)
         if let existing = scratch, existing.0.count >= needed {
             (bufferA, bufferB) = existing
@@ -306,7 +305,21 @@ public final class PermutohedralLattice {
             (bufferA, bufferB) = (try RawArray(count: needed, what: "lattice values"), try RawArray(count: needed, what: "lattice values"))
             scratch = (bufferA, bufferB)
         }
-        nonisolated(unsafe) var a = bufferA.pointer, b = bufferB.pointer
+        // One channel (the CRF's case) gets its own inlined copy with the channel loops
+        // unrolled by the compiler.
+        if channels == 1 {
+            run(input, channels: 1, into: output, a: bufferA.pointer, b: bufferB.pointer, threads: threads)
+        } else {
+            run(input, channels: channels, into: output, a: bufferA.pointer, b: bufferB.pointer, threads: threads)
+        }
+    }
+
+    /// Splat, blur and slice with vertex scratch `a` and `b`.
+    @inline(__always)
+    private func run(_ input: UnsafePointer<Float>, channels: Int, into output: UnsafeMutablePointer<Float>,
+                     a: UnsafeMutablePointer<Float>, b: UnsafeMutablePointer<Float>, threads: Int) {
+        let d = dimension, d1 = d + 1, vertices = vertexCount, n = pointCount
+        nonisolated(unsafe) var a = a, b = b
         nonisolated(unsafe) let src = input, dst = output
         let nb = neighbours.pointer, pv = pointVertex.pointer, pw = pointWeight.pointer
         let sentinel = vertices * channels
