@@ -268,6 +268,21 @@ final class CRFMeanFieldTests: XCTestCase {
         }
     }
 
+    func testParametersFromModelMetadata() throws {
+        XCTAssertEqual(try CRFParameters(modelMetadata: nil), CRFParameters())
+        let doc = try parseJSON(Array(#"{"mode": "volume3d", "n_iterations": 8, "mu1": 4, "theta_beta_hu": 9.5, "uncertain_only": false, "normalisation": "after"}"#.utf8))
+        let p = try CRFParameters(modelMetadata: doc)
+        var expected = CRFParameters()
+        expected.mode = .volume3d; expected.iterations = 8; expected.bilateralWeight = 4; expected.thetaBetaHU = 9.5
+        expected.restrictToUncertainRegion = false; expected.normalisation = .after
+        XCTAssertEqual(p, expected)
+        for bad in [#"{"theta_alpha_mm": -1}"#, #"{"mode": "3d"}"#, #"{"mu3": 1}"#, #"{"n_iterations": 2.5}"#, #"[]"#] {
+            XCTAssertThrowsError(try CRFParameters(modelMetadata: try parseJSON(Array(bad.utf8))), bad) { error in
+                guard case LiversegError.invalidModel = error else { return XCTFail("\(bad): \(error)") }
+            }
+        }
+    }
+
     func testRejectsInvalidParametersNamingThem() throws {
         let scene = Scene(size: [8, 8, 2], spacing: [1, 1, 1], seed: 1)
         let cases: [(String, (inout CRFParameters) -> Void)] = [

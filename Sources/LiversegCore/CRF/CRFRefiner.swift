@@ -66,6 +66,55 @@ public struct CRFParameters: Sendable, Equatable {
     }
 }
 
+extension CRFParameters {
+    /// Parameters from a model file's "crf" metadata object, whose keys are the C
+    /// field names: mode ("slice2d"/"volume3d"), n_iterations, mu1, mu2, theta_alpha_mm,
+    /// theta_beta_hu, theta_gamma_mm, normalisation ("symmetric"/"after"),
+    /// uncertain_only (bool), uncertain_probability, uncertain_margin_mm. Missing keys keep
+    /// the library defaults; nil or an empty object gives the defaults. Throws
+    /// `invalidModel` for an unknown key, a value of the wrong type or an invalid value.
+    public init(modelMetadata crf: JSONValue?) throws {
+        self.init()
+        guard let crf else { return }
+        guard let members = crf.objectValue else { throw LiversegError.invalidModel("metadata crf must be an object") }
+        func number(_ key: String, _ value: JSONValue) throws -> Double {
+            guard let n = value.numberValue else { throw LiversegError.invalidModel("metadata crf.\(key) must be a number") }
+            return n
+        }
+        for (key, value) in members {
+            switch key {
+            case "mode":
+                guard let name = value.stringValue, let m = ["slice2d": CRFMode.slice2d, "volume3d": .volume3d][name] else {
+                    throw LiversegError.invalidModel("metadata crf.mode must be \"slice2d\" or \"volume3d\"")
+                }
+                mode = m
+            case "normalisation":
+                guard let name = value.stringValue, let n = ["symmetric": CRFNormalisation.symmetric, "after": .after][name] else {
+                    throw LiversegError.invalidModel("metadata crf.normalisation must be \"symmetric\" or \"after\"")
+                }
+                normalisation = n
+            case "n_iterations":
+                guard let n = value.intValue else { throw LiversegError.invalidModel("metadata crf.n_iterations must be an integer") }
+                iterations = n
+            case "uncertain_only":
+                guard case .bool(let b) = value else { throw LiversegError.invalidModel("metadata crf.uncertain_only must be true or false") }
+                restrictToUncertainRegion = b
+            case "mu1": bilateralWeight = try number(key, value)
+            case "mu2": spatialWeight = try number(key, value)
+            case "theta_alpha_mm": thetaAlphaMM = try number(key, value)
+            case "theta_beta_hu": thetaBetaHU = try number(key, value)
+            case "theta_gamma_mm": thetaGammaMM = try number(key, value)
+            case "uncertain_probability": uncertainProbability = try number(key, value)
+            case "uncertain_margin_mm": uncertainMarginMM = try number(key, value)
+            default: throw LiversegError.invalidModel("metadata crf has an unknown key \"\(key)\"")
+            }
+        }
+        do { try validate() } catch LiversegError.invalidArgument(let message) {
+            throw LiversegError.invalidModel("metadata crf: \(message)")
+        }
+    }
+}
+
 /// A box of voxels [lower, upper) on the volume grid.
 struct VoxelBox: Equatable {
     var lower: [Int]
