@@ -101,7 +101,7 @@ public final class PermutohedralLattice {
         // a vertex's points is still taken in point order.
         // Shard-tagged vertex numbers (local · shards + shard) must fit in Int32 too.
         let shards = max(1, min(threads, 64, Int(Int32.max) / max(1, n * d1)))
-        var tables = try (0..<shards).map { _ in try VertexTable(dimension: d, expectedVertices: max(16, n / (2 * shards))) }
+        var tables = try (0..<shards).map { _ in try VertexTable(dimension: d, expectedVertices: max(16, n / (4 * shards))) }
         let cacheStorage = try RawArray<Int32>(count: RecentVertices.storageCount(dimension: d) * shards, what: "lattice cache")
         let caches = (0..<shards).map { RecentVertices(dimension: d, storage: cacheStorage.pointer + $0 * RecentVertices.storageCount(dimension: d)) }
         let block = max(1, min(n, 1 << 15))
@@ -378,7 +378,7 @@ public final class PermutohedralLattice {
 
 /// Open-addressing hash table from lattice keys (d Int32 coordinates) to vertex indices.
 /// Each slot holds the vertex index and a copy of its key, so a probe touches one cache
-/// line. It starts sized from the number of points and doubles when half full, so it never
+/// line. It starts sized from the number of points and doubles when three quarters full, so it never
 /// overflows; vertex indices are Int32 because points × (d+1) is checked to fit.
 private struct VertexTable {
     let dimension: Int
@@ -393,7 +393,7 @@ private struct VertexTable {
     init(dimension: Int, expectedVertices: Int) throws {
         self.dimension = dimension
         var capacity = 16
-        while capacity < 2 * expectedVertices { capacity <<= 1 }
+        while 3 * capacity < 4 * expectedVertices { capacity <<= 1 }
         keys = try RawArray(count: expectedVertices * dimension, what: "lattice keys")
         slots = try RawArray(repeating: -1, count: capacity * (dimension + 1), what: "lattice hash table")
         mask = capacity - 1
@@ -447,7 +447,7 @@ private struct VertexTable {
         entry[0] = Int32(count)
         (entry + 1).update(from: key, count: dimension)
         count += 1
-        if 2 * count > mask + 1 { try rehash(capacity: 2 * (mask + 1)) }
+        if 4 * count > 3 * (mask + 1) { try rehash(capacity: 2 * (mask + 1)) }
         return Int32(count - 1)
     }
 
