@@ -99,8 +99,11 @@ public final class PermutohedralLattice {
         //     keys whose hash falls in s, into its own table, scanning points in order.
         // Vertex numbers then depend on the shard count, but no result does: every sum over
         // a vertex's points is still taken in point order.
-        // Shard-tagged vertex numbers (local · shards + shard) must fit in Int32 too.
-        let shards = max(1, min(threads, 64, Int(Int32.max) / max(1, n * d1)))
+        // A power of two, so shard-tagged vertex numbers (local · shards + shard) decode with
+        // shifts; they must fit in Int32 too.
+        var shards = 1
+        while 2 * shards <= min(threads, 64), 2 * shards * max(1, n * d1) <= Int(Int32.max) { shards *= 2 }
+        let shardBits = shards.trailingZeroBitCount
         var tables = try (0..<shards).map { _ in try VertexTable(dimension: d, expectedVertices: max(16, n / (4 * shards))) }
         let cacheStorage = try RawArray<Int32>(count: RecentVertices.storageCount(dimension: d) * shards, what: "lattice cache")
         let caches = (0..<shards).map { RecentVertices(dimension: d, storage: cacheStorage.pointer + $0 * RecentVertices.storageCount(dimension: d)) }
@@ -214,11 +217,13 @@ public final class PermutohedralLattice {
         let vertices = offsets[shards]
         vertexCount = vertices
         let shardOffsets = offsets
-        parallelChunks(n, threads: shards) { _, range in
-            for i in range where same[i] == 0 {
-                for e in (i * d1)..<(i * d1 + d1) {
-                    let x = Int(vertexOut[e])
-                    vertexOut[e] = Int32(shardOffsets[x % shards] + x / shards)
+        if shards > 1 {
+            parallelChunks(n, threads: shards) { _, range in
+                for i in range where same[i] == 0 {
+                    for e in (i * d1)..<(i * d1 + d1) {
+                        let x = Int(vertexOut[e])
+                        vertexOut[e] = Int32(shardOffsets[x & (shards - 1)] + x >> shardBits)
+                    }
                 }
             }
         }
@@ -416,9 +421,9 @@ private struct VertexTable {
         return Int(truncatingIfNeeded: (h << UInt64(2 * dimension)) | fine)
     }
 
-    /// Which of `shards` tables holds keys with this hash.
+    /// Which of `shards` (a power of two) tables holds keys with this hash.
     @inline(__always)
-    static func shard(of hash: Int, shards: Int) -> Int { Int(UInt(bitPattern: hash) >> 48) % shards }
+    static func shard(of hash: Int, shards: Int) -> Int { Int(UInt(bitPattern: hash) >> 48) & (shards - 1) }
 
     /// The slot holding `key`, or the empty slot where it would go.
     @inline(__always)
