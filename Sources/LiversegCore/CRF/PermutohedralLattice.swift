@@ -15,10 +15,10 @@ import Glibc
 /// shifting features to start at 0, so overflow is checked once up front instead of
 /// wrapping silently (pydensecrf's 16-bit keys crash for small θ).
 ///
-/// Deterministic: every sum is taken in a fixed order (the splat is a gather over each
-/// vertex's points in point order), so results do not depend on the thread count.
-/// Not safe to filter from two threads at once (it reuses its scratch); `filter` runs its
-/// own parallel loops.
+/// Built and applied in parallel, and deterministic: every sum is taken in a fixed order
+/// (each vertex adds its points' contributions in point order), so results are
+/// bit-identical whatever the thread count. Not safe to filter from two threads at once
+/// (it reuses its scratch); `filter` runs its own parallel loops.
 public final class PermutohedralLattice {
     /// Feature dimension d.
     public let dimension: Int
@@ -111,7 +111,7 @@ public final class PermutohedralLattice {
         // The simplex of each point of the block; slot 0 holds the previous block's last.
         let blockRem0 = try RawArray<Int32>(repeating: 0, count: (block + 1) * d1, what: "lattice scratch")
         let blockRank = try RawArray<Int32>(repeating: -1, count: (block + 1) * d1, what: "lattice scratch")
-        // Points whose simplex is their predecessor's (nearby points usually share one).
+        // Points whose simplex is their predecessor's (often, for neighbouring points).
         let sameAsPrevious = try RawArray<UInt8>(repeating: 0, count: max(n, 1), what: "lattice scratch")
         let realScratch = try RawArray<Double>(count: shards * (2 * d1 + 1), what: "lattice scratch")
         let intScratch = try RawArray<Int>(count: shards * 2 * d1, what: "lattice scratch")
