@@ -114,7 +114,7 @@ public final class PermutohedralLattice {
         // Points whose simplex is their predecessor's (often, for neighbouring points).
         let sameAsPrevious = try RawArray<UInt8>(repeating: 0, count: max(n, 1), what: "lattice scratch")
         let realScratch = try RawArray<Double>(count: shards * (2 * d1 + 1), what: "lattice scratch")
-        let intScratch = try RawArray<Int>(count: shards * 2 * d1, what: "lattice scratch")
+        let intScratch = try RawArray<Int>(count: shards * 3 * d1, what: "lattice scratch")
         let keyScratch = try RawArray<Int32>(count: shards * d1, what: "lattice scratch")
         var failures = [LiversegError?](repeating: nil, count: shards)
         nonisolated(unsafe) let bRem0 = blockRem0.pointer, bRank = blockRank.pointer, same = sameAsPrevious.pointer
@@ -123,7 +123,7 @@ public final class PermutohedralLattice {
             let m = min(block, n - first)
             parallelChunks(m, threads: shards) { worker, range in
                 let elevated = reals + worker * (2 * d1 + 1), barycentric = elevated + d1
-                let rem0 = ints + worker * 2 * d1, rank = rem0 + d1
+                let rem0 = ints + worker * 3 * d1, rank = rem0 + d1, order = rank + d1
                 for local in range {
                     let i = first + local
                     var sum = 0.0
@@ -144,10 +144,12 @@ public final class PermutohedralLattice {
                         remainderSum += multiple
                         rank[c] = 0
                     }
+                    // Rank the residuals (barycentric is scratch here).
+                    for c in 0...d { barycentric[c] = elevated[c] - Double(rem0[c]) }
                     for a in 0..<d {
                         for b in (a + 1)...d {
                             // Branch-free: the comparison is unpredictable.
-                            let aFirst = elevated[a] - Double(rem0[a]) < elevated[b] - Double(rem0[b]) ? 1 : 0
+                            let aFirst = barycentric[a] < barycentric[b] ? 1 : 0
                             rank[a] += aFirst
                             rank[b] += 1 - aFirst
                         }
@@ -161,14 +163,17 @@ public final class PermutohedralLattice {
                             if rank[c] < -remainderSum { rem0[c] += d1; rank[c] += d1 + remainderSum } else { rank[c] += remainderSum }
                         }
                     }
-                    for k in 0...d1 { barycentric[k] = 0 }
+                    // Barycentric weights: with v_c the scaled residual and order[r] the
+                    // coordinate of rank r, w_0 = 1 + v_order[d] − v_order[0] and
+                    // w_k = v_order[d−k] − v_order[d+1−k] (Adams et al. 2010, §3.1).
                     for c in 0...d {
-                        let v = (elevated[c] - Double(rem0[c])) * inverseD1
-                        barycentric[d - rank[c]] += v
-                        barycentric[d1 - rank[c]] -= v
+                        barycentric[c] = (elevated[c] - Double(rem0[c])) * inverseD1
+                        order[rank[c]] = c
                     }
-                    barycentric[0] += 1 + barycentric[d1]
-                    for k in 0...d { weightOut[i * d1 + k] = Float(barycentric[k]) }
+                    weightOut[i * d1] = Float(1 + barycentric[order[d]] - barycentric[order[0]])
+                    for k in 1...d {
+                        weightOut[i * d1 + k] = Float(barycentric[order[d - k]] - barycentric[order[d1 - k]])
+                    }
                     let r0 = bRem0 + (local + 1) * d1, rk = bRank + (local + 1) * d1
                     for c in 0...d { r0[c] = Int32(rem0[c]); rk[c] = Int32(rank[c]) }
                 }
