@@ -31,7 +31,7 @@ public final class Model: Sendable {
     public static let formatVersion = 1
 
     /// The network.
-    public let network: DSNNetwork
+    public let network: DSNNetwork<Float>
     /// Input grid and intensity conventions.
     public let preprocessing: Preprocessing
     /// Eq. 4 weights τ of branch 1 and branch 2; the main output gets 1 − τ1 − τ2.

@@ -1,5 +1,3 @@
-import COpenBLAS
-
 /// How a convolution layer computes its output. Every algorithm computes the same
 /// function; a layer picks one (the seam where an FFT algorithm for the large 9×9×7 and
 /// 7×7×5 kernels will plug in).
@@ -12,7 +10,7 @@ public enum ConvolutionAlgorithm: String, Sendable, CaseIterable {
 ///
 /// Shapes: input [Cin, Z, Y, X] → output [Cout, Z, Y, X];
 /// weight [Cout, Cin, kz, ky, kx] (PyTorch Conv3d layout), bias [Cout]. Kernel extents are odd.
-public struct Convolution3D: Sendable {
+public struct Convolution3D<Scalar: NetworkScalar>: Sendable {
     /// Input channels.
     public let inChannels: Int
     /// Output channels.
@@ -20,16 +18,16 @@ public struct Convolution3D: Sendable {
     /// Kernel extent along x, y and z (each odd).
     public let kernel: GridSize
     /// Weights, [Cout][Cin][kz][ky][kx].
-    public let weight: [Float]
+    public let weight: [Scalar]
     /// One bias per output channel.
-    public let bias: [Float]
+    public let bias: [Scalar]
     /// Whether a ReLU follows.
     public let relu: Bool
     /// The algorithm used by `forward`.
     public var algorithm: ConvolutionAlgorithm = .im2colGEMM
 
     /// Creates a layer; sizes must agree (the model loader validates file contents first).
-    public init(inChannels: Int, outChannels: Int, kernel: GridSize, weight: [Float], bias: [Float], relu: Bool) {
+    public init(inChannels: Int, outChannels: Int, kernel: GridSize, weight: [Scalar], bias: [Scalar], relu: Bool) {
         precondition(kernel.x % 2 == 1 && kernel.y % 2 == 1 && kernel.z % 2 == 1)
         precondition(weight.count == outChannels * inChannels * kernel.voxelCount && bias.count == outChannels)
         self.inChannels = inChannels
@@ -44,9 +42,9 @@ public struct Convolution3D: Sendable {
     public func macs(over size: GridSize) -> Int { outChannels * inChannels * kernel.voxelCount * size.voxelCount }
 
     /// Forward pass: [Cin, Z, Y, X] → [Cout, Z, Y, X].
-    public func forward(_ input: Tensor, threads: Int) throws -> Tensor {
+    public func forward(_ input: Tensor<Scalar>, threads: Int) throws -> Tensor<Scalar> {
         precondition(input.channels == inChannels)
-        let output = try Tensor(channels: outChannels, size: input.size, zeroed: false)
+        let output = try Tensor<Scalar>(channels: outChannels, size: input.size, zeroed: false)
         switch algorithm {
         case .im2colGEMM:
             if kernel.voxelCount == 1 {
@@ -65,11 +63,11 @@ public struct Convolution3D: Sendable {
     /// between being written and being multiplied; chunks accumulate into the block's
     /// product (beta = 1), which also stays cached. Measured on the paper network
     /// (160×160×72, one thread): 1-MiB chunks ran 1.7× slower, whole-K im2col 2.5×.
-    static let blockColumns = 256
-    static let chunkRows = 256
+    static var blockColumns: Int { 256 }
+    static var chunkRows: Int { 256 }
 
     /// A kernel of 1×1×1 is a plain matrix product: out[Cout, V] = W[Cout, Cin] · in[Cin, V].
-    private func pointwiseForward(_ input: Tensor, _ output: Tensor, threads: Int) {
+    private func pointwiseForward(_ input: Tensor<Scalar>, _ output: Tensor<Scalar>, threads: Int) {
         _ = configureBLASOnce
         let voxels = input.size.voxelCount
         let blocks = (voxels + Self.blockColumns - 1) / Self.blockColumns
@@ -77,11 +75,9 @@ public struct Convolution3D: Sendable {
             nonisolated(unsafe) let w = w.baseAddress!
             parallelFor(blocks, threads: threads) { b in
                 let start = b * Self.blockColumns, n = min(Self.blockColumns, voxels - start)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-                            Int32(outChannels), Int32(n), Int32(inChannels),
-                            1, w, Int32(inChannels),
-                            input.storage.pointer + start, Int32(voxels),
-                            0, output.storage.pointer + start, Int32(voxels))
+                Scalar.gemm(transposeA: false, transposeB: false, m: outChannels, n: n, k: inChannels,
+                            alpha: 1, a: w, lda: inChannels, b: input.storage.pointer + start, ldb: voxels,
+                            beta: 0, c: output.storage.pointer + start, ldc: voxels)
                 for co in 0..<outChannels {
                     applyBiasAndActivation(output.channel(co) + start, count: n, bias: bias[co])
                 }
@@ -94,14 +90,14 @@ public struct Convolution3D: Sendable {
     /// of output positions (one z plane, consecutive y rows, all padded x columns) is a
     /// single contiguous slice, so im2col is K memcpy's per block. The padded x columns
     /// (about 5–10 % extra work) are computed and discarded.
-    private func im2colForward(_ input: Tensor, _ output: Tensor, threads: Int) throws {
+    private func im2colForward(_ input: Tensor<Scalar>, _ output: Tensor<Scalar>, threads: Int) throws {
         _ = configureBLASOnce
         let size = input.size
         let (px, py, pz) = (kernel.x / 2, kernel.y / 2, kernel.z / 2)
         let padded = GridSize(x: size.x + 2 * px, y: size.y + 2 * py, z: size.z + 2 * pz)
         let paddedVoxels = padded.voxelCount
         // Slack after the last channel: the discarded columns of the last row read past it.
-        let paddedInput = try FloatBuffer(count: inChannels * paddedVoxels + 2 * px + 1, zeroed: true)
+        let paddedInput = try Buffer<Scalar>(count: inChannels * paddedVoxels + 2 * px + 1, zeroed: true)
         let inputRef = input
         parallelFor(inChannels * size.z, threads: threads) { cz in
             let (c, z) = (cz / size.z, cz % size.z)
@@ -126,8 +122,8 @@ public struct Convolution3D: Sendable {
         }
         let workers = min(max(1, threads), size.z * blocksPerPlane)
         let chunkRows = min(k, Self.chunkRows)
-        let columns = try FloatBuffer(count: workers * chunkRows * Self.blockColumns, zeroed: false)
-        let products = try FloatBuffer(count: workers * outChannels * Self.blockColumns, zeroed: false)
+        let columns = try Buffer<Scalar>(count: workers * chunkRows * Self.blockColumns, zeroed: false)
+        let products = try Buffer<Scalar>(count: workers * outChannels * Self.blockColumns, zeroed: false)
 
         weight.withUnsafeBufferPointer { w in
             rowOffsets.withUnsafeBufferPointer { offsets in
@@ -146,9 +142,9 @@ public struct Convolution3D: Sendable {
                             for row in 0..<rows {
                                 (col + row * n).update(from: base + offsets[first + row], count: n)
                             }
-                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-                                        Int32(outChannels), Int32(n), Int32(rows),
-                                        1, w + first, Int32(k), col, Int32(n), first == 0 ? 0 : 1, prod, Int32(n))
+                            Scalar.gemm(transposeA: false, transposeB: false, m: outChannels, n: n, k: rows,
+                                        alpha: 1, a: w + first, lda: k, b: col, ldb: n,
+                                        beta: first == 0 ? 0 : 1, c: prod, ldc: n)
                         }
                         // Scatter the valid columns (x < X) of each padded row into the output.
                         for co in 0..<outChannels {
@@ -174,7 +170,7 @@ public struct Convolution3D: Sendable {
     }
 
     @inline(__always)
-    private func applyBiasAndActivation(_ p: UnsafeMutablePointer<Float>, count: Int, bias: Float) {
+    private func applyBiasAndActivation(_ p: UnsafeMutablePointer<Scalar>, count: Int, bias: Scalar) {
         if relu {
             for i in 0..<count { p[i] = max(p[i] + bias, 0) }
         } else {

@@ -1,5 +1,3 @@
-import COpenBLAS
-
 /// A 3×3×3 transposed convolution with stride 2 that doubles every extent
 /// (PyTorch ConvTranspose3d(kernel 3, stride 2, padding 1, output_padding 1)), bias, and
 /// optional fused ReLU: the paper's "deconvolution" layers.
@@ -7,23 +5,20 @@ import COpenBLAS
 /// Shapes: input [Cin, Z, Y, X] → output [Cout, 2Z, 2Y, 2X];
 /// weight [Cin, Cout, 3, 3, 3] (PyTorch ConvTranspose3d layout), bias [Cout].
 /// Input voxel i contributes to output 2i − 1 + k for tap k ∈ {0, 1, 2} on each axis.
-public struct TransposedConvolution3D: Sendable {
+public struct TransposedConvolution3D<Scalar: NetworkScalar>: Sendable {
     /// Input channels.
     public let inChannels: Int
     /// Output channels.
     public let outChannels: Int
     /// Weights, [Cin][Cout][3][3][3].
-    public let weight: [Float]
+    public let weight: [Scalar]
     /// One bias per output channel.
-    public let bias: [Float]
+    public let bias: [Scalar]
     /// Whether a ReLU follows.
     public let relu: Bool
 
-    /// Kernel extent along each axis.
-    public static let kernelSize = 3
-
     /// Creates a layer; sizes must agree.
-    public init(inChannels: Int, outChannels: Int, weight: [Float], bias: [Float], relu: Bool) {
+    public init(inChannels: Int, outChannels: Int, weight: [Scalar], bias: [Scalar], relu: Bool) {
         precondition(weight.count == inChannels * outChannels * 27 && bias.count == outChannels)
         self.inChannels = inChannels
         self.outChannels = outChannels
@@ -43,26 +38,25 @@ public struct TransposedConvolution3D: Sendable {
 
     /// Forward pass: the GEMM cols[(co, kz, ky, kx), n] = Σ_ci W[ci, co, k] · in[ci, n]
     /// followed by a scatter-add (col2im) of each tap into the doubled grid.
-    public func forward(_ input: Tensor, threads: Int) throws -> Tensor {
+    public func forward(_ input: Tensor<Scalar>, threads: Int) throws -> Tensor<Scalar> {
         _ = configureBLASOnce
         precondition(input.channels == inChannels)
         let inSize = input.size, outSize = input.size.multiplied(by: 2)
-        let output = try Tensor(channels: outChannels, size: outSize, zeroed: true)
+        let output = try Tensor<Scalar>(channels: outChannels, size: outSize, zeroed: true)
         let plane = inSize.x * inSize.y
         let rows = outChannels * 27
         let chunk = Self.planesPerChunk(inSize, outChannels: outChannels)
-        let columns = try FloatBuffer(count: rows * chunk * plane, zeroed: false)
+        let columns = try Buffer<Scalar>(count: rows * chunk * plane, zeroed: false)
         weight.withUnsafeBufferPointer { w in
             nonisolated(unsafe) let w = w.baseAddress!
             for z0 in stride(from: 0, to: inSize.z, by: chunk) {
                 let nz = min(chunk, inSize.z - z0), n = nz * plane
                 // GEMM, split by column ranges across threads: each column is one input voxel.
                 parallelChunks(n, threads: threads) { _, range in
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
-                                Int32(rows), Int32(range.count), Int32(inChannels),
-                                1, w, Int32(rows),
-                                input.storage.pointer + z0 * plane + range.lowerBound, Int32(inSize.voxelCount),
-                                0, columns.pointer + range.lowerBound, Int32(n))
+                    Scalar.gemm(transposeA: true, transposeB: false, m: rows, n: range.count, k: inChannels,
+                                alpha: 1, a: w, lda: rows,
+                                b: input.storage.pointer + z0 * plane + range.lowerBound, ldb: inSize.voxelCount,
+                                beta: 0, c: columns.pointer + range.lowerBound, ldc: n)
                 }
                 // col2im, split by output channel so each output value has one writer and a
                 // fixed summation order.
