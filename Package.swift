@@ -12,10 +12,12 @@ let package = Package(
         // OpenBLAS through pkg-config (Debian: libopenblas-dev).
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev"])]),
+        // zlib through pkg-config (Debian: zlib1g-dev): gzip/deflate for image files and PNG.
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // The public header's types for Swift, and the thread-local last-error buffer.
         .target(name: "CLiverseg"),
         // The Swift core: network, model file, volume handling, inference. No C types.
-        .target(name: "LiversegCore", dependencies: ["COpenBLAS"],
+        .target(name: "LiversegCore", dependencies: ["COpenBLAS", "CZlib"],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
         // The thin @_cdecl layer exporting liverseg_* functions.
         .target(name: "LiversegCAPI", dependencies: ["LiversegCore", "CLiverseg"]),
