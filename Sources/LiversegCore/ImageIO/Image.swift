@@ -93,30 +93,34 @@ public struct Image: Equatable, Sendable {
     /// Whether intensities are the stored values unchanged (slope 1, intercept 0).
     public var isUnscaled: Bool { slope == 1 && intercept == 0 }
 
-    /// The intensity of every voxel (scaling applied), transformed by `transform`.
-    public func mapIntensities<T>(_ transform: (Double) -> T) -> [T] {
-        switch voxelType {
-        case .uint8: return mapStored(UInt8.self, transform)
-        case .int8: return mapStored(Int8.self, transform)
-        case .uint16: return mapStored(UInt16.self, transform)
-        case .int16: return mapStored(Int16.self, transform)
-        case .uint32: return mapStored(UInt32.self, transform)
-        case .int32: return mapStored(Int32.self, transform)
-        case .uint64: return mapStored(UInt64.self, transform)
-        case .int64: return mapStored(Int64.self, transform)
-        case .float32: return mapStored(Float.self, transform)
-        case .float64: return mapStored(Double.self, transform)
+    /// The stored value of voxel `index` (flat, x fastest), without scaling.
+    @inlinable
+    public func storedValue(at index: Int) -> Double {
+        data.withUnsafeBytes { raw in
+            let offset = index * voxelType.size
+            switch voxelType {
+            case .uint8: return raw.loadUnaligned(fromByteOffset: offset, as: UInt8.self).doubleValue
+            case .int8: return raw.loadUnaligned(fromByteOffset: offset, as: Int8.self).doubleValue
+            case .uint16: return raw.loadUnaligned(fromByteOffset: offset, as: UInt16.self).doubleValue
+            case .int16: return raw.loadUnaligned(fromByteOffset: offset, as: Int16.self).doubleValue
+            case .uint32: return raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self).doubleValue
+            case .int32: return raw.loadUnaligned(fromByteOffset: offset, as: Int32.self).doubleValue
+            case .uint64: return raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self).doubleValue
+            case .int64: return raw.loadUnaligned(fromByteOffset: offset, as: Int64.self).doubleValue
+            case .float32: return raw.loadUnaligned(fromByteOffset: offset, as: Float.self).doubleValue
+            case .float64: return raw.loadUnaligned(fromByteOffset: offset, as: Double.self)
+            }
         }
     }
 
-    private func mapStored<S: ImageScalar, T>(_: S.Type, _ transform: (Double) -> T) -> [T] {
-        let (a, b) = (slope, intercept), unscaled = isUnscaled
-        return data.withUnsafeBytes { raw in
-            (0..<size.voxelCount).map { i in
-                let v = raw.loadUnaligned(fromByteOffset: i * MemoryLayout<S>.stride, as: S.self).doubleValue
-                return transform(unscaled ? v : v * a + b)
-            }
-        }
+    /// The intensity (scaling applied) of voxel `index` (flat, x fastest).
+    @inlinable
+    public func intensity(at index: Int) -> Double { storedValue(at: index) * slope + intercept }
+
+    /// The intensity of every voxel (scaling applied), transformed by `transform`.
+    public func mapIntensities<T>(_ transform: (Double) -> T) -> [T] {
+        let unscaled = isUnscaled
+        return (0..<size.voxelCount).map { transform(unscaled ? storedValue(at: $0) : intensity(at: $0)) }
     }
 
     /// The stored values as `T` when `T` is the voxel type, else nil.
@@ -191,3 +195,26 @@ func axisVectorsAndOrigin(_ m: [Double], flip: [Double]) -> (columns: [[Double]]
 
 /// Axis signs of LPS (ITK, DICOM, MetaImage, Slicer's NRRD files) relative to RAS.
 let lpsFlip: [Double] = [-1, -1, 1]
+
+extension Image {
+    /// Lends the image to `body` as segmentation input: int16 and int32 voxels directly,
+    /// anything else (or scaled values) converted to float32 intensities.
+    public func withVolumeInput<R>(_ body: (VolumeInput) throws -> R) throws -> R {
+        func input(_ voxels: VoxelStorage) -> VolumeInput {
+            VolumeInput(voxels: voxels, size: size, spacing: spacing, ijkToRAS: ijkToRAS)
+        }
+        if isUnscaled, let v = values(as: Int16.self) {
+            return try v.withUnsafeBufferPointer { p in try body(input(.int16(try baseAddress(p)))) }
+        }
+        if isUnscaled, let v = values(as: Int32.self) {
+            return try v.withUnsafeBufferPointer { p in try body(input(.int32(try baseAddress(p)))) }
+        }
+        return try floatIntensities().withUnsafeBufferPointer { p in try body(input(.float32(try baseAddress(p)))) }
+    }
+}
+
+/// The start of a non-empty buffer (images always hold at least one voxel).
+private func baseAddress<T>(_ buffer: UnsafeBufferPointer<T>) throws -> UnsafePointer<T> {
+    guard let base = buffer.baseAddress else { throw LiversegError.internalError("empty voxel buffer") }
+    return base
+}
