@@ -79,12 +79,8 @@ public struct TransposedConvolution3D: Sendable {
                                 guard oy >= 0, oy < outSize.y else { continue }
                                 let srcRow = src + ((iz - z0) * inSize.y + iy) * inSize.x
                                 let dstRow = out + (oz * outSize.y + oy) * outSize.x
-                                // ox = 2·ix − 1 + kx must lie in [0, 2X).
-                                let firstX = kx == 0 ? 1 : 0
-                                let lastX = kx == 2 ? inSize.x - 2 : inSize.x - 1
-                                if firstX <= lastX {
-                                    for ix in firstX...lastX { dstRow[2 * ix - 1 + kx] += srcRow[ix] }
-                                }
+                                // ox = 2·ix − 1 + kx < 2X always; ox ≥ 0 excludes ix = 0 for kx = 0.
+                                for ix in (kx == 0 ? 1 : 0)..<inSize.x { dstRow[2 * ix - 1 + kx] += srcRow[ix] }
                             }
                         }
                     }

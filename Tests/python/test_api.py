@@ -1,0 +1,152 @@
+"""The C boundary: bad input gets a status and a message naming the problem, never a crash."""
+import ctypes
+import threading
+
+import numpy as np
+import pytest
+
+import liverseg
+from liverseg import _lib
+from liverseg._lib import lib
+
+
+def volume_for(array, spacing=(1.0, 1.0, 1.0), matrix=None):
+    a = np.asfortranarray(array)
+    v = _lib.Volume()
+    v.data = a.ctypes.data
+    v.dtype = {np.dtype(np.int16): 1, np.dtype(np.int32): 2, np.dtype(np.float32): 3}[a.dtype]
+    v.dims[:] = a.shape
+    v.spacing[:] = spacing
+    if matrix is not None:
+        v.ijk_to_ras = np.ascontiguousarray(matrix, dtype=np.float64).ctypes.data_as(ctypes.POINTER(ctypes.c_double))
+    return a, v
+
+
+def call_segment(model, v, params=None, mask_size=None):
+    n = int(np.prod(list(v.dims))) if mask_size is None else mask_size
+    mask = np.zeros(max(n, 1), np.uint8)
+    status = lib.liverseg_segment(model._handle, ctypes.byref(v), None if params is None else ctypes.byref(params),
+                                  mask.ctypes.data, None)
+    return status, lib.liverseg_last_error().decode()
+
+
+def test_version_and_status_names():
+    assert liverseg.version() == "0.1.0"
+    assert lib.liverseg_abi_version() == 0
+    assert lib.liverseg_status_name(6) == b"LIVERSEG_CANCELLED"
+    assert lib.liverseg_status_name(99) == b"unknown status"
+
+
+def test_null_pointers(small_model):
+    a, v = volume_for(np.zeros((8, 8, 8), np.int16))
+    mask = np.zeros(512, np.uint8)
+    assert lib.liverseg_segment(None, ctypes.byref(v), None, mask.ctypes.data, None) == _lib.INVALID_ARGUMENT
+    assert "model is NULL" in lib.liverseg_last_error().decode()
+    assert lib.liverseg_segment(small_model._handle, None, None, mask.ctypes.data, None) == _lib.INVALID_ARGUMENT
+    assert "volume is NULL" in lib.liverseg_last_error().decode()
+    assert lib.liverseg_segment(small_model._handle, ctypes.byref(v), None, None, None) == _lib.INVALID_ARGUMENT
+    assert "out_mask is NULL" in lib.liverseg_last_error().decode()
+    v.data = None
+    assert call_segment(small_model, v)[1].endswith("volume->data is NULL")
+    assert lib.liverseg_model_load_file(None, None) == _lib.INVALID_ARGUMENT
+    lib.liverseg_model_free(None)  # documented as fine
+
+
+def test_stale_or_foreign_model_pointer():
+    a, v = volume_for(np.zeros((8, 8, 8), np.int16))
+    bogus = ctypes.c_void_p(0x1234)
+    mask = np.zeros(512, np.uint8)
+    assert lib.liverseg_segment(bogus, ctypes.byref(v), None, mask.ctypes.data, None) == _lib.INVALID_ARGUMENT
+    assert "not a live liverseg_model" in lib.liverseg_last_error().decode()
+    lib.liverseg_model_free(bogus)  # ignored, not a crash
+
+
+@pytest.mark.parametrize("mutate,pattern", [
+    (lambda v: setattr(v, "dtype", 9), "volume->dtype 9"),
+    (lambda v: v.dims.__setitem__(1, 0), "dims"),
+    (lambda v: v.dims.__setitem__(2, 2**62), "overflows|too large"),
+    (lambda v: v.spacing.__setitem__(0, float("nan")), "spacing"),
+    (lambda v: v.spacing.__setitem__(2, -1.0), "spacing"),
+])
+def test_bad_volume_descriptors(small_model, mutate, pattern):
+    a, v = volume_for(np.zeros((8, 8, 8), np.int16))
+    mutate(v)
+    status, message = call_segment(small_model, v, mask_size=512)
+    assert status == _lib.INVALID_ARGUMENT
+    assert pytest.importorskip("re").search(pattern, message), message
+
+
+def test_bad_matrices(small_model):
+    a, v = volume_for(np.zeros((8, 8, 8), np.int16), spacing=(1, 1, 2))
+    keep = np.diag([1.0, 1.0, 1.0, 1.0])
+    v.ijk_to_ras = keep.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
+    status, message = call_segment(small_model, v)
+    assert status == _lib.INVALID_ARGUMENT and "column 2 has length 1.0 mm but spacing[2] is 2.0" in message
+    diagonal = np.array([[1, 1, 0, 0], [1, -1, 0, 0], [0, 0, 2, 0], [0, 0, 0, 1]], float) / [2**0.5, 2**0.5, 1, 1]
+    a, v = volume_for(np.zeros((8, 8, 8), np.int16), spacing=(1, 1, 2), matrix=diagonal)
+    status, message = call_segment(small_model, v)
+    assert status == _lib.INVALID_ARGUMENT and "no clear axis orientation" in message
+
+
+def test_nan_voxels_are_rejected(small_model):
+    ct = np.zeros((8, 8, 8), np.float32)
+    ct[3, 2, 1] = np.nan
+    with pytest.raises(liverseg.Error, match="NaN"):
+        small_model.segment(ct, spacing=(4, 4, 4))
+
+
+def test_bad_params(small_model):
+    a, v = volume_for(np.zeros((8, 8, 8), np.int16))
+    params = lib.liverseg_segment_default_params()
+    assert params.struct_size == ctypes.sizeof(_lib.SegmentParams)
+    params.struct_size = 3
+    assert "struct_size is 3" in call_segment(small_model, v, params)[1]
+    params = lib.liverseg_segment_default_params()
+    params.threshold = 1.5
+    assert "threshold" in call_segment(small_model, v, params)[1]
+    params = lib.liverseg_segment_default_params()
+    params.n_threads = -2
+    assert "n_threads" in call_segment(small_model, v, params)[1]
+    params = lib.liverseg_segment_default_params()
+    params.max_tile_voxels = 10
+    assert "max_tile_voxels 10 is too small" in call_segment(small_model, v, params)[1]
+    info = _lib.ModelInfo()
+    assert lib.liverseg_model_get_info(None, ctypes.byref(info)) == _lib.INVALID_ARGUMENT
+    assert lib.liverseg_model_get_info(small_model._handle, ctypes.byref(info)) == _lib.INVALID_ARGUMENT
+    assert "info.struct_size is 0" in lib.liverseg_last_error().decode()
+
+
+def test_progress_reports_and_cancels(small_model):
+    ct = np.zeros((40, 40, 20), np.int16)
+    seen = []
+    small_model.segment(ct, spacing=(2, 2, 2), progress=lambda f, s: seen.append((f, s)) and False)
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[0] == 0 and fractions[-1] == 1
+    assert [s for _, s in seen][0] == 0 and [s for _, s in seen][-1] == 2
+    with pytest.raises(liverseg.Error) as e:
+        small_model.segment(ct, spacing=(2, 2, 2), progress=lambda f, s: s == 1)
+    assert e.value.status == _lib.CANCELLED and "cancelled" in str(e.value)
+
+
+def test_errors_are_thread_local(small_model):
+    a, v = volume_for(np.zeros((8, 8, 8), np.int16))
+    v.dtype = 9
+    call_segment(small_model, v)
+    other = []
+    t = threading.Thread(target=lambda: other.append(lib.liverseg_last_error()))
+    t.start(); t.join()
+    assert other == [b""] and b"dtype" in lib.liverseg_last_error()
+
+
+def test_one_model_many_threads(small_model, ircadb01):
+    ct, affine, _ = ircadb01
+    ct = np.asfortranarray(ct[::4, ::4, :])
+    affine = affine @ np.diag([4.0, 4.0, 1.0, 1.0])
+    expected = small_model.segment(ct, affine=affine, threads=1)
+    results = [None] * 4
+    def work(i):
+        results[i] = small_model.segment(ct, affine=affine, threads=1)
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads: t.start()
+    for t in threads: t.join()
+    assert all(np.array_equal(r, expected) for r in results)

@@ -1,0 +1,196 @@
+"""liverseg: liver segmentation in CT with the 3D deeply supervised network.
+
+    import nibabel as nib, liverseg
+    img = nib.load("ct.nii.gz")
+    model = liverseg.Model("model.safetensors")
+    mask = model.segment(img.get_fdata(dtype="float32"), affine=img.affine)
+
+Arrays are indexed [x, y, z] as nibabel gives them. From SimpleITK, pass
+`sitk.GetArrayFromImage(image).T` with `affine=liverseg.affine_from_sitk(image)`.
+"""
+import ctypes
+import json
+
+import numpy as np
+
+from ._lib import Error, lib, check
+from . import _lib
+from .model_file import save_model, paper_architecture, parameter_shapes, random_weights
+
+__all__ = ["Model", "Error", "save_model", "paper_architecture", "parameter_shapes", "random_weights",
+           "version", "affine_from_sitk", "set_log_callback"]
+
+
+def version():
+    """The library's version string."""
+    return lib.liverseg_version().decode()
+
+
+_INPUT_DTYPES = {np.dtype(np.int16): _lib.DTYPE_INT16, np.dtype(np.int32): _lib.DTYPE_INT32,
+                 np.dtype(np.float32): _lib.DTYPE_FLOAT32}
+
+
+def _as_volume_array(array):
+    """A Fortran-ordered (x fastest) array of a dtype the library takes."""
+    a = np.asarray(array)
+    if a.ndim != 3:
+        raise ValueError(f"a CT volume must be 3-D [x, y, z], got shape {a.shape}")
+    if a.dtype not in _INPUT_DTYPES:
+        if np.issubdtype(a.dtype, np.integer) and a.size and -32768 <= a.min() and a.max() <= 32767:
+            a = a.astype(np.int16)
+        elif np.issubdtype(a.dtype, np.integer):
+            a = a.astype(np.int32)
+        else:
+            a = a.astype(np.float32)
+    return np.asfortranarray(a)
+
+
+def _spacing_and_matrix(shape, spacing, affine):
+    matrix = None
+    if affine is not None:
+        affine = np.asarray(affine, dtype=np.float64)
+        if affine.shape != (4, 4):
+            raise ValueError(f"affine must be 4x4, got {affine.shape}")
+        matrix = np.ascontiguousarray(affine)
+        if spacing is None:
+            spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    if spacing is None:
+        raise ValueError("give spacing (mm) or an affine")
+    spacing = [float(s) for s in spacing]
+    if len(spacing) != 3:
+        raise ValueError(f"spacing needs 3 values, got {spacing}")
+    return spacing, matrix
+
+
+def _volume_struct(a, spacing, matrix):
+    v = _lib.Volume()
+    v.data = a.ctypes.data
+    v.dtype = _INPUT_DTYPES[a.dtype]
+    v.dims[:] = a.shape
+    v.spacing[:] = spacing
+    v.ijk_to_ras = None if matrix is None else matrix.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
+    return v
+
+
+def affine_from_sitk(image):
+    """The voxel→RAS affine of a SimpleITK image (ITK stores LPS), for arrays taken as
+    `sitk.GetArrayFromImage(image).T`."""
+    direction = np.array(image.GetDirection(), dtype=np.float64).reshape(3, 3)
+    affine = np.eye(4)
+    affine[:3, :3] = direction * np.array(image.GetSpacing(), dtype=np.float64)[None, :]
+    affine[:3, 3] = image.GetOrigin()
+    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
+
+
+class Model:
+    """A loaded model. Immutable; one Model may segment from several threads at once."""
+
+    def __init__(self, path=None, data=None):
+        self._handle = ctypes.c_void_p()
+        handle = ctypes.c_void_p()
+        if data is not None:
+            buf = bytes(data)
+            check(lib.liverseg_model_load_memory(buf, len(buf), ctypes.byref(handle)))
+        else:
+            check(lib.liverseg_model_load_file(str(path).encode(), ctypes.byref(handle)))
+        self._handle = handle
+
+    def close(self):
+        """Frees the model now (otherwise when garbage-collected)."""
+        if self._handle:
+            lib.liverseg_model_free(self._handle)
+            self._handle = ctypes.c_void_p()
+
+    def __del__(self):
+        self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @property
+    def info(self):
+        """The model's description as a dict (liverseg_model_info)."""
+        info = _lib.ModelInfo()
+        info.struct_size = ctypes.sizeof(_lib.ModelInfo)
+        check(lib.liverseg_model_get_info(self._handle, ctypes.byref(info)))
+        return {
+            "format_version": info.format_version,
+            "conv_channels": list(info.conv_channels),
+            "conv_kernels": [list(k) for k in info.conv_kernel],
+            "main_deconv_channels": info.main_deconv_channels,
+            "branch2_deconv_channels": info.branch2_deconv_channels,
+            "classes": info.n_classes,
+            "spacing": list(info.spacing),
+            "orientation": info.orientation.decode(),
+            "hu_window": list(info.hu_window),
+            "mean": info.intensity_mean,
+            "std": info.intensity_std,
+            "fusion_tau": list(info.fusion_tau),
+            "n_parameters": info.n_parameters,
+        }
+
+    @property
+    def metadata(self):
+        """The model file's "liverseg" metadata document, parsed."""
+        return json.loads(lib.liverseg_model_metadata_json(self._handle).decode())
+
+    def segment(self, array, spacing=None, affine=None, return_probability=False, threads=0,
+                max_tile_voxels=0, threshold=0.5, progress=None):
+        """Segments a CT volume indexed [x, y, z] (HU). Returns the uint8 mask (0/1), or
+        (mask, probability) with return_probability. `affine` is the voxel→RAS 4×4
+        matrix (nibabel's img.affine); without it the array's axes must already follow
+        the model's orientation. `progress(fraction, stage)` may return True to cancel."""
+        a = _as_volume_array(array)
+        spacing, matrix = _spacing_and_matrix(a.shape, spacing, affine)
+        volume = _volume_struct(a, spacing, matrix)
+        params = lib.liverseg_segment_default_params()
+        params.n_threads = threads
+        params.max_tile_voxels = max_tile_voxels
+        params.threshold = threshold
+        callback_error = []
+        if progress is not None:
+            def relay(fraction, stage, _user):
+                try:
+                    return 1 if progress(fraction, stage) else 0
+                except BaseException as e:  # never let a Python exception unwind through C
+                    callback_error.append(e)
+                    return 1
+            params.progress = _lib.PROGRESS_CALLBACK(relay)
+        mask = np.empty(a.shape, dtype=np.uint8, order="F")
+        probability = np.empty(a.shape, dtype=np.float32, order="F") if return_probability else None
+        status = lib.liverseg_segment(self._handle, ctypes.byref(volume), ctypes.byref(params),
+                                      mask.ctypes.data, None if probability is None else probability.ctypes.data)
+        if callback_error:
+            raise callback_error[0]
+        check(status)
+        return (mask, probability) if return_probability else mask
+
+    def forward(self, volume, threads=0):
+        """Runs the network alone on a normalised model-grid volume [x, y, z] whose extents
+        are multiples of 4. Returns the liver probability (main, branch1, branch2)."""
+        a = np.asfortranarray(volume, dtype=np.float32)
+        if a.ndim != 3:
+            raise ValueError("forward takes a 3-D [x, y, z] array")
+        outs = [np.empty(a.shape, dtype=np.float32, order="F") for _ in range(3)]
+        dims = (ctypes.c_size_t * 3)(*a.shape)
+        check(lib.liverseg_network_forward(self._handle, a.ctypes.data, dims, threads,
+                                           *[o.ctypes.data for o in outs]))
+        return tuple(outs)
+
+
+_log_callback_ref = None
+
+
+def set_log_callback(callback, level=1):
+    """Routes library log messages to callback(level, message); None turns logging off.
+    Levels: 0 debug, 1 info, 2 warning, 3 error."""
+    global _log_callback_ref
+    if callback is None:
+        _log_callback_ref = None
+        lib.liverseg_set_log_callback(_lib.LOG_CALLBACK(), level, None)
+        return
+    _log_callback_ref = _lib.LOG_CALLBACK(lambda lvl, msg, _u: callback(lvl, msg.decode("utf-8", "replace")))
+    lib.liverseg_set_log_callback(_log_callback_ref, level, None)

@@ -1,0 +1,134 @@
+"""Loading libliverseg and the ctypes mirror of include/liverseg.h.
+
+The library is found through the LIVERSEG_LIBRARY environment variable, then next to
+this package (a wheel or a `make install` layout), then the system's search path.
+"""
+import ctypes
+import ctypes.util
+import os
+from pathlib import Path
+
+# Status codes (liverseg_status); values never change meaning.
+OK = 0
+INVALID_ARGUMENT = 1
+IO_ERROR = 2
+INVALID_MODEL = 3
+UNSUPPORTED = 4
+OUT_OF_MEMORY = 5
+CANCELLED = 6
+INTERNAL_ERROR = 7
+
+# liverseg_dtype
+DTYPE_INT16 = 1
+DTYPE_INT32 = 2
+DTYPE_FLOAT32 = 3
+
+
+class Error(RuntimeError):
+    """A liverseg call failed. `status` is the liverseg_status code; str() is the message."""
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+
+
+class ModelInfo(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_size_t),
+        ("format_version", ctypes.c_int),
+        ("conv_channels", ctypes.c_int * 6),
+        ("conv_kernel", (ctypes.c_int * 3) * 6),
+        ("main_deconv_channels", ctypes.c_int),
+        ("branch2_deconv_channels", ctypes.c_int),
+        ("n_classes", ctypes.c_int),
+        ("spacing", ctypes.c_double * 3),
+        ("orientation", ctypes.c_char * 4),
+        ("hu_window", ctypes.c_double * 2),
+        ("intensity_mean", ctypes.c_double),
+        ("intensity_std", ctypes.c_double),
+        ("fusion_tau", ctypes.c_double * 2),
+        ("n_parameters", ctypes.c_size_t),
+    ]
+
+
+class Volume(ctypes.Structure):
+    _fields_ = [
+        ("data", ctypes.c_void_p),
+        ("dtype", ctypes.c_int),
+        ("dims", ctypes.c_size_t * 3),
+        ("spacing", ctypes.c_double * 3),
+        ("ijk_to_ras", ctypes.POINTER(ctypes.c_double)),
+    ]
+
+
+PROGRESS_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_double, ctypes.c_int, ctypes.c_void_p)
+LOG_CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+
+
+class SegmentParams(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_size_t),
+        ("n_threads", ctypes.c_int),
+        ("max_tile_voxels", ctypes.c_size_t),
+        ("threshold", ctypes.c_float),
+        ("progress", PROGRESS_CALLBACK),
+        ("progress_user_data", ctypes.c_void_p),
+    ]
+
+
+def _candidates():
+    env = os.environ.get("LIVERSEG_LIBRARY")
+    if env:
+        yield env
+        return
+    here = Path(__file__).resolve().parent
+    for name in ("libliverseg.so", "libliverseg.so.0"):
+        for folder in (here, here.parent, here.parent.parent / "lib"):
+            if (folder / name).exists():
+                yield str(folder / name)
+    found = ctypes.util.find_library("liverseg")
+    if found:
+        yield found
+
+
+def _load():
+    errors = []
+    for path in _candidates():
+        try:
+            return ctypes.CDLL(path)
+        except OSError as e:
+            errors.append(f"{path}: {e}")
+    raise OSError("libliverseg not found; set LIVERSEG_LIBRARY to its path. Tried: " + ("; ".join(errors) or "nothing"))
+
+
+lib = _load()
+
+_P = ctypes.POINTER
+_size3 = ctypes.c_size_t * 3
+lib.liverseg_version.restype = ctypes.c_char_p
+lib.liverseg_abi_version.restype = ctypes.c_int
+lib.liverseg_last_error.restype = ctypes.c_char_p
+lib.liverseg_status_name.restype = ctypes.c_char_p
+lib.liverseg_status_name.argtypes = [ctypes.c_int]
+lib.liverseg_set_log_callback.restype = None
+lib.liverseg_set_log_callback.argtypes = [LOG_CALLBACK, ctypes.c_int, ctypes.c_void_p]
+lib.liverseg_model_load_file.argtypes = [ctypes.c_char_p, _P(ctypes.c_void_p)]
+lib.liverseg_model_load_memory.argtypes = [ctypes.c_void_p, ctypes.c_size_t, _P(ctypes.c_void_p)]
+lib.liverseg_model_free.argtypes = [ctypes.c_void_p]
+lib.liverseg_model_free.restype = None
+lib.liverseg_model_get_info.argtypes = [ctypes.c_void_p, _P(ModelInfo)]
+lib.liverseg_model_metadata_json.argtypes = [ctypes.c_void_p]
+lib.liverseg_model_metadata_json.restype = ctypes.c_char_p
+lib.liverseg_segment_default_params.restype = SegmentParams
+lib.liverseg_segment.argtypes = [ctypes.c_void_p, _P(Volume), _P(SegmentParams), ctypes.c_void_p, ctypes.c_void_p]
+lib.liverseg_network_forward.argtypes = [ctypes.c_void_p, ctypes.c_void_p, _P(ctypes.c_size_t), ctypes.c_int,
+                                         ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+for _name in ("liverseg_model_load_file", "liverseg_model_load_memory", "liverseg_model_get_info",
+              "liverseg_segment", "liverseg_network_forward"):
+    getattr(lib, _name).restype = ctypes.c_int
+
+
+def check(status):
+    """Raises Error with the library's message unless status is OK."""
+    if status != OK:
+        raise Error(status, lib.liverseg_last_error().decode("utf-8", "replace"))
