@@ -9,7 +9,7 @@ public enum NIfTI {
 
     /// Parses a NIfTI-1 file's (already inflated) bytes. Either byte order. Geometry: the
     /// sform when sform_code > 0, else the qform when qform_code > 0, else nibabel's
-    /// fallback (diag(−dx, dy, dz) centred on the volume). Negative or zero pixdim[1...3]
+    /// fallback (diag(−dx, dy, dz) centred on the volume). vox_offset 0 means 352. Negative or zero pixdim[1...3]
     /// are taken as their absolute value, 0 as 1 (as nibabel fixes them). Only 3D data
     /// (dims 4...7 equal to 1) is accepted. Pure.
     public static func parse(_ bytes: ArraySlice<UInt8>) throws -> Image {
@@ -46,7 +46,8 @@ public enum NIfTI {
         guard let type = datatypeCodes.first(where: { $0.0 == code })?.1 else {
             throw LiversegError.unsupported("NIfTI header: datatype \(code) (liverseg reads integer and float types of 8 to 64 bits)")
         }
-        let voxOffset = f.float32(108)
+        // 0 (left unset by some writers) means right after the header and extension flag.
+        let voxOffset = f.float32(108) == 0 ? Double(dataOffset) : f.float32(108)
         guard voxOffset.isFinite, voxOffset >= Double(headerSize), voxOffset <= Double(bytes.count) else {
             throw bad("vox_offset \(voxOffset) must lie between 348 and the file size \(bytes.count)")
         }
