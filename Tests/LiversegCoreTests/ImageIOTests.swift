@@ -174,3 +174,43 @@ final class ImageIOTests: XCTestCase {
         XCTAssertThrowsError(try inflate(corrupt[...], what: "x"))
     }
 }
+
+final class ImageIOHostileInputTests: XCTestCase {
+    func testHugeDeclaredSizesFailWithoutAllocating() throws {
+        let gz = try deflate([1, 2, 3, 4], container: .gzip)
+        let nrrd = "NRRD0004\ntype: double\ndimension: 3\nsizes: 100000 100000 100000\nendian: little\nencoding: gzip\n\n"
+        XCTAssertThrowsError(try NRRD.parse((Array(nrrd.utf8) + gz)[...])) { error in
+            XCTAssertTrue("\(error)".contains("truncated"), "\(error)")
+        }
+        let mha = "NDims = 3\nDimSize = 100000 100000 100000\nElementType = MET_DOUBLE\nCompressedData = True\nElementDataFile = LOCAL\n"
+        XCTAssertThrowsError(try MetaImage.parse((Array(mha.utf8) + (try deflate([1, 2], container: .zlib)))[...]))
+        var forged = gz
+        forged.replaceSubrange((forged.count - 4)..., with: [0xFF, 0xFF, 0xFF, 0xFF])  // ISIZE 4 GiB
+        XCTAssertThrowsError(try inflate(forged[...], what: "x"))  // CRC/length check fails, no 4 GiB buffer
+        let overflow = "NRRD0004\ntype: double\ndimension: 3\nsizes: 4000000000 4000000000 4000000000\nendian: little\nencoding: raw\n\n"
+        XCTAssertThrowsError(try NRRD.parse(Array(overflow.utf8)[...]))
+    }
+
+    func testRandomlyCorruptedFilesNeverTrap() throws {
+        var rng = SplitMix(state: 99)
+        let image = try sampleImage(.int16)
+        let files: [(String, [UInt8], (ArraySlice<UInt8>) throws -> Image)] = [
+            ("NIfTI", NIfTI.serialize(image), NIfTI.parse),
+            ("NIfTI.gz", try deflate(NIfTI.serialize(image), container: .gzip), { try NIfTI.parse(try inflate($0, what: "gz")[...]) }),
+            ("NRRD", try NRRD.serialize(image, encoding: .gzip).header, NRRD.parse),
+            ("MetaImage", try MetaImage.serialize(image, compressed: true).header, MetaImage.parse),
+        ]
+        for (name, bytes, parse) in files {
+            for trial in 0..<400 {
+                var b = bytes
+                for _ in 0..<(1 + trial % 4) {
+                    let i = Int.random(in: 0..<b.count, using: &rng)
+                    b[i] = trial % 3 == 0 ? UInt8.random(in: 0...255, using: &rng) : b[i] ^ (1 << UInt8.random(in: 0...7, using: &rng))
+                }
+                if trial % 5 == 0 { b.removeLast(Int.random(in: 0..<b.count, using: &rng)) }
+                _ = try? parse(b[...])  // any outcome but a trap is fine
+            }
+            XCTAssertEqual(try parse(bytes[...]), image, name)
+        }
+    }
+}

@@ -17,10 +17,17 @@ public func hasGzipMagic(_ bytes: ArraySlice<UInt8>) -> Bool {
 }
 
 /// Decompresses a zlib or gzip stream (detected from its header; concatenated gzip members
-/// are joined, as gunzip does). `sizeHint` pre-sizes the output. `what` names the data in
-/// errors. Pure.
+/// are joined, as gunzip does). `sizeHint` pre-sizes the output (default: a gzip stream's
+/// size trailer). `what` names the data in errors. Pure.
 public func inflate(_ input: ArraySlice<UInt8>, sizeHint: Int = 0, what: String) throws -> [UInt8] {
-    var output = [UInt8](repeating: 0, count: max(sizeHint, input.count * 3, 1024))
+    var hint = sizeHint
+    if hint == 0, hasGzipMagic(input), input.count >= 18 {
+        hint = input.suffix(4).reversed().reduce(0) { $0 << 8 | Int($1) }  // ISIZE, mod 2^32
+    }
+    // Deflate expands at most ~1032:1, so a forged header or trailer cannot make us
+    // allocate more than the data could hold.
+    hint = min(max(hint, 0), input.count * 1032 + 1024)
+    var output = [UInt8](repeating: 0, count: max(hint, input.count * 3, 1024) + 1)
     var produced = 0
     var stream = z_stream()
     // 15 + 32: accept both zlib and gzip headers.
