@@ -274,7 +274,8 @@ liverseg_status liverseg_network_forward(const liverseg_model *model, const floa
  * Readers take every integer and float voxel type of 8 to 64 bits, either byte order, raw
  * or gzip/zlib-compressed data. Writers store the voxels in their own type and the
  * geometry exactly (NIfTI: sform = the matrix, exact to float32), and write atomically: a
- * failed write leaves no file under the output name.
+ * failed write leaves no file under the output name. Every function in this section is
+ * thread-safe (no shared state). See docs/image-files-and-evaluation.md.
  * ------------------------------------------------------------------------------------- */
 
 /** Element type of an image file's voxels. */

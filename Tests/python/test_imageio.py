@@ -178,6 +178,7 @@ def test_nifti_scaling_matches_nibabel(tmp_path):
     scaled, plain = liverseg.read_image(path, scaled=True)
     assert np.array_equal(scaled, nib.load(path).get_fdata())
     assert (plain.scl_slope, plain.scl_inter) == (1, 0)
+    assert plain == liverseg.Geometry(OBLIQUE) and plain != geometry
     out = tmp_path / "again.nii.gz"
     liverseg.write_image(out, stored, geometry)
     assert np.array_equal(nib.load(out).get_fdata(), scaled)

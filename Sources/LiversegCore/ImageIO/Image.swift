@@ -1,5 +1,6 @@
 /// The element type of an image's voxels.
 public enum VoxelType: String, CaseIterable, Sendable {
+    /// Unsigned and signed integers of 8 to 64 bits, IEEE floats of 32 and 64 bits.
     case uint8, int8, uint16, int16, uint32, int32, uint64, int64, float32, float64
 
     /// Bytes per voxel.

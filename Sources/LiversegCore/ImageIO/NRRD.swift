@@ -2,6 +2,7 @@
 public enum NRRD {
     /// How the data block is encoded.
     public enum Encoding: String, Sendable {
+        /// Uncompressed bytes, and gzip-compressed bytes.
         case raw, gzip
     }
 

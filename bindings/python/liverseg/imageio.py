@@ -40,13 +40,19 @@ lib.liverseg_free.argtypes = [ctypes.c_void_p]
 lib.liverseg_free.restype = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Geometry:
     """Where an image's voxels lie: the 4x4 voxel-index -> RAS mm affine (nibabel's
     img.affine convention) and NIfTI's intensity scaling (value * scl_slope + scl_inter)."""
     affine: np.ndarray = field(default_factory=lambda: np.eye(4))
     scl_slope: float = 1.0
     scl_inter: float = 0.0
+
+    def __eq__(self, other):
+        return (isinstance(other, Geometry) and np.array_equal(self.affine, other.affine)
+                and (self.scl_slope, self.scl_inter) == (other.scl_slope, other.scl_inter))
+
+    __hash__ = None
 
     @property
     def spacing(self):
