@@ -82,12 +82,15 @@ struct Eval: ParsableCommand {
         }
     }
 
-    /// The measures reported per case, in table order, with their units and scores.
-    private static let columns: [(name: String, unit: String, value: (SegmentationMetrics) -> Double)] = [
-        ("Dice", "", { $0.dice }), ("VOE", "%", { $0.voe }), ("VD", "%", { $0.vd }), ("AvgD", "mm", { $0.avgD }),
-        ("RMSD", "mm", { $0.rmsD }), ("MaxD", "mm", { $0.maxD }), ("HD95", "mm", { $0.hd95 }),
-        ("score VOE", "", { $0.scores.voe }), ("score VD", "", { $0.scores.vd }), ("score AvgD", "", { $0.scores.avgD }),
-        ("score RMSD", "", { $0.scores.rmsD }), ("score MaxD", "", { $0.scores.maxD }), ("score", "", { $0.scores.total }),
+    /// The measures reported per case, in table order: title, unit, JSON key (as
+    /// liverseg.evaluate in Python names them; scores under "scores") and value.
+    private static let columns: [(name: String, unit: String, key: String, value: (SegmentationMetrics) -> Double)] = [
+        ("Dice", "", "dice", { $0.dice }), ("VOE", "%", "voe", { $0.voe }), ("VD", "%", "vd", { $0.vd }),
+        ("AvgD", "mm", "avg_d", { $0.avgD }), ("RMSD", "mm", "rms_d", { $0.rmsD }), ("MaxD", "mm", "max_d", { $0.maxD }),
+        ("HD95", "mm", "hd95", { $0.hd95 }),
+        ("score VOE", "", "scores.voe", { $0.scores.voe }), ("score VD", "", "scores.vd", { $0.scores.vd }),
+        ("score AvgD", "", "scores.avg_d", { $0.scores.avgD }), ("score RMSD", "", "scores.rms_d", { $0.scores.rmsD }),
+        ("score MaxD", "", "scores.max_d", { $0.scores.maxD }), ("score", "", "scores.total", { $0.scores.total }),
     ]
 
     private func meanAndSD(_ values: [Double]) -> (Double, Double) {
@@ -119,24 +122,38 @@ struct Eval: ParsableCommand {
         return lines.joined(separator: "\n")
     }
 
+    /// `members` with keys "a.b" gathered into nested objects, in first-seen order.
+    private func nested(_ members: [(String, JSONValue)]) -> JSONValue {
+        var top: [(String, JSONValue)] = [], groups: [(String, [(String, JSONValue)])] = []
+        for (key, value) in members {
+            let parts = key.split(separator: ".", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { top.append((key, value)); continue }
+            if let g = groups.firstIndex(where: { $0.0 == parts[0] }) { groups[g].1.append((parts[1], value)) }
+            else { groups.append((parts[0], [(parts[1], value)])); top.append((parts[0], .null)) }
+        }
+        return .object(top.map { key, value in
+            guard let group = groups.first(where: { $0.0 == key }) else { return (key, value) }
+            return (key, .object(group.1))
+        })
+    }
+
     private func jsonReport(_ results: [(seg: String, ref: String, metrics: SegmentationMetrics)]) -> JSONValue {
         func number(_ v: Double) -> JSONValue { v.isFinite ? .number(v) : .null }
-        func key(_ name: String) -> String { name.lowercased().replacingOccurrences(of: " ", with: "_") }
         let cases: [JSONValue] = results.map { r in
-            .object([("segmentation", .string(r.seg)), ("reference", .string(r.ref))]
-                    + Self.columns.map { (key($0.name), number($0.value(r.metrics))) }
-                    + [("segmentation_voxels", .number(Double(r.metrics.segmentationVoxels))),
-                       ("reference_voxels", .number(Double(r.metrics.referenceVoxels)))])
+            nested([("segmentation", .string(r.seg)), ("reference", .string(r.ref))]
+                   + Self.columns.map { ($0.key, number($0.value(r.metrics))) }
+                   + [("segmentation_voxels", .number(Double(r.metrics.segmentationVoxels))),
+                      ("reference_voxels", .number(Double(r.metrics.referenceVoxels)))])
         }
-        let summary: [(String, JSONValue)] = Self.columns.map { c in
+        let summary = nested(Self.columns.map { c in
             let (mean, sd) = meanAndSD(results.map { c.value($0.metrics) })
-            return (key(c.name), .object([("mean", number(mean)), ("sd", number(sd))]))
-        }
+            return (c.key, .object([("mean", number(mean)), ("sd", number(sd))]))
+        })
         return .object([
             ("connectivity", .number(Double(connectivity))),
             ("hd95_convention", .string("95th percentile of the pooled distances of both directions (MedPy hd95)")),
             ("cases", .array(cases)),
-            ("summary", .object(summary)),
+            ("summary", summary),
         ])
     }
 }

@@ -78,11 +78,12 @@ def test_eval_and_info_on_the_written_files(segmented, tmp_path):
     reference = np.asarray(nib.load(ref).dataobj)
     expected = liverseg.evaluate(mask, reference, geometry.spacing, connectivity=26)
     first = report["cases"][0]
-    for key in ("dice", "voe", "vd", "hd95"):
+    for key in ("dice", "voe", "vd", "avg_d", "rms_d", "max_d", "hd95"):
         assert first[key] == pytest.approx(expected[key], rel=1e-12)
-    assert first["avgd"] == pytest.approx(expected["avg_d"], rel=1e-12)
-    assert first["score"] == pytest.approx(expected["scores"]["total"], rel=1e-12)
-    assert report["cases"][1]["dice"] == 1 and report["cases"][1]["score"] == 100
+    for key, value in expected["scores"].items():
+        assert first["scores"][key] == pytest.approx(value, rel=1e-12)
+    assert report["cases"][1]["dice"] == 1 and report["cases"][1]["scores"]["total"] == 100
+    assert report["summary"]["scores"]["total"]["mean"] == pytest.approx((first["scores"]["total"] + 100) / 2)
     assert report["summary"]["dice"]["mean"] == pytest.approx((first["dice"] + 1) / 2)
     assert report["summary"]["dice"]["sd"] == pytest.approx(abs(first["dice"] - 1) / np.sqrt(2))
     assert png_size(tmp_path / "eval.png") == (768, 256)
