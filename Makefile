@@ -23,7 +23,10 @@ SWIFT_RELEASE_FLAGS := -c release -Xswiftc -static-stdlib \
 LIB := .build/release/libliverseg.so
 CLI := .build/release/liverseg-cli
 
-.PHONY: build cli install test test-swift test-python demo bench clean
+.PHONY: setup build cli install test test-swift test-python demo bench clean
+
+setup:
+	bash tools/setup.sh
 
 build:
 	swift build $(SWIFT_RELEASE_FLAGS) --product liverseg
@@ -42,11 +45,11 @@ install: build cli
 	install -m 755 $(LIB) $(DESTDIR)$(PREFIX)/lib/libliverseg.so.$(VERSION)
 	ln -sf libliverseg.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libliverseg.so
-	install -m 644 include/liverseg.h $(DESTDIR)$(PREFIX)/include/liverseg.h
+	install -m 644 include/liverseg.h bindings/cpp/liverseg.hpp $(DESTDIR)$(PREFIX)/include/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' pkgconfig/liverseg.pc.in \
 		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/liverseg.pc
 
-test: test-swift test-python
+test: setup test-swift test-python
 
 test-swift:
 	swift test
@@ -54,7 +57,7 @@ test-swift:
 test-python: build cli
 	LIVERSEG_LIBRARY=$(CURDIR)/$(LIB) LIVERSEG_CLI=$(CURDIR)/$(CLI) PYTHONPATH=$(CURDIR)/bindings/python $(PYTHON) -m pytest -q Tests/python
 
-demo: build
+demo: setup build
 	LIVERSEG_LIBRARY=$(CURDIR)/$(LIB) PYTHONPATH=$(CURDIR)/bindings/python $(PYTHON) tools/demo.py --data $(DATA) --out $(OUT)
 
 bench: build

@@ -254,6 +254,23 @@ liverseg_status liverseg_segment(const liverseg_model *model, const liverseg_vol
                                  float *out_probability);
 
 /**
+ * The extents (x, y, z) of the model grid that `volume` is resampled onto: the volume
+ * reoriented to the model's orientation, each extent max(1, round(n * spacing / model
+ * spacing)).
+ */
+liverseg_status liverseg_model_grid_dims(const liverseg_model *model, const liverseg_volume *volume,
+                                         size_t out_dims[3]);
+
+/**
+ * The network's input for `volume`: reoriented, resampled (trilinear on HU, voxel centres
+ * aligned, clamped at the borders) onto the model grid, clipped and normalised — exactly
+ * what liverseg_segment feeds the network, before padding to multiples of 4.
+ * out: `out_count` floats, which must equal the product of liverseg_model_grid_dims.
+ */
+liverseg_status liverseg_preprocess(const liverseg_model *model, const liverseg_volume *volume, int n_threads,
+                                    float *out, size_t out_count);
+
+/**
  * Runs the network alone on a pre-processed volume already on the model grid: `input` is
  * nx*ny*nz normalised intensities (x fastest); nx, ny, nz must be multiples of 4. Writes
  * the liver probability (softmax class 1) of the main output and of the two deep-

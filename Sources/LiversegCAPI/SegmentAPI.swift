@@ -97,3 +97,31 @@ public func liverseg_network_forward(_ model: OpaquePointer?, _ input: UnsafePoi
         outBranch2?.update(from: outputs.branch2.pointer, count: count)
     }
 }
+
+@_cdecl("liverseg_model_grid_dims")
+public func liverseg_model_grid_dims(_ model: OpaquePointer?, _ volume: UnsafePointer<liverseg_volume>?,
+                                     _ outDims: UnsafeMutablePointer<Int>?) -> liverseg_status {
+    boundary("liverseg_model_grid_dims") {
+        let model = try handle(model).model
+        let input = try volumeInput(volume)
+        let out = try required(outDims, "out_dims")
+        let grid = try ModelGrid(volume: input, preprocessing: model.preprocessing)
+        (out[0], out[1], out[2]) = (grid.size.x, grid.size.y, grid.size.z)
+    }
+}
+
+@_cdecl("liverseg_preprocess")
+public func liverseg_preprocess(_ model: OpaquePointer?, _ volume: UnsafePointer<liverseg_volume>?, _ nThreads: Int32,
+                                _ out: UnsafeMutablePointer<Float>?, _ outCount: Int) -> liverseg_status {
+    boundary("liverseg_preprocess") {
+        let model = try handle(model).model
+        let input = try volumeInput(volume)
+        let out = try required(out, "out")
+        guard nThreads >= 0 else { throw LiversegError.invalidArgument("n_threads \(nThreads) must be >= 0") }
+        let grid = try ModelGrid(volume: input, preprocessing: model.preprocessing)
+        guard outCount == grid.size.voxelCount else {
+            throw LiversegError.invalidArgument("out_count \(UInt(bitPattern: outCount)) but the model grid \(grid.size) has \(grid.size.voxelCount) voxels")
+        }
+        grid.preprocess(input, model.preprocessing, into: out, threads: resolvedThreadCount(Int(nThreads)))
+    }
+}

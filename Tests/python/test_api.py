@@ -150,3 +150,14 @@ def test_one_model_many_threads(small_model, ircadb01):
     for t in threads: t.start()
     for t in threads: t.join()
     assert all(np.array_equal(r, expected) for r in results)
+
+
+def test_preprocess_checks_the_output_size(small_model):
+    a, v = volume_for(np.zeros((40, 40, 20), np.int16), spacing=(2, 2, 2))
+    dims = (ctypes.c_size_t * 3)()
+    assert lib.liverseg_model_grid_dims(small_model._handle, ctypes.byref(v), dims) == _lib.OK
+    assert list(dims) == [20, 20, 10]   # 40 voxels × 2 mm on a 4 mm grid
+    out = np.zeros(4000, np.float32)
+    assert lib.liverseg_preprocess(small_model._handle, ctypes.byref(v), 0, out.ctypes.data, 3999) == _lib.INVALID_ARGUMENT
+    assert "out_count 3999 but the model grid 20×20×10 has 4000 voxels" in lib.liverseg_last_error().decode()
+    assert lib.liverseg_preprocess(small_model._handle, ctypes.byref(v), 0, None, 4000) == _lib.INVALID_ARGUMENT

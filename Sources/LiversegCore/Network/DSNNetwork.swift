@@ -69,16 +69,22 @@ public struct DSNNetwork: Sendable {
         let branch2 = try FloatBuffer(count: voxels, zeroed: false)
         let total = Double(architecture.macs(over: input.size))
         var done = 0.0
-        func conv(_ i: Int, _ x: Tensor) throws -> Tensor {
-            let y = try convolutions[i].forward(x, threads: threads)
-            done += Double(convolutions[i].macs(over: x.size))
+        func finished(_ name: String, macs: Int, since start: Double) throws {
+            let seconds = monotonicSeconds() - start
+            Log.write(.debug, "\(name) over \(input.size): \(seconds) s, \(2 * Double(macs) / seconds / 1e9) GFLOP/s")
+            done += Double(macs)
             try progress(done / total)
+        }
+        func conv(_ i: Int, _ x: Tensor) throws -> Tensor {
+            let start = monotonicSeconds()
+            let y = try convolutions[i].forward(x, threads: threads)
+            try finished(DSNArchitecture.convNames[i], macs: convolutions[i].macs(over: x.size), since: start)
             return y
         }
-        func up(_ layer: TransposedConvolution3D, _ x: Tensor) throws -> Tensor {
+        func up(_ layer: TransposedConvolution3D, _ name: String, _ x: Tensor) throws -> Tensor {
+            let start = monotonicSeconds()
             let y = try layer.forward(x, threads: threads)
-            done += Double(layer.macs(over: x.size))
-            try progress(done / total)
+            try finished(name, macs: layer.macs(over: x.size), since: start)
             return y
         }
         func probability(_ scores: Tensor, _ out: FloatBuffer) {
@@ -86,11 +92,11 @@ public struct DSNNetwork: Sendable {
         }
         // Each stage's tensors are released as soon as the next is made, bounding memory.
         let pool1 = try MaxPool2.forward(try conv(1, try conv(0, input)), threads: threads)
-        probability(try up(branch1Upsampling, pool1), branch1)
+        probability(try up(branch1Upsampling, "branch1.deconv", pool1), branch1)
         let pool2 = try MaxPool2.forward(try conv(3, try conv(2, pool1)), threads: threads)
-        probability(try up(branch2Upsampling[1], try up(branch2Upsampling[0], pool2)), branch2)
+        probability(try up(branch2Upsampling[1], "branch2.deconv2", try up(branch2Upsampling[0], "branch2.deconv1", pool2)), branch2)
         let top = try conv(5, try conv(4, pool2))
-        probability(try up(mainUpsampling[1], try up(mainUpsampling[0], top)), main)
+        probability(try up(mainUpsampling[1], "deconv10", try up(mainUpsampling[0], "deconv9", top)), main)
         return DSNOutputs(main: main, branch1: branch1, branch2: branch2)
     }
 }

@@ -43,3 +43,10 @@ public func parallelChunks(_ count: Int, threads: Int, _ body: (Int, Range<Int>)
 /// Makes OpenBLAS single-threaded once per process: liverseg parallelises over blocks
 /// itself, and concurrent calls into a multi-threaded OpenBLAS would serialise.
 let configureBLASOnce: Void = { openblas_set_num_threads(1) }()
+
+/// Seconds on the monotonic clock, for timing log messages.
+public func monotonicSeconds() -> Double {
+    var t = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+}

@@ -170,6 +170,18 @@ class Model:
         check(status)
         return (mask, probability) if return_probability else mask
 
+    def preprocess(self, array, spacing=None, affine=None, threads=0):
+        """The network input for a CT volume: reoriented, resampled onto the model grid,
+        clipped and normalised, as a float32 [x, y, z] array (before padding)."""
+        a = _as_volume_array(array)
+        spacing, matrix = _spacing_and_matrix(a.shape, spacing, affine)
+        volume = _volume_struct(a, spacing, matrix)
+        dims = (ctypes.c_size_t * 3)()
+        check(lib.liverseg_model_grid_dims(self._handle, ctypes.byref(volume), dims))
+        out = np.empty(tuple(dims), dtype=np.float32, order="F")
+        check(lib.liverseg_preprocess(self._handle, ctypes.byref(volume), threads, out.ctypes.data, out.size))
+        return out
+
     def forward(self, volume, threads=0):
         """Runs the network alone on a normalised model-grid volume [x, y, z] whose extents
         are multiples of 4. Returns the liver probability (main, branch1, branch2)."""

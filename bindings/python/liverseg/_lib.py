@@ -101,31 +101,47 @@ def _load():
     raise OSError("libliverseg not found; set LIVERSEG_LIBRARY to its path. Tried: " + ("; ".join(errors) or "nothing"))
 
 
-lib = _load()
+def _declare(lib):
+    """Sets the C signatures of the header's functions on a loaded library."""
+    P = ctypes.POINTER
+    lib.liverseg_version.restype = ctypes.c_char_p
+    lib.liverseg_abi_version.restype = ctypes.c_int
+    lib.liverseg_last_error.restype = ctypes.c_char_p
+    lib.liverseg_status_name.restype = ctypes.c_char_p
+    lib.liverseg_status_name.argtypes = [ctypes.c_int]
+    lib.liverseg_set_log_callback.restype = None
+    lib.liverseg_set_log_callback.argtypes = [LOG_CALLBACK, ctypes.c_int, ctypes.c_void_p]
+    lib.liverseg_model_load_file.argtypes = [ctypes.c_char_p, P(ctypes.c_void_p)]
+    lib.liverseg_model_load_memory.argtypes = [ctypes.c_void_p, ctypes.c_size_t, P(ctypes.c_void_p)]
+    lib.liverseg_model_free.argtypes = [ctypes.c_void_p]
+    lib.liverseg_model_free.restype = None
+    lib.liverseg_model_get_info.argtypes = [ctypes.c_void_p, P(ModelInfo)]
+    lib.liverseg_model_metadata_json.argtypes = [ctypes.c_void_p]
+    lib.liverseg_model_metadata_json.restype = ctypes.c_char_p
+    lib.liverseg_segment_default_params.restype = SegmentParams
+    lib.liverseg_segment.argtypes = [ctypes.c_void_p, P(Volume), P(SegmentParams), ctypes.c_void_p, ctypes.c_void_p]
+    lib.liverseg_network_forward.argtypes = [ctypes.c_void_p, ctypes.c_void_p, P(ctypes.c_size_t), ctypes.c_int,
+                                             ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+    lib.liverseg_model_grid_dims.argtypes = [ctypes.c_void_p, P(Volume), P(ctypes.c_size_t)]
+    lib.liverseg_preprocess.argtypes = [ctypes.c_void_p, P(Volume), ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
+    for name in ("liverseg_model_grid_dims", "liverseg_preprocess", "liverseg_model_load_file", "liverseg_model_load_memory", "liverseg_model_get_info",
+                 "liverseg_segment", "liverseg_network_forward"):
+        getattr(lib, name).restype = ctypes.c_int
+    return lib
 
-_P = ctypes.POINTER
-_size3 = ctypes.c_size_t * 3
-lib.liverseg_version.restype = ctypes.c_char_p
-lib.liverseg_abi_version.restype = ctypes.c_int
-lib.liverseg_last_error.restype = ctypes.c_char_p
-lib.liverseg_status_name.restype = ctypes.c_char_p
-lib.liverseg_status_name.argtypes = [ctypes.c_int]
-lib.liverseg_set_log_callback.restype = None
-lib.liverseg_set_log_callback.argtypes = [LOG_CALLBACK, ctypes.c_int, ctypes.c_void_p]
-lib.liverseg_model_load_file.argtypes = [ctypes.c_char_p, _P(ctypes.c_void_p)]
-lib.liverseg_model_load_memory.argtypes = [ctypes.c_void_p, ctypes.c_size_t, _P(ctypes.c_void_p)]
-lib.liverseg_model_free.argtypes = [ctypes.c_void_p]
-lib.liverseg_model_free.restype = None
-lib.liverseg_model_get_info.argtypes = [ctypes.c_void_p, _P(ModelInfo)]
-lib.liverseg_model_metadata_json.argtypes = [ctypes.c_void_p]
-lib.liverseg_model_metadata_json.restype = ctypes.c_char_p
-lib.liverseg_segment_default_params.restype = SegmentParams
-lib.liverseg_segment.argtypes = [ctypes.c_void_p, _P(Volume), _P(SegmentParams), ctypes.c_void_p, ctypes.c_void_p]
-lib.liverseg_network_forward.argtypes = [ctypes.c_void_p, ctypes.c_void_p, _P(ctypes.c_size_t), ctypes.c_int,
-                                         ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
-for _name in ("liverseg_model_load_file", "liverseg_model_load_memory", "liverseg_model_get_info",
-              "liverseg_segment", "liverseg_network_forward"):
-    getattr(lib, _name).restype = ctypes.c_int
+
+class _LazyLibrary:
+    """Loads libliverseg on first use, so model files can be written without it."""
+
+    _loaded = None
+
+    def __getattr__(self, name):
+        if _LazyLibrary._loaded is None:
+            _LazyLibrary._loaded = _declare(_load())
+        return getattr(_LazyLibrary._loaded, name)
+
+
+lib = _LazyLibrary()
 
 
 def check(status):

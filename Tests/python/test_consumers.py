@@ -1,0 +1,102 @@
+"""C and C++ programs built against the *installed* library (pkg-config and CMake) segment
+a real CT and agree with the Python binding; the installed library has the promised shape."""
+import ctypes
+import os
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from liverseg import _lib
+
+CONSUMERS = ROOT / "Tests" / "consumers"
+
+
+def run(cmd, **kw):
+    result = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    assert result.returncode == 0, f"{cmd} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def prefix(tmp_path_factory):
+    prefix = tmp_path_factory.mktemp("prefix")
+    run(["make", "-C", str(ROOT), "install", f"PREFIX={prefix}"])
+    return prefix
+
+
+@pytest.fixture(scope="module")
+def env(prefix):
+    return dict(os.environ, PKG_CONFIG_PATH=str(prefix / "lib" / "pkgconfig"))
+
+
+def test_installed_layout(prefix):
+    lib = prefix / "lib"
+    assert (lib / "libliverseg.so.0.1.0").is_file()
+    assert os.readlink(lib / "libliverseg.so.0") == "libliverseg.so.0.1.0"
+    assert os.readlink(lib / "libliverseg.so") == "libliverseg.so.0"
+    assert (prefix / "include" / "liverseg.h").is_file() and (prefix / "include" / "liverseg.hpp").is_file()
+    pc = (lib / "pkgconfig" / "liverseg.pc").read_text()
+    assert f"prefix={prefix}" in pc and "Requires.private: openblas" in pc and "Version: 0.1.0" in pc
+    so = str(lib / "libliverseg.so.0.1.0")
+    assert "SONAME" in run(["readelf", "-d", so]) and "[libliverseg.so.0]" in run(["readelf", "-d", so])
+    needed = re.findall(r"NEEDED.*\[(.*)\]", run(["readelf", "-d", so]))
+    assert not [n for n in needed if "swift" in n or "Foundation" in n or "dispatch" in n], needed
+    assert any("openblas" in n for n in needed)
+    exported = [line.split()[-1] for line in run(["nm", "-D", "--defined-only", so]).splitlines()
+                if re.search(r" [TDBR] ", line)]
+    assert exported and all(name.startswith("liverseg_") for name in exported), exported
+    declared = set(re.findall(r"\b(liverseg_[a-z0-9_]+)\s*\(", (ROOT / "include" / "liverseg.h").read_text()))
+    assert {name.split("@")[0] for name in exported} == declared
+
+
+@pytest.fixture(scope="module")
+def programs(prefix, env, tmp_path_factory):
+    """The C and C++ consumers, each built once with pkg-config and once with CMake."""
+    out = tmp_path_factory.mktemp("consumers")
+    flags = run(["pkg-config", "--cflags", "--libs", "liverseg"], env=env).split()
+    rpath = f"-Wl,-rpath,{prefix / 'lib'}"
+    built = {}
+    built["c-pkgconfig"] = out / "c_pkg"
+    run(["cc", "-std=c11", "-Wall", "-Werror", str(CONSUMERS / "segment_raw.c"), *flags, rpath, "-o", str(built["c-pkgconfig"])])
+    built["cpp-pkgconfig"] = out / "cpp_pkg"
+    run(["c++", "-std=c++17", "-Wall", "-Werror", str(CONSUMERS / "segment_raw.cpp"), *flags, rpath,
+         "-o", str(built["cpp-pkgconfig"])])
+    if shutil.which("cmake") is None:
+        pytest.fail("cmake is not installed (the CI script installs it)")
+    run(["cmake", "-S", str(CONSUMERS), "-B", str(out / "cmake"), "-DCMAKE_BUILD_TYPE=Release"], env=env)
+    run(["cmake", "--build", str(out / "cmake")], env=env)
+    built["c-cmake"] = out / "cmake" / "segment_raw_c"
+    built["cpp-cmake"] = out / "cmake" / "segment_raw_cpp"
+    return built
+
+
+def test_struct_layout_matches_python_binding(programs):
+    text = subprocess.run([str(programs["c-pkgconfig"])], capture_output=True, text=True).stdout
+    layout = {m[0]: list(map(int, m[1].split())) for m in re.findall(r"layout (\w+) ([\d ]+)", text)}
+    V, P, I = _lib.Volume, _lib.SegmentParams, _lib.ModelInfo
+    assert layout["volume"] == [ctypes.sizeof(V), V.dtype.offset, V.dims.offset, V.spacing.offset, V.ijk_to_ras.offset]
+    assert layout["params"] == [ctypes.sizeof(P), P.max_tile_voxels.offset, P.threshold.offset, P.progress.offset,
+                                P.progress_user_data.offset]
+    assert layout["info"] == [ctypes.sizeof(I), I.spacing.offset, I.orientation.offset, I.n_parameters.offset]
+
+
+def test_consumers_match_python(programs, small_model, small_model_path, ircadb01, tmp_path):
+    ct, affine, _ = ircadb01
+    expected = small_model.segment(ct, affine=affine)
+    assert 0 < expected.sum() < expected.size
+    raw = tmp_path / "ct.raw"
+    np.asfortranarray(ct).ravel(order="F").astype("<i2").tofile(raw)
+    matrix = tmp_path / "m.bin"
+    np.ascontiguousarray(affine, dtype="<f8").tofile(matrix)
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    for name, program in programs.items():
+        mask_path = tmp_path / f"{name}.raw"
+        out = run([str(program), str(small_model_path), str(raw), *map(str, ct.shape), *(repr(float(s)) for s in spacing),
+                   str(matrix), str(mask_path)])
+        assert "ok" in out, name
+        mask = np.fromfile(mask_path, np.uint8).reshape(ct.shape, order="F")
+        assert np.array_equal(mask, expected), name
