@@ -50,7 +50,7 @@ public struct TransposedConvolution3D<Scalar: NetworkScalar>: Sendable {
         weight.withUnsafeBufferPointer { w in
             nonisolated(unsafe) let w = w.baseAddress!
             for z0 in stride(from: 0, to: inSize.z, by: chunk) {
-                let nz = min(chunk, inSize.z - z0), n = nz * plane
+                let planes = z0..<min(z0 + chunk, inSize.z), n = planes.count * plane
                 // GEMM, split by column ranges across threads: each column is one input voxel.
                 parallelChunks(n, threads: threads) { _, range in
                     Scalar.gemm(transposeA: true, transposeB: false, m: rows, n: range.count, k: inChannels,
@@ -63,19 +63,9 @@ public struct TransposedConvolution3D<Scalar: NetworkScalar>: Sendable {
                 parallelFor(outChannels, threads: threads) { co in
                     let out = output.channel(co)
                     for tap in 0..<27 {
-                        let (kz, ky, kx) = (tap / 9, (tap / 3) % 3, tap % 3)
                         let src = columns.pointer + (co * 27 + tap) * n
-                        for iz in z0..<(z0 + nz) {
-                            let oz = 2 * iz - 1 + kz
-                            guard oz >= 0, oz < outSize.z else { continue }
-                            for iy in 0..<inSize.y {
-                                let oy = 2 * iy - 1 + ky
-                                guard oy >= 0, oy < outSize.y else { continue }
-                                let srcRow = src + ((iz - z0) * inSize.y + iy) * inSize.x
-                                let dstRow = out + (oz * outSize.y + oy) * outSize.x
-                                // ox = 2·ix − 1 + kx < 2X always; ox ≥ 0 excludes ix = 0 for kx = 0.
-                                for ix in (kx == 0 ? 1 : 0)..<inSize.x { dstRow[2 * ix - 1 + kx] += srcRow[ix] }
-                            }
+                        Self.forEachTapRow(inSize, planes: planes, tap: tap) { srcRow, dstRow, firstX, kx in
+                            for ix in firstX..<inSize.x { out[dstRow + 2 * ix - 1 + kx] += src[srcRow + ix] }
                         }
                     }
                 }
@@ -90,5 +80,71 @@ public struct TransposedConvolution3D<Scalar: NetworkScalar>: Sendable {
             }
         }
         return output
+    }
+
+    /// Backward pass. Shapes: input X [Cin, Z, Y, X], output Y and dL/dY [Cout, 2Z, 2Y, 2X]
+    /// → dL/dX [Cin, Z, Y, X], dL/dW [Cin, Cout, 3, 3, 3], dL/db [Cout].
+    /// The gather G[(co, k), i] = dZ[co, 2i − 1 + k] is the adjoint of the forward's col2im;
+    /// then dX = W · G and dW = X · Gᵀ as GEMMs, chunk by chunk in plane order.
+    public func backward(input: Tensor<Scalar>, output: Tensor<Scalar>, outputGradient: Tensor<Scalar>,
+                         threads: Int) throws -> LayerGradients<Scalar> {
+        _ = configureBLASOnce
+        let dZ = try preActivationGradient(output: output, outputGradient: outputGradient, relu: relu, threads: threads)
+        let bias = channelSums(dZ, threads: threads)
+        let inSize = input.size, plane = inSize.x * inSize.y, rows = outChannels * 27
+        let inputGradient = try Tensor<Scalar>(channels: inChannels, size: inSize, zeroed: false)
+        var weightGradient = [Scalar](repeating: 0, count: weight.count)
+        let chunk = Self.planesPerChunk(inSize, outChannels: outChannels)
+        let gathered = try Buffer<Scalar>(count: rows * chunk * plane, zeroed: false)
+        weight.withUnsafeBufferPointer { w in
+            weightGradient.withUnsafeMutableBufferPointer { dW in
+                nonisolated(unsafe) let w = w.baseAddress!
+                for z0 in stride(from: 0, to: inSize.z, by: chunk) {
+                    let planes = z0..<min(z0 + chunk, inSize.z), n = planes.count * plane
+                    parallelFor(outChannels, threads: threads) { co in
+                        let src = dZ.channel(co)
+                        for tap in 0..<27 {
+                            let g = gathered.pointer + (co * 27 + tap) * n
+                            g.update(repeating: 0, count: n)
+                            Self.forEachTapRow(inSize, planes: planes, tap: tap) { row, srcRow, firstX, kx in
+                                for ix in firstX..<inSize.x { g[row + ix] = src[srcRow + 2 * ix - 1 + kx] }
+                            }
+                        }
+                    }
+                    parallelChunks(n, threads: threads) { _, range in
+                        Scalar.gemm(transposeA: false, transposeB: false, m: inChannels, n: range.count, k: rows,
+                                    alpha: 1, a: w, lda: rows, b: gathered.pointer + range.lowerBound, ldb: n,
+                                    beta: 0, c: inputGradient.storage.pointer + z0 * plane + range.lowerBound,
+                                    ldc: inSize.voxelCount)
+                    }
+                    Scalar.gemm(transposeA: false, transposeB: true, m: inChannels, n: rows, k: n,
+                                alpha: 1, a: input.storage.pointer + z0 * plane, lda: inSize.voxelCount,
+                                b: gathered.pointer, ldb: n, beta: 1, c: dW.baseAddress!, ldc: rows)
+                }
+            }
+        }
+        return LayerGradients(input: inputGradient, weight: weightGradient, bias: bias)
+    }
+
+    /// For tap k = (kz, ky, kx), calls body(inputRow, outputRow, firstX, kx) for every input
+    /// row (iz ∈ planes, iy) whose output row (2iz − 1 + kz, 2iy − 1 + ky) lies in the
+    /// doubled grid: inputRow is the row's offset within the chunk's columns, outputRow the
+    /// output row's offset in its channel; input x ≥ firstX maps to output x 2x − 1 + kx.
+    @inline(__always)
+    private static func forEachTapRow(_ inSize: GridSize, planes: Range<Int>, tap: Int,
+                                      _ body: (Int, Int, Int, Int) -> Void) {
+        let (kz, ky, kx) = (tap / 9, (tap / 3) % 3, tap % 3)
+        let outSize = inSize.multiplied(by: 2)
+        for iz in planes {
+            let oz = 2 * iz - 1 + kz
+            guard oz >= 0, oz < outSize.z else { continue }
+            for iy in 0..<inSize.y {
+                let oy = 2 * iy - 1 + ky
+                guard oy >= 0, oy < outSize.y else { continue }
+                // ox = 2·ix − 1 + kx < 2X always; ox ≥ 0 excludes ix = 0 for kx = 0.
+                body(((iz - planes.lowerBound) * inSize.y + iy) * inSize.x, (oz * outSize.y + oy) * outSize.x,
+                     kx == 0 ? 1 : 0, kx)
+            }
+        }
     }
 }
