@@ -52,6 +52,22 @@ public struct DSNNetwork<Scalar: NetworkScalar>: Sendable {
                              try deconv("branch2.deconv2", a.branch2DeconvChannels, a.classes, relu: false)]
     }
 
+    /// Every parameter with its model-file name and shape, in `parameterShapes` order.
+    public var parameters: [(name: String, shape: [Int], values: [Scalar])] {
+        var values: [String: [Scalar]] = [:]
+        for (name, conv) in zip(DSNArchitecture.convNames, convolutions) {
+            values["\(name).weight"] = conv.weight
+            values["\(name).bias"] = conv.bias
+        }
+        for (name, layer) in [("deconv9", mainUpsampling[0]), ("deconv10", mainUpsampling[1]),
+                              ("branch1.deconv", branch1Upsampling),
+                              ("branch2.deconv1", branch2Upsampling[0]), ("branch2.deconv2", branch2Upsampling[1])] {
+            values["\(name).weight"] = layer.weight
+            values["\(name).bias"] = layer.bias
+        }
+        return architecture.parameterShapes.map { ($0.name, $0.shape, values[$0.name] ?? []) }
+    }
+
     /// Index of the liver class in every output.
     public static var liverClass: Int { 1 }
 
