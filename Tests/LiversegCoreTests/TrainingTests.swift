@@ -75,7 +75,8 @@ final class TrainingTests: XCTestCase {
         var c = tinyConfiguration()
         XCTAssertEqual(c.eta(epoch: 9).0, 0.3)
         XCTAssertEqual(c.eta(epoch: 10).1, 0.4 * 0.95, accuracy: 1e-12)
-        XCTAssertEqual(c.learningRate(epoch: 50), 0.005, accuracy: 1e-12)
+        XCTAssertEqual(c.learningRate(epoch: 49), c.learningRate)
+        XCTAssertEqual(c.learningRate(epoch: 50), c.learningRate / 10, accuracy: 1e-12)
         c.deepSupervision = false
         XCTAssertEqual(c.eta(epoch: 0).0, 0)
         let sampler = try PatchSampler(volumes: [syntheticVolume(seed: 1)], patch: GridSize(x: 8, y: 12, z: 8), padValue: -9, seed: 5)
