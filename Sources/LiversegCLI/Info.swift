@@ -20,7 +20,7 @@ struct Info: ParsableCommand {
             } else {
                 for (key, value) in fields {
                     let text = value.stringValue ?? value.serialized
-                    print(key.padding(toLength: 18, withPad: " ", startingAt: 0) + text)
+                    print(key.padding(toLength: max(18, key.count + 2), withPad: " ", startingAt: 0) + text)
                 }
             }
         }

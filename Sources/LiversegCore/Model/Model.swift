@@ -15,6 +15,15 @@ public struct Preprocessing: Equatable, Sendable {
     /// See `mean`.
     public var std: Double
 
+    /// Creates a description of a model grid and intensity mapping.
+    public init(spacing: [Double], orientation: AxisCodes, huWindow: (lower: Double, upper: Double), mean: Double, std: Double) {
+        self.spacing = spacing
+        self.orientation = orientation
+        self.huWindow = huWindow
+        self.mean = mean
+        self.std = std
+    }
+
     public static func == (a: Preprocessing, b: Preprocessing) -> Bool {
         a.spacing == b.spacing && a.orientation == b.orientation && a.huWindow == b.huWindow && a.mean == b.mean && a.std == b.std
     }
