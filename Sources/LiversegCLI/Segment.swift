@@ -47,7 +47,9 @@ struct Segment: ParsableCommand {
                 try mask.withUnsafeMutableBufferPointer { m in
                     try probabilities.withUnsafeMutableBufferPointer { p in
                         guard let maskBase = m.baseAddress else { throw LiversegError.internalError("empty mask buffer") }
-                        try loaded.segment(volume, options: options, mask: maskBase, probability: p.baseAddress) { fraction, stage in
+                        // An empty array may still have a base address: pass NULL unless asked.
+                        try loaded.segment(volume, options: options, mask: maskBase,
+                                           probability: probability == nil ? nil : p.baseAddress) { fraction, stage in
                             progress.update(stageNames[stage] ?? "", fraction)
                             return true
                         }

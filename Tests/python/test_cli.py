@@ -66,6 +66,16 @@ def test_segment_writes_mask_probability_and_preview_on_the_input_grid(segmented
     assert png_size(out / "preview.png") == (768, 256)
 
 
+def test_segment_without_probability_gives_the_same_mask(segmented, small_model_path, tmp_path):
+    """The common call: no --probability (the library is then passed no probability buffer)."""
+    ct, out, _ = segmented
+    result = run("segment", ct, tmp_path / "mask.nii.gz", "--model", small_model_path, "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    mask, _ = liverseg.read_image(tmp_path / "mask.nii.gz")
+    assert np.array_equal(mask, liverseg.read_image(out / "mask.nrrd")[0])
+
+
 def test_eval_and_info_on_the_written_files(segmented, tmp_path):
     ct, out, _ = segmented
     ref = require_data("totalseg-example/liver-3mm.nii.gz")
