@@ -47,8 +47,8 @@ public struct TrainingVolume: Sendable {
     }
 }
 
-/// Draws training patches: a random volume, a centre on the liver with probability
-/// `liverFraction` (else anywhere), padding with air outside the volume, then a random
+/// Draws training patches: a random volume, a patch containing a liver voxel with
+/// probability `liverFraction` (else any voxel), padding with air outside the volume, then a random
 /// in-plane rotation by a multiple of 90° and a random flip of x. Patch i of a seed is
 /// always the same, whatever was drawn before.
 public struct PatchSampler: Sendable {
@@ -81,19 +81,22 @@ public struct PatchSampler: Sendable {
         var rng = SeededGenerator(seed: seed, stream: 1, index: UInt64(index))
         let volume = volumes[Int(rng.next() % UInt64(volumes.count))]
         let s = volume.size
-        let centre: [Int]
+        // The chosen voxel lands at a uniformly random place in the patch, not its centre:
+        // a centred organ would teach the network where patch borders (zero padding) are.
+        let anchor: [Int]
         if !volume.liverIndices.isEmpty, rng.uniform() < liverFraction {
             let i = volume.liverIndices[Int(rng.next() % UInt64(volume.liverIndices.count))]
-            centre = [i % s.x, (i / s.x) % s.y, i / (s.x * s.y)]
+            anchor = [i % s.x, (i / s.x) % s.y, i / (s.x * s.y)]
         } else {
-            centre = [Int(rng.next() % UInt64(s.x)), Int(rng.next() % UInt64(s.y)), Int(rng.next() % UInt64(s.z))]
+            anchor = [Int(rng.next() % UInt64(s.x)), Int(rng.next() % UInt64(s.y)), Int(rng.next() % UInt64(s.z))]
         }
+        let placement = [Int(rng.next() % UInt64(patch.x)), Int(rng.next() % UInt64(patch.y)), Int(rng.next() % UInt64(patch.z))]
         // Square patches rotate by any multiple of 90°, others by 0° or 180°.
         let quarterTurns = Int(rng.next() % 4) & (patch.x == patch.y ? 3 : 2)
         let flipX = rng.next() & 1 == 1
         let input = try Tensor<Float>(channels: 1, size: patch, zeroed: false)
         var labels = [UInt8](repeating: 0, count: patch.voxelCount)
-        let origin = [centre[0] - patch.x / 2, centre[1] - patch.y / 2, centre[2] - patch.z / 2]
+        let origin = (0..<3).map { anchor[$0] - placement[$0] }
         let out = input.storage.pointer
         for z in 0..<patch.z {
             for y in 0..<patch.y {
