@@ -1,5 +1,6 @@
 # liverseg — build, install, test and demo.
 #   make build                 release libliverseg.so (static Swift runtime, SONAME, export list)
+#   make cli                   release `liverseg` command (.build/release/liverseg-cli)
 #   make install PREFIX=/usr/local [DESTDIR=...]
 #   make test                  the whole test suite (Swift unit tests + Python/C/C++ tests)
 #   make demo                  segment a real CT from ../shared/data and write a mask + picture
@@ -20,8 +21,9 @@ SWIFT_RELEASE_FLAGS := -c release -Xswiftc -static-stdlib \
 	-Xlinker --version-script=$(CURDIR)/Sources/LiversegCAPI/exports.map \
 	-Xlinker -soname=$(SONAME)
 LIB := .build/release/libliverseg.so
+CLI := .build/release/liverseg-cli
 
-.PHONY: setup build install test test-swift test-python demo bench clean
+.PHONY: setup build cli install test test-swift test-python demo bench clean
 
 setup:
 	bash tools/setup.sh
@@ -30,7 +32,15 @@ build:
 	swift build $(SWIFT_RELEASE_FLAGS) --product liverseg
 	@echo "built $(LIB)"
 
-install: build
+# SwiftPM cannot have two products named liverseg: the executable product is liverseg-cli
+# and is installed as bin/liverseg.
+cli:
+	swift build -c release -Xswiftc -static-stdlib --product liverseg-cli
+	@echo "built $(CLI)"
+
+install: build cli
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/liverseg
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 755 $(LIB) $(DESTDIR)$(PREFIX)/lib/libliverseg.so.$(VERSION)
 	ln -sf libliverseg.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
@@ -44,8 +54,8 @@ test: setup test-swift test-python
 test-swift:
 	swift test
 
-test-python: build
-	LIVERSEG_LIBRARY=$(CURDIR)/$(LIB) PYTHONPATH=$(CURDIR)/bindings/python $(PYTHON) -m pytest -q Tests/python
+test-python: build cli
+	LIVERSEG_LIBRARY=$(CURDIR)/$(LIB) LIVERSEG_CLI=$(CURDIR)/$(CLI) PYTHONPATH=$(CURDIR)/bindings/python $(PYTHON) -m pytest -q Tests/python
 
 demo: setup build
 	LIVERSEG_LIBRARY=$(CURDIR)/$(LIB) PYTHONPATH=$(CURDIR)/bindings/python $(PYTHON) tools/demo.py --data $(DATA) --out $(OUT)

@@ -7,18 +7,30 @@ let package = Package(
         // libliverseg.so: the C ABI declared in include/liverseg.h. Build it with `make build`,
         // which adds the static Swift runtime, the SONAME and the export list.
         .library(name: "liverseg", type: .dynamic, targets: ["LiversegCAPI"]),
+        // The `liverseg` command (the Makefile installs it under that name; SwiftPM cannot
+        // have two products called liverseg).
+        .executable(name: "liverseg-cli", targets: ["LiversegCLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
         // OpenBLAS through pkg-config (Debian: libopenblas-dev).
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev"])]),
+        // zlib through pkg-config (Debian: zlib1g-dev): gzip/deflate for image files and PNG.
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // The public header's types for Swift, and the thread-local last-error buffer.
         .target(name: "CLiverseg"),
         // The Swift core: network, model file, volume handling, inference. No C types.
-        .target(name: "LiversegCore", dependencies: ["COpenBLAS"],
+        .target(name: "LiversegCore", dependencies: ["COpenBLAS", "CZlib"],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
         // The thin @_cdecl layer exporting liverseg_* functions.
         .target(name: "LiversegCAPI", dependencies: ["LiversegCore", "CLiverseg"]),
+        // The command-line tool: segment, eval, info.
+        .executableTarget(name: "LiversegCLI", dependencies: [
+            "LiversegCore", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
         .testTarget(name: "LiversegCoreTests", dependencies: ["LiversegCore"]),
     ],
     // Swift 5 mode: the numeric kernels share raw buffers across worker threads by design

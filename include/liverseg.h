@@ -283,6 +283,108 @@ liverseg_status liverseg_network_forward(const liverseg_model *model, const floa
                                          float *out_main, float *out_branch1,
                                          float *out_branch2);
 
+/* ---- Image files and metrics ---------------------------------------------------------
+ *
+ * Reading and writing the image files of the field, and the SLiver07 evaluation measures.
+ * Formats, chosen by the path's extension: NIfTI-1 (.nii, .nii.gz), NRRD (.nrrd; .nhdr with
+ * a detached .raw.gz data file), MetaImage (.mha; .mhd with a detached .raw data file).
+ * Readers take every integer and float voxel type of 8 to 64 bits, either byte order, raw
+ * or gzip/zlib-compressed data. Writers store the voxels in their own type and the
+ * geometry exactly (NIfTI: sform = the matrix, exact to float32), and write atomically: a
+ * failed write leaves no file under the output name. Every function in this section is
+ * thread-safe (no shared state). See docs/image-files-and-evaluation.md.
+ * ------------------------------------------------------------------------------------- */
+
+/** Element type of an image file's voxels. */
+typedef enum liverseg_voxel_type {
+    LIVERSEG_VOXEL_UINT8 = 1,
+    LIVERSEG_VOXEL_INT8 = 2,
+    LIVERSEG_VOXEL_UINT16 = 3,
+    LIVERSEG_VOXEL_INT16 = 4,
+    LIVERSEG_VOXEL_UINT32 = 5,
+    LIVERSEG_VOXEL_INT32 = 6,
+    LIVERSEG_VOXEL_UINT64 = 7,
+    LIVERSEG_VOXEL_INT64 = 8,
+    LIVERSEG_VOXEL_FLOAT32 = 9,
+    LIVERSEG_VOXEL_FLOAT64 = 10
+} liverseg_voxel_type;
+
+/** The grid, geometry and voxel type of an image file. */
+typedef struct liverseg_image_info {
+    size_t struct_size;             /**< set to sizeof(liverseg_image_info) before the call */
+    liverseg_voxel_type voxel_type; /**< element type of the voxels */
+    size_t dims[3];                 /**< (nx, ny, nz), each >= 1; x fastest in memory */
+    double spacing[3];              /**< voxel size in mm: the column norms of ijk_to_ras
+                                         (filled by reads; ignored by writes) */
+    double ijk_to_ras[16];          /**< row-major 4x4 voxel index -> RAS mm matrix (NIfTI
+                                         sform convention; LPS files are converted) */
+    double scl_slope;               /**< intensity = stored value * scl_slope + scl_inter */
+    double scl_inter;               /**< (NIfTI scaling; 1 and 0 for NRRD and MetaImage) */
+} liverseg_image_info;
+
+/**
+ * Reads an image file. On success `info` describes it and *out_data points to its voxels:
+ * dims[0]*dims[1]*dims[2] elements of voxel_type, x fastest, host byte order, unscaled.
+ * The buffer is allocated by the library; free it with liverseg_free. On failure
+ * *out_data is NULL and the message names the file and the offending header field.
+ * NIfTI geometry: the sform when sform_code > 0, else the qform, else nibabel's fallback.
+ */
+liverseg_status liverseg_image_read(const char *path, liverseg_image_info *info, void **out_data);
+
+/**
+ * Writes `data` (laid out as liverseg_image_read returns it) to `path` in the format its
+ * extension names, with the geometry `info->ijk_to_ras` (whose 3x3 part must be invertible
+ * and last row 0 0 0 1). scl_slope must be finite and non-zero; NRRD and MetaImage have no
+ * scaling, so a scaled image is written to them as float intensities.
+ */
+liverseg_status liverseg_image_write(const char *path, const void *data, const liverseg_image_info *info);
+
+/** Frees a buffer the library allocated (liverseg_image_read's voxels). NULL is fine. */
+void liverseg_free(void *buffer);
+
+/**
+ * Agreement of a segmentation A with a reference B (SLiver07, Heimann et al. 2009).
+ * Surface distances are in mm, symmetric: from each border voxel of A to the nearest
+ * border voxel of B and from each border voxel of B to the nearest of A, pooled.
+ * Empty masks: both empty gives Dice 1 and all errors 0; one empty gives Dice 0, VOE 100,
+ * VD -100 (A empty) or +inf (B empty), surface distances +inf, and score 0 where infinite.
+ */
+typedef struct liverseg_metrics {
+    size_t struct_size;        /**< set to sizeof(liverseg_metrics) before the call */
+    double dice;               /**< 2|A n B| / (|A| + |B|) */
+    double voe;                /**< volumetric overlap error, 100 (1 - |A n B| / |A u B|), % */
+    double vd;                 /**< signed relative volume difference 100 (|A| - |B|) / |B|, % */
+    double avg_d;              /**< average symmetric surface distance, mm */
+    double rms_d;              /**< root mean square symmetric surface distance, mm */
+    double max_d;              /**< maximum symmetric surface distance (Hausdorff), mm */
+    double hd95;               /**< 95th percentile of the pooled distances (MedPy's hd95;
+                                    linear interpolation as numpy.percentile), mm */
+    double mean_distance_a_to_b; /**< mean distance from A's border to B's alone (MedPy asd), mm */
+    double mean_distance_b_to_a; /**< mean distance from B's border to A's alone, mm */
+    size_t voxels_a;           /**< |A| */
+    size_t voxels_b;           /**< |B| */
+    size_t border_voxels_a;    /**< border voxels of A */
+    size_t border_voxels_b;    /**< border voxels of B */
+    double score_voe;          /**< SLiver07 scores max(0, 100 - 25 m / m_ref), m_ref = VOE 6.4 %, */
+    double score_vd;           /**< |VD| 4.7 %, */
+    double score_avg_d;        /**< AvgD 1 mm, */
+    double score_rms_d;        /**< RMSD 1.8 mm, */
+    double score_max_d;        /**< MaxD 19 mm; */
+    double score_total;        /**< the mean of the five scores */
+} liverseg_metrics;
+
+/**
+ * Compares two masks on one grid. segmentation, reference: dims[0]*dims[1]*dims[2] bytes,
+ * x fastest, non-zero = object. spacing: voxel size in mm (finite, > 0). connectivity:
+ * neighbours that make an object voxel a border voxel when one of them is background:
+ * 6, 18 or 26; 0 means 18, as the official SLiver07 program (neighbours beyond the grid
+ * count as background). n_threads: 0 = all cores; results do not depend on it.
+ * `out_metrics->struct_size` must be set by the caller.
+ */
+liverseg_status liverseg_evaluate(const uint8_t *segmentation, const uint8_t *reference,
+                                  const size_t dims[3], const double spacing[3], int connectivity,
+                                  int n_threads, liverseg_metrics *out_metrics);
+
 /* ---- CRF refinement ----
  *
  * The fully connected CRF of the paper's §2.3 (Krähenbühl & Koltun 2011), refining a

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what liverseg needs to build, test and run its demo, skipping what is present.
 # Debian packages: OpenBLAS, LAPACKE, zlib, pkg-config, cmake. Python: numpy, scipy,
-# nibabel, safetensors, pytest, and PyTorch's CPU build (the test reference).
+# nibabel, safetensors, pytest, PyTorch's CPU build (the test reference), and the image-file
+# and metric references pynrrd, SimpleITK and MedPy.
 set -euo pipefail
 apt_packages=(libopenblas-dev liblapacke-dev zlib1g-dev libpng-dev pkg-config cmake)
 missing=()
@@ -16,8 +17,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 PYTHON=${PYTHON:-python3}
 py_missing=()
-for spec in numpy scipy nibabel safetensors pytest "torch==2.13.0+cpu"; do
-    module=${spec%%=*}
+# Each entry: the module to import, then ":" and the pip requirement where they differ.
+for entry in numpy scipy nibabel safetensors pytest "torch:torch==2.13.0+cpu" "nrrd:pynrrd" SimpleITK medpy; do
+    module=${entry%%:*}
+    spec=${entry#*:}
     "$PYTHON" -c "import $module" 2>/dev/null || py_missing+=("$spec")
 done
 if [ ${#py_missing[@]} -gt 0 ]; then

@@ -86,7 +86,7 @@ public func liverseg_network_forward(_ model: OpaquePointer?, _ input: UnsafePoi
         guard nThreads >= 0 else { throw LiversegError.invalidArgument("n_threads \(nThreads) must be >= 0") }
         let size = GridSize(x: extents[0], y: extents[1], z: extents[2])
         let count = try checkedProduct(extents + [64], what: "dims") / 64
-        let tensor = try Tensor(channels: 1, size: size, zeroed: false)
+        let tensor = try Tensor<Float>(channels: 1, size: size, zeroed: false)
         tensor.storage.pointer.update(from: input, count: count)
         if let bad = (0..<count).first(where: { !input[$0].isFinite }) {
             throw LiversegError.invalidArgument("input value at flat index \(bad) is not finite")

@@ -12,8 +12,8 @@ final class LayerTests: XCTestCase {
         }
     }
 
-    func tensor(_ values: [Float], channels: Int, size: GridSize) throws -> Tensor {
-        Tensor(channels: channels, size: size, storage: try FloatBuffer(values))
+    func tensor(_ values: [Float], channels: Int, size: GridSize) throws -> Tensor<Float> {
+        Tensor<Float>(channels: channels, size: size, storage: try FloatBuffer(values))
     }
 
     /// Largest |a − b| relative to the largest |b|.

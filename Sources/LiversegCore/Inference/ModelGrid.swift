@@ -32,6 +32,13 @@ public struct ModelGrid: Equatable, Sendable {
     /// then clipping and scaling per `preprocessing`. Output: size.voxelCount floats.
     public func preprocess(_ volume: VolumeInput, _ preprocessing: Preprocessing,
                            into output: UnsafeMutablePointer<Float>, threads: Int) {
+        resample(volume, into: output, threads: threads, transform: preprocessing.normalise)
+    }
+
+    /// Samples the input volume onto the model grid (trilinear), mapping each value by
+    /// `transform`. Output: size.voxelCount floats.
+    public func resample(_ volume: VolumeInput, into output: UnsafeMutablePointer<Float>, threads: Int,
+                         transform: (Float) -> Float) {
         let strides = [1, inputSize.x, inputSize.x * inputSize.y]
         let axes = (0..<3).map { j -> AxisSamples in
             let source = mapping.sourceAxis[j]
@@ -40,7 +47,7 @@ public struct ModelGrid: Equatable, Sendable {
         }
         func run<T: HounsfieldVoxel>(_ p: UnsafePointer<T>) {
             resampleTrilinear(p, x: axes[0], y: axes[1], z: axes[2], into: output, threads: threads,
-                              transform: preprocessing.normalise)
+                              transform: transform)
         }
         switch volume.voxels {
         case .int16(let p): run(p)

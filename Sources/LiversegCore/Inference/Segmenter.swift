@@ -88,7 +88,7 @@ extension Model {
         let wMain = 1 - w1 - w2
         for (t, tile) in plan.tiles.enumerated() {
             let region = tile.regionSize, o = tile.regionOrigin
-            let input = try Tensor(channels: 1, size: region, zeroed: false)
+            let input = try Tensor<Float>(channels: 1, size: region, zeroed: false)
             let dst = input.storage.pointer, src = normalised.pointer
             parallelFor(region.z, threads: threads) { k in
                 for j in 0..<region.y {

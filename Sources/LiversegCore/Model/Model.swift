@@ -15,6 +15,15 @@ public struct Preprocessing: Equatable, Sendable {
     /// See `mean`.
     public var std: Double
 
+    /// Creates a description of a model grid and intensity mapping.
+    public init(spacing: [Double], orientation: AxisCodes, huWindow: (lower: Double, upper: Double), mean: Double, std: Double) {
+        self.spacing = spacing
+        self.orientation = orientation
+        self.huWindow = huWindow
+        self.mean = mean
+        self.std = std
+    }
+
     public static func == (a: Preprocessing, b: Preprocessing) -> Bool {
         a.spacing == b.spacing && a.orientation == b.orientation && a.huWindow == b.huWindow && a.mean == b.mean && a.std == b.std
     }
@@ -31,7 +40,7 @@ public final class Model: Sendable {
     public static let formatVersion = 1
 
     /// The network.
-    public let network: DSNNetwork
+    public let network: DSNNetwork<Float>
     /// Input grid and intensity conventions.
     public let preprocessing: Preprocessing
     /// Eq. 4 weights τ of branch 1 and branch 2; the main output gets 1 − τ1 − τ2.
@@ -43,6 +52,44 @@ public final class Model: Sendable {
 
     /// The architecture.
     public var architecture: DSNArchitecture { network.architecture }
+
+    /// A model from trained parameters (e.g. by `Trainer`); `extraMetadata` adds sections
+    /// such as "crf" or "provenance" to the metadata document.
+    public init(network: DSNNetwork<Float>, preprocessing: Preprocessing, fusionTau: [Double],
+                extraMetadata: [(String, JSONValue)] = []) throws {
+        guard fusionTau.count == 2, fusionTau.allSatisfy({ $0 >= 0 }), fusionTau[0] + fusionTau[1] <= 1 else {
+            throw LiversegError.invalidArgument("fusion tau \(fusionTau) must be two non-negative weights summing to at most 1")
+        }
+        let a = network.architecture
+        let document = JSONValue.object([
+            ("format_version", .number(Double(Model.formatVersion))),
+            ("architecture", .object([
+                ("name", .string("dsn3d")), ("in_channels", .number(Double(a.inChannels))),
+                ("conv_channels", .array(a.convChannels.map { .number(Double($0)) })),
+                ("conv_kernels", .array(a.convKernels.map { .array([$0.x, $0.y, $0.z].map { .number(Double($0)) }) })),
+                ("main_deconv_channels", .number(Double(a.mainDeconvChannels))),
+                ("branch2_deconv_channels", .number(Double(a.branch2DeconvChannels))),
+                ("classes", .number(Double(a.classes))),
+            ])),
+            ("preprocessing", .object([
+                ("spacing_mm", .array(preprocessing.spacing.map { .number($0) })),
+                ("orientation", .string(preprocessing.orientation.description)),
+                ("hu_window", .array([.number(preprocessing.huWindow.lower), .number(preprocessing.huWindow.upper)])),
+                ("mean", .number(preprocessing.mean)), ("std", .number(preprocessing.std)),
+            ])),
+            ("fusion", .object([("tau", .array(fusionTau.map { .number($0) }))])),
+        ] + extraMetadata)
+        self.network = network
+        self.preprocessing = preprocessing
+        self.fusionTau = fusionTau
+        self.metadata = document
+        self.metadataJSON = document.serialized
+    }
+
+    /// The model file's bytes: every parameter as F32 plus the metadata document.
+    public func fileBytes() -> [UInt8] {
+        safeTensorsBytes(network.parameters, metadata: ["liverseg": metadataJSON])
+    }
 
     /// Loads a model file from disk.
     public convenience init(contentsOfFile path: String) throws {

@@ -109,3 +109,32 @@ public struct SafeTensorsFile: Sendable {
         }
     }
 }
+
+/// Encodes float32 tensors and a string map as a safetensors file (the inverse of
+/// `SafeTensorsFile.parse`): header padded with spaces to 8-byte alignment, data in order.
+public func safeTensorsBytes(_ tensors: [(name: String, shape: [Int], values: [Float])],
+                             metadata: [String: String]) -> [UInt8] {
+    var members: [(String, JSONValue)] = [("__metadata__", .object(metadata.sorted { $0.key < $1.key }
+        .map { ($0.key, .string($0.value)) }))]
+    var offset = 0
+    for t in tensors {
+        let end = offset + 4 * t.values.count
+        members.append((t.name, .object([("dtype", .string("F32")), ("shape", .array(t.shape.map { .number(Double($0)) })),
+                                         ("data_offsets", .array([.number(Double(offset)), .number(Double(end))]))])))
+        offset = end
+    }
+    var header = Array(JSONValue.object(members).serialized.utf8)
+    header += [UInt8](repeating: 0x20, count: (8 - header.count % 8) % 8)
+    var bytes: [UInt8] = []
+    bytes.reserveCapacity(8 + header.count + offset)
+    for i in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: UInt64(header.count) >> (8 * UInt64(i)))) }
+    bytes += header
+    for t in tensors {
+        for v in t.values {
+            let bits = v.bitPattern
+            bytes += [UInt8(truncatingIfNeeded: bits), UInt8(truncatingIfNeeded: bits >> 8),
+                      UInt8(truncatingIfNeeded: bits >> 16), UInt8(truncatingIfNeeded: bits >> 24)]
+        }
+    }
+    return bytes
+}

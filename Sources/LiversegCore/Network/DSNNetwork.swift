@@ -1,38 +1,38 @@
 /// The liver probability maps of one forward pass, each [Z, Y, X] on the input grid.
-public struct DSNOutputs: Sendable {
+public struct DSNOutputs<Scalar: NetworkScalar>: Sendable {
     /// Main output (deconv10 → softmax).
-    public let main: FloatBuffer
+    public let main: Buffer<Scalar>
     /// Deep-supervision branch 1 (after the first pool).
-    public let branch1: FloatBuffer
+    public let branch1: Buffer<Scalar>
     /// Deep-supervision branch 2 (after the second pool).
-    public let branch2: FloatBuffer
+    public let branch2: Buffer<Scalar>
 }
 
 /// A 3D DSN with its weights: the forward pass of the whole network.
-public struct DSNNetwork: Sendable {
+public struct DSNNetwork<Scalar: NetworkScalar>: Sendable {
     /// The hyperparameters.
     public let architecture: DSNArchitecture
     /// conv1, conv2, conv4, conv5, conv7, conv8 (each followed by ReLU).
-    public let convolutions: [Convolution3D]
+    public let convolutions: [Convolution3D<Scalar>]
     /// deconv9 (ReLU) and deconv10 (class scores).
-    public let mainUpsampling: [TransposedConvolution3D]
+    public let mainUpsampling: [TransposedConvolution3D<Scalar>]
     /// Branch 1's single up-sampling to class scores.
-    public let branch1Upsampling: TransposedConvolution3D
+    public let branch1Upsampling: TransposedConvolution3D<Scalar>
     /// Branch 2's two up-samplings (ReLU between) to class scores.
-    public let branch2Upsampling: [TransposedConvolution3D]
+    public let branch2Upsampling: [TransposedConvolution3D<Scalar>]
 
     /// Builds the layers from named parameters whose shapes match `architecture.parameterShapes`.
-    public init(architecture: DSNArchitecture, parameters: [String: [Float]]) throws {
+    public init(architecture: DSNArchitecture, parameters: [String: [Scalar]]) throws {
         self.architecture = architecture
         let a = architecture
-        func values(_ name: String, _ count: Int) throws -> [Float] {
+        func values(_ name: String, _ count: Int) throws -> [Scalar] {
             guard let v = parameters[name], v.count == count else {
                 throw LiversegError.invalidModel("tensor \(name) is missing or has the wrong size")
             }
             return v
         }
         var cin = a.inChannels
-        var convs: [Convolution3D] = []
+        var convs: [Convolution3D<Scalar>] = []
         for (i, name) in DSNArchitecture.convNames.enumerated() {
             let cout = a.convChannels[i], k = a.convKernels[i]
             convs.append(Convolution3D(inChannels: cin, outChannels: cout, kernel: k,
@@ -41,7 +41,7 @@ public struct DSNNetwork: Sendable {
             cin = a.convChannels[i]
         }
         convolutions = convs
-        func deconv(_ name: String, _ cin: Int, _ cout: Int, relu: Bool) throws -> TransposedConvolution3D {
+        func deconv(_ name: String, _ cin: Int, _ cout: Int, relu: Bool) throws -> TransposedConvolution3D<Scalar> {
             TransposedConvolution3D(inChannels: cin, outChannels: cout, weight: try values("\(name).weight", cin * cout * 27),
                                     bias: try values("\(name).bias", cout), relu: relu)
         }
@@ -52,21 +52,37 @@ public struct DSNNetwork: Sendable {
                              try deconv("branch2.deconv2", a.branch2DeconvChannels, a.classes, relu: false)]
     }
 
+    /// Every parameter with its model-file name and shape, in `parameterShapes` order.
+    public var parameters: [(name: String, shape: [Int], values: [Scalar])] {
+        var values: [String: [Scalar]] = [:]
+        for (name, conv) in zip(DSNArchitecture.convNames, convolutions) {
+            values["\(name).weight"] = conv.weight
+            values["\(name).bias"] = conv.bias
+        }
+        for (name, layer) in [("deconv9", mainUpsampling[0]), ("deconv10", mainUpsampling[1]),
+                              ("branch1.deconv", branch1Upsampling),
+                              ("branch2.deconv1", branch2Upsampling[0]), ("branch2.deconv2", branch2Upsampling[1])] {
+            values["\(name).weight"] = layer.weight
+            values["\(name).bias"] = layer.bias
+        }
+        return architecture.parameterShapes.map { ($0.name, $0.shape, values[$0.name] ?? []) }
+    }
+
     /// Index of the liver class in every output.
-    public static let liverClass = 1
+    public static var liverClass: Int { 1 }
 
     /// Forward pass of a one-channel input [1, Z, Y, X] whose extents are multiples of 4.
     /// Returns the liver probability of the main output and both branches. `progress`
     /// receives the fraction of multiply-accumulates done after each layer; it may throw
     /// (e.g. `LiversegError.cancelled`) to stop.
-    public func forward(_ input: Tensor, threads: Int,
-                        progress: (Double) throws -> Void = { _ in }) throws -> DSNOutputs {
+    public func forward(_ input: Tensor<Scalar>, threads: Int,
+                        progress: (Double) throws -> Void = { _ in }) throws -> DSNOutputs<Scalar> {
         precondition(input.channels == 1)
         precondition(input.size.x % 4 == 0 && input.size.y % 4 == 0 && input.size.z % 4 == 0)
         let voxels = input.size.voxelCount
-        let main = try FloatBuffer(count: voxels, zeroed: false)
-        let branch1 = try FloatBuffer(count: voxels, zeroed: false)
-        let branch2 = try FloatBuffer(count: voxels, zeroed: false)
+        let main = try Buffer<Scalar>(count: voxels, zeroed: false)
+        let branch1 = try Buffer<Scalar>(count: voxels, zeroed: false)
+        let branch2 = try Buffer<Scalar>(count: voxels, zeroed: false)
         let total = Double(architecture.macs(over: input.size))
         var done = 0.0
         func finished(_ name: String, macs: Int, since start: Double) throws {
@@ -75,19 +91,19 @@ public struct DSNNetwork: Sendable {
             done += Double(macs)
             try progress(done / total)
         }
-        func conv(_ i: Int, _ x: Tensor) throws -> Tensor {
+        func conv(_ i: Int, _ x: Tensor<Scalar>) throws -> Tensor<Scalar> {
             let start = monotonicSeconds()
             let y = try convolutions[i].forward(x, threads: threads)
             try finished(DSNArchitecture.convNames[i], macs: convolutions[i].macs(over: x.size), since: start)
             return y
         }
-        func up(_ layer: TransposedConvolution3D, _ name: String, _ x: Tensor) throws -> Tensor {
+        func up(_ layer: TransposedConvolution3D<Scalar>, _ name: String, _ x: Tensor<Scalar>) throws -> Tensor<Scalar> {
             let start = monotonicSeconds()
             let y = try layer.forward(x, threads: threads)
             try finished(name, macs: layer.macs(over: x.size), since: start)
             return y
         }
-        func probability(_ scores: Tensor, _ out: FloatBuffer) {
+        func probability(_ scores: Tensor<Scalar>, _ out: Buffer<Scalar>) {
             Softmax.classProbability(scores, targetClass: Self.liverClass, into: out.pointer, threads: threads)
         }
         // Each stage's tensors are released as soon as the next is made, bounding memory.

@@ -16,9 +16,11 @@ import numpy as np
 from ._lib import Error, lib, check
 from . import _lib
 from .model_file import save_model, paper_architecture, parameter_shapes, random_weights
+from .imageio import Geometry, read_image, write_image
+from .metrics import evaluate
 
 __all__ = ["Model", "Error", "save_model", "paper_architecture", "parameter_shapes", "random_weights",
-           "version", "affine_from_sitk", "set_log_callback"]
+           "version", "affine_from_sitk", "set_log_callback", "Geometry", "read_image", "write_image", "evaluate"]
 
 
 def version():

@@ -79,13 +79,15 @@ def prepare(ct_path, mask_path, pre):
 
 
 def random_patch(rng, ct, mask, size, background_value):
-    """A patch [z, y, x] of `size`, centred on a liver voxel half of the time, padded with air."""
+    """A patch [z, y, x] of `size` holding a liver voxel half of the time, padded with air."""
     if rng.random() < 0.5 and mask.any():
         idx = np.argwhere(mask)
-        centre = idx[rng.integers(len(idx))]
+        anchor = idx[rng.integers(len(idx))]
     else:
-        centre = [rng.integers(n) for n in ct.shape]
-    start = [int(c) - s // 2 for c, s in zip(centre, size)]
+        anchor = [rng.integers(n) for n in ct.shape]
+    # The anchor lands anywhere in the patch: a centred organ would teach the network where
+    # the patch borders (zero padding) are, a cue absent on whole volumes.
+    start = [int(a) - int(rng.integers(s)) for a, s in zip(anchor, size)]
     patch_ct = np.full(size, background_value, np.float32)
     patch_mask = np.zeros(size, np.int64)
     src = tuple(slice(max(0, s), min(n, s + d)) for s, d, n in zip(start, size, ct.shape))

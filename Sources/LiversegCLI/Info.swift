@@ -1,0 +1,81 @@
+import ArgumentParser
+import Foundation
+import LiversegCore
+
+struct Info: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Describe an image file (grid, geometry, voxel type) or a model file (architecture, metadata).")
+
+    @Argument(help: "An image file, or a model file (.safetensors).")
+    var file: String
+
+    @Flag(help: "Print one JSON document instead of text.")
+    var json = false
+
+    func run() throws {
+        try reportingErrors {
+            let fields = file.lowercased().hasSuffix(".safetensors") ? try modelFields() : try imageFields()
+            if json {
+                print(JSONValue.object(fields).serialized)
+            } else {
+                for (key, value) in fields {
+                    let text = value.stringValue ?? value.serialized
+                    print(key.padding(toLength: max(18, key.count + 2), withPad: " ", startingAt: 0) + text)
+                }
+            }
+        }
+    }
+
+    private func numbers(_ values: [Double]) -> JSONValue { .array(values.map { .number($0) }) }
+
+    private func imageFields() throws -> [(String, JSONValue)] {
+        let image = try readImage(file)
+        let format = try ImageFormat(path: file)
+        var lo = Double.infinity, hi = -Double.infinity, nonzero = 0
+        for i in 0..<image.size.voxelCount {
+            let v = image.intensity(at: i)
+            lo = min(lo, v); hi = max(hi, v)
+            if v != 0 { nonzero += 1 }
+        }
+        let m = image.ijkToRAS
+        let orientation = (try? AxisMapping.axisCodes(ofIJKToRAS: m).description) ?? "oblique"
+        return [
+            ("file", .string(file)),
+            ("format", .string(format.rawValue)),
+            ("dtype", .string(image.voxelType.rawValue)),
+            ("size", .array([image.size.x, image.size.y, image.size.z].map { .number(Double($0)) })),
+            ("spacing_mm", numbers(image.spacing)),
+            ("origin_ras_mm", numbers([m[3], m[7], m[11]])),
+            ("orientation", .string(orientation)),
+            ("ijk_to_ras", .array((0..<4).map { r in numbers(Array(m[(r * 4)..<(r * 4 + 4)])) })),
+            ("scl_slope", .number(image.slope)),
+            ("scl_inter", .number(image.intercept)),
+            ("min", .number(lo)),
+            ("max", .number(hi)),
+            ("nonzero_voxels", .number(Double(nonzero))),
+        ]
+    }
+
+    private func modelFields() throws -> [(String, JSONValue)] {
+        let model = try Model(contentsOfFile: file)
+        let a = model.architecture, p = model.preprocessing
+        return [
+            ("file", .string(file)),
+            ("format", .string("liverseg model (safetensors), format version \(Model.formatVersion)")),
+            ("architecture", .string("dsn3d")),
+            ("conv_channels", .array(a.convChannels.map { .number(Double($0)) })),
+            ("conv_kernels", .array(a.convKernels.map { .array([$0.x, $0.y, $0.z].map { .number(Double($0)) }) })),
+            ("main_deconv_channels", .number(Double(a.mainDeconvChannels))),
+            ("branch2_deconv_channels", .number(Double(a.branch2DeconvChannels))),
+            ("classes", .number(Double(a.classes))),
+            ("parameters", .number(Double(a.parameterCount))),
+            ("spacing_mm", numbers(p.spacing)),
+            ("orientation", .string(p.orientation.description)),
+            ("hu_window", numbers([p.huWindow.lower, p.huWindow.upper])),
+            ("intensity_mean", .number(p.mean)),
+            ("intensity_std", .number(p.std)),
+            ("fusion_tau", numbers(model.fusionTau)),
+            ("metadata", model.metadata),
+        ]
+    }
+}

@@ -1,0 +1,73 @@
+import ArgumentParser
+import Foundation
+import LiversegCore
+
+struct Segment: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Segment the liver in a CT image and write a 0/1 mask on the same grid.")
+
+    @Argument(help: "The CT image (Hounsfield units).")
+    var input: String
+
+    @Argument(help: "The mask to write (uint8, 1 = liver), with the input's geometry.")
+    var output: String
+
+    @Option(help: "The model file (.safetensors).")
+    var model: String
+
+    @Option(help: "Also write the fused liver probability (float32) to this image file.")
+    var probability: String?
+
+    @Option(help: "Worker threads; 0 = all cores.")
+    var threads = 0
+
+    @Option(help: "Write a PNG with axial, coronal and sagittal slices and the mask outline.")
+    var preview: String?
+
+    @Flag(help: "No progress bar and no summary.")
+    var quiet = false
+
+    func validate() throws {
+        guard threads >= 0 else { throw ValidationError("--threads must be 0 (all cores) or more") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let progress = ProgressBar(quiet: quiet)
+            defer { progress.finish() }
+            progress.update("reading", 0)
+            let loaded = try Model(contentsOfFile: model)
+            let ct = try readImage(input)
+            var mask = [UInt8](repeating: 0, count: ct.size.voxelCount)
+            var probabilities = probability == nil ? [] : [Float](repeating: 0, count: ct.size.voxelCount)
+            var options = SegmentationOptions()
+            options.threads = threads
+            let stageNames: [SegmentationStage: String] = [.preprocess: "preprocess", .network: "network", .postprocess: "postprocess"]
+            try ct.withVolumeInput { volume in
+                try mask.withUnsafeMutableBufferPointer { m in
+                    try probabilities.withUnsafeMutableBufferPointer { p in
+                        guard let maskBase = m.baseAddress else { throw LiversegError.internalError("empty mask buffer") }
+                        // An empty array may still have a base address: pass NULL unless asked.
+                        try loaded.segment(volume, options: options, mask: maskBase,
+                                           probability: probability == nil ? nil : p.baseAddress) { fraction, stage in
+                            progress.update(stageNames[stage] ?? "", fraction)
+                            return true
+                        }
+                    }
+                }
+            }
+            progress.update("writing", 1)
+            try writeImage(try ct.withVoxels(mask), to: output)
+            if let probability { try writeImage(try ct.withVoxels(probabilities), to: probability) }
+            if let preview {
+                try writeFileAtomically(try Preview().render(ct, mask: mask).pngData(), to: preview)
+            }
+            progress.finish()
+            if !quiet {
+                let voxels = mask.reduce(0) { $0 + Int($1) }
+                let millilitres = Double(voxels) * ct.spacing.reduce(1, *) / 1000
+                print("\(output): \(voxels) liver voxels, \(String(format: "%.1f", millilitres)) ml")
+            }
+        }
+    }
+}

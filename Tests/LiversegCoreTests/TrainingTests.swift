@@ -1,0 +1,100 @@
+import XCTest
+@testable import LiversegCore
+
+final class TrainingTests: XCTestCase {
+    /// A synthetic labelled volume: a bright ellipsoid ("liver") in darker noise.
+    func syntheticVolume(seed: UInt64) -> TrainingVolume {
+        let size = GridSize(x: 32, y: 32, z: 20)
+        var rng = SeededGenerator(seed: seed)
+        var intensities = [Float](), labels = [UInt8]()
+        for z in 0..<size.z { for y in 0..<size.y { for x in 0..<size.x {
+            let d = pow(Double(x - 15) / 10, 2) + pow(Double(y - 17) / 9, 2) + pow(Double(z - 10) / 6, 2)
+            let inside = d < 1
+            labels.append(inside ? 1 : 0)
+            intensities.append(Float((inside ? 1.0 : -0.5) + 0.3 * rng.gaussian()))
+        } } }
+        return TrainingVolume(name: "synthetic", size: size, intensities: intensities, labels: labels)
+    }
+
+    func tinyConfiguration() -> TrainingConfiguration {
+        var c = TrainingConfiguration(preprocessing: Preprocessing(spacing: [1, 1, 1], orientation: AxisCodes("RAS")!,
+                                                                   huWindow: (-1000, 1000), mean: 0, std: 1))
+        c.architecture = DSNArchitecture(
+            inChannels: 1, convChannels: [4, 4, 8, 8, 8, 8],
+            convKernels: [GridSize(x: 3, y: 3, z: 3), GridSize(x: 3, y: 3, z: 3), GridSize(x: 3, y: 3, z: 3),
+                          GridSize(x: 3, y: 3, z: 3), GridSize(x: 3, y: 3, z: 3), GridSize(x: 1, y: 1, z: 1)],
+            mainDeconvChannels: 4, branch2DeconvChannels: 4, classes: 2)
+        c.patch = GridSize(x: 24, y: 24, z: 16)
+        c.iterationsPerEpoch = 10
+        c.learningRate = 0.02
+        c.threads = 2
+        c.seed = 7
+        return c
+    }
+
+    func testTinyNetworkLearnsASyntheticOrgan() throws {
+        let c = tinyConfiguration()
+        let sampler = try PatchSampler(volumes: [syntheticVolume(seed: 1)], patch: c.patch, padValue: -0.5, seed: 3)
+        let trainer = try Trainer(configuration: c)
+        var losses: [Double] = []
+        for _ in 0..<40 { losses.append(try trainer.trainEpoch(sampler).main) }
+        XCTAssertLessThan(losses.last!, 0.3 * losses.first!, "losses \(losses)")
+        // Dice of the trained network on the whole training volume (it should overfit it).
+        let test = syntheticVolume(seed: 1)
+        let input = Tensor<Float>(channels: 1, size: test.size, storage: try Buffer(test.intensities))
+        let p = try trainer.network().forward(input, threads: 2).main.array
+        let predicted = p.map { $0 >= 0.5 }
+        let overlap = zip(predicted, test.labels).filter { $0 && $1 == 1 }.count
+        let dice = 2 * Double(overlap) / Double(predicted.filter { $0 }.count + test.labels.filter { $0 == 1 }.count)
+        XCTAssertGreaterThan(dice, 0.9, "losses \(losses)")
+    }
+
+    func testResumeFromCheckpointIsBitIdentical() throws {
+        let c = tinyConfiguration()
+        let sampler = try PatchSampler(volumes: [syntheticVolume(seed: 1)], patch: c.patch, padValue: -0.5, seed: 3)
+        let straight = try Trainer(configuration: c)
+        _ = try straight.trainEpoch(sampler)
+        _ = try straight.trainEpoch(sampler)
+
+        let first = try Trainer(configuration: c)
+        _ = try first.trainEpoch(sampler)
+        let checkpoint = first.checkpointBytes()
+        let resumed = try Trainer(configuration: c)
+        try resumed.resume(fromCheckpoint: checkpoint)
+        XCTAssertEqual(resumed.epochsDone, 1)
+        _ = try resumed.trainEpoch(sampler)
+        XCTAssertEqual(resumed.parameters, straight.parameters)
+        XCTAssertEqual(resumed.velocity, straight.velocity)
+
+        var other = c
+        other.seed = 8
+        XCTAssertThrowsError(try Trainer(configuration: other).resume(fromCheckpoint: checkpoint))
+    }
+
+    func testSchedulesAndSamplerAreDeterministic() throws {
+        var c = tinyConfiguration()
+        XCTAssertEqual(c.eta(epoch: 9).0, 0.3)
+        XCTAssertEqual(c.eta(epoch: 10).1, 0.4 * 0.95, accuracy: 1e-12)
+        XCTAssertEqual(c.learningRate(epoch: 49), c.learningRate)
+        XCTAssertEqual(c.learningRate(epoch: 50), c.learningRate / 10, accuracy: 1e-12)
+        c.deepSupervision = false
+        XCTAssertEqual(c.eta(epoch: 0).0, 0)
+        let sampler = try PatchSampler(volumes: [syntheticVolume(seed: 1)], patch: GridSize(x: 8, y: 12, z: 8), padValue: -9, seed: 5)
+        let (a, la) = try sampler.patch(17)
+        let (b, lb) = try sampler.patch(17)
+        XCTAssertEqual(a.storage.array, b.storage.array)
+        XCTAssertEqual(la, lb)
+        XCTAssertNotEqual(try sampler.patch(18).input.storage.array, a.storage.array)
+    }
+
+    func testModelFileRoundTripOfTrainedWeights() throws {
+        let trainer = try Trainer(configuration: tinyConfiguration())
+        let model = try trainer.model(extraMetadata: [("provenance", .object([("note", .string("test"))]))])
+        let loaded = try Model(bytes: model.fileBytes())
+        XCTAssertEqual(loaded.metadata["provenance"]?["note"], .string("test"))
+        for (a, b) in zip(loaded.network.parameters, model.network.parameters) {
+            XCTAssertEqual(a.name, b.name)
+            XCTAssertEqual(a.values, b.values)
+        }
+    }
+}

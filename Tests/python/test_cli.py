@@ -1,0 +1,141 @@
+"""The `liverseg` command end to end on a real CT: segment, then eval, then info; exit
+codes, the written files' geometry, the preview PNG, and one-line errors."""
+import json
+import os
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+import liverseg
+from conftest import ROOT, require_data
+
+CLI = Path(os.environ.get("LIVERSEG_CLI", ROOT / ".build" / "release" / "liverseg-cli"))
+
+
+def run(*args):
+    if not CLI.exists():
+        pytest.fail(f"{CLI} is missing: build it with `make cli` (or set LIVERSEG_CLI)")
+    return subprocess.run([str(CLI), *map(str, args)], capture_output=True, text=True, timeout=600)
+
+
+def png_size(path):
+    """(width, height) of a PNG, after checking its signature, chunk CRCs and image data."""
+    data = Path(path).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, chunks = 8, {}
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        assert struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])[0] == zlib.crc32(kind + body)
+        chunks[kind] = chunks.get(kind, b"") + body
+        pos += 12 + length
+    width, height, depth, colour = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
+    assert (depth, colour) == (8, 2) and b"IEND" in chunks
+    assert len(zlib.decompress(chunks[b"IDAT"])) == (3 * width + 1) * height
+    return width, height
+
+
+@pytest.fixture(scope="module")
+def segmented(tmp_path_factory, small_model_path):
+    """Runs `liverseg segment` once on the external int32 CT."""
+    out = tmp_path_factory.mktemp("cli")
+    ct = require_data("totalseg-example/ct-3mm.nii.gz")
+    result = run("segment", ct, out / "mask.nrrd", "--model", small_model_path, "--probability", out / "prob.nii.gz",
+                 "--preview", out / "preview.png", "--threads", 2)
+    return ct, out, result
+
+
+def test_segment_writes_mask_probability_and_preview_on_the_input_grid(segmented):
+    ct, out, result = segmented
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # not a terminal: no progress bar
+    assert "liver voxels" in result.stdout
+    reference = nib.load(ct)
+    mask, geometry = liverseg.read_image(out / "mask.nrrd")
+    assert mask.shape == reference.shape and mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 1}
+    np.testing.assert_allclose(geometry.affine, reference.affine, atol=1e-9)
+    probability = nib.load(out / "prob.nii.gz")
+    assert np.array_equal(probability.affine, reference.affine)
+    p = np.asarray(probability.dataobj)
+    assert p.dtype == np.float32 and np.array_equal(p >= 0.5, mask == 1)
+    assert png_size(out / "preview.png") == (768, 256)
+
+
+def test_segment_without_probability_gives_the_same_mask(segmented, small_model_path, tmp_path):
+    """The common call: no --probability (the library is then passed no probability buffer)."""
+    ct, out, _ = segmented
+    result = run("segment", ct, tmp_path / "mask.nii.gz", "--model", small_model_path, "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    mask, _ = liverseg.read_image(tmp_path / "mask.nii.gz")
+    assert np.array_equal(mask, liverseg.read_image(out / "mask.nrrd")[0])
+
+
+def test_eval_and_info_on_the_written_files(segmented, tmp_path):
+    ct, out, _ = segmented
+    ref = require_data("totalseg-example/liver-3mm.nii.gz")
+    result = run("eval", out / "mask.nrrd", ref, ref, ref, "--json", "--connectivity", 26,
+                 "--preview", tmp_path / "eval.png", "--ct", ct)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["connectivity"] == 26 and len(report["cases"]) == 2
+    mask, geometry = liverseg.read_image(out / "mask.nrrd")
+    reference = np.asarray(nib.load(ref).dataobj)
+    expected = liverseg.evaluate(mask, reference, geometry.spacing, connectivity=26)
+    first = report["cases"][0]
+    for key in ("dice", "voe", "vd", "avg_d", "rms_d", "max_d", "hd95"):
+        assert first[key] == pytest.approx(expected[key], rel=1e-12)
+    for key, value in expected["scores"].items():
+        assert first["scores"][key] == pytest.approx(value, rel=1e-12)
+    assert report["cases"][1]["dice"] == 1 and report["cases"][1]["scores"]["total"] == 100
+    assert report["summary"]["scores"]["total"]["mean"] == pytest.approx((first["scores"]["total"] + 100) / 2)
+    assert report["summary"]["dice"]["mean"] == pytest.approx((first["dice"] + 1) / 2)
+    assert report["summary"]["dice"]["sd"] == pytest.approx(abs(first["dice"] - 1) / np.sqrt(2))
+    assert png_size(tmp_path / "eval.png") == (768, 256)
+
+    table = run("eval", out / "mask.nrrd", ref, ref, ref)
+    assert table.returncode == 0 and "mean" in table.stdout and "sd" in table.stdout and "HD95" in table.stdout
+
+    info = run("info", out / "mask.nrrd", "--json")
+    assert info.returncode == 0, info.stderr
+    fields = json.loads(info.stdout)
+    assert fields["dtype"] == "uint8" and fields["size"] == list(mask.shape)
+    np.testing.assert_allclose(fields["ijk_to_ras"], nib.load(ct).affine, atol=1e-9)
+    text = run("info", ct)
+    assert text.returncode == 0 and "int32" in text.stdout and "RAS" in text.stdout
+
+
+def test_info_describes_a_model(small_model_path):
+    result = run("info", small_model_path, "--json")
+    assert result.returncode == 0, result.stderr
+    fields = json.loads(result.stdout)
+    assert fields["architecture"] == "dsn3d" and fields["orientation"] == "LPS"
+    assert fields["parameters"] == liverseg.Model(small_model_path).info["n_parameters"]
+
+
+def test_exit_codes_and_one_line_errors(tmp_path, small_model_path):
+    ref = require_data("totalseg-example/liver-3mm.nii.gz")
+    (tmp_path / "broken.nii").write_bytes(b"\x5c\x01" + b"\0" * 100)
+    (tmp_path / "bad.safetensors").write_bytes(b"\x08" + b"\0" * 7 + b"{}      ")
+    cases = [
+        (["info", tmp_path / "missing.nii.gz"], 74),
+        (["info", tmp_path / "broken.nii"], 65),
+        (["eval", ref], 64),
+        (["eval", ref, ref, "--connectivity", "8"], 64),
+        (["eval", ref, require_data("totalseg-example/liver-20slices.nii.gz")], 65),
+        (["segment", ref, tmp_path / "out.nii.gz", "--model", tmp_path / "bad.safetensors"], 65),
+        (["segment", ref, tmp_path / "out.nii.gz"], 64),
+        (["info", tmp_path / "x.png"], 65),
+    ]
+    for args, code in cases:
+        result = run(*args)
+        assert result.returncode == code, (args, result.returncode, result.stderr)
+        if code != 64:
+            assert result.stderr.startswith("liverseg: ") and result.stderr.count("\n") == 1, result.stderr
+    assert not (tmp_path / "out.nii.gz").exists()
+    assert run("--help").returncode == 0
