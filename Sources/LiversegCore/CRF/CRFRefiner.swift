@@ -268,8 +268,8 @@ private struct CRFProblem: @unchecked Sendable {
     func refine(_ box: VoxelBox, spatialAxes: [Int], threads: Int, afterIteration: (Int) throws -> Void) throws {
         let n = box.voxelCount
         let db = spatialAxes.count + 1
-        let bilateral = try RawArray<Float>(count: parameters.bilateralWeight > 0 ? n * db : 0, what: "CRF bilateral features")
-        let local = try RawArray<Float>(count: n, what: "CRF probabilities")
+        let bilateral = try Buffer<Float>(count: parameters.bilateralWeight > 0 ? n * db : 0, zeroed: false)
+        let local = try Buffer<Float>(count: n, zeroed: false)
         let (b, q) = (bilateral.pointer, local.pointer)
         let extent = (0..<3).map { box.upper[$0] - box.lower[$0] }
         let withFeatures = parameters.bilateralWeight > 0

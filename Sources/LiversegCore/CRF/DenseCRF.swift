@@ -48,9 +48,9 @@ public final class DenseCRF {
         let filter: GaussianKernelFilter
         let weight: Float
         /// 1/D_i (after) or 1/√D_i (symmetric).
-        let norm: RawArray<Float>
+        let norm: Buffer<Float>
         /// N_k[1]: 1 for "after"; for symmetric it varies and is filtered once here.
-        let onesResponse: RawArray<Float>?
+        let onesResponse: Buffer<Float>?
     }
 
     /// Number of points.
@@ -59,21 +59,21 @@ public final class DenseCRF {
     public let normalisation: CRFNormalisation
     private let kernels: [PreparedKernel]
     /// Filter input and output for one kernel.
-    private let scratch: (RawArray<Float>, RawArray<Float>)
+    private let scratch: (Buffer<Float>, Buffer<Float>)
 
     /// Prepares the kernels' normalisers. Kernels with weight 0 are skipped.
     public init(count: Int, kernels specs: [CRFKernel], normalisation: CRFNormalisation, threads: Int) throws {
         self.count = count
         self.normalisation = normalisation
-        scratch = (try RawArray(count: count, what: "CRF messages"), try RawArray(count: count, what: "CRF messages"))
-        let ones = try RawArray(repeating: Float(1), count: count, what: "CRF normaliser")
+        scratch = (try Buffer(count: count, zeroed: false), try Buffer(count: count, zeroed: false))
+        let ones = try filledBuffer(Float(1), count: count)
         var prepared: [PreparedKernel] = []
         for spec in specs {
             guard spec.weight.isFinite, spec.weight >= 0 else {
                 throw LiversegError.invalidArgument("CRF kernel weight \(spec.weight) must be finite and >= 0")
             }
             if spec.weight == 0 { continue }
-            let norm = try RawArray<Float>(count: count, what: "CRF normaliser")
+            let norm = try Buffer<Float>(count: count, zeroed: false)
             try spec.filter.apply(ones.pointer, into: norm.pointer, threads: threads)
             let symmetric = normalisation == .symmetric
             nonisolated(unsafe) let d = norm.pointer
@@ -81,9 +81,9 @@ public final class DenseCRF {
                 // D_i ≥ the point's own weight > 0; the floor only guards rounding.
                 for i in range { d[i] = symmetric ? 1 / max(d[i], .leastNormalMagnitude).squareRoot() : 1 / max(d[i], .leastNormalMagnitude) }
             }
-            var response: RawArray<Float>? = nil
+            var response: Buffer<Float>? = nil
             if symmetric {
-                let z = try RawArray<Float>(count: count, what: "CRF normaliser")
+                let z = try Buffer<Float>(count: count, zeroed: false)
                 try spec.filter.apply(norm.pointer, into: z.pointer, threads: threads)
                 nonisolated(unsafe) let zp = z.pointer
                 parallelChunks(count, threads: threads) { _, range in for i in range { zp[i] *= d[i] } }
@@ -102,8 +102,8 @@ public final class DenseCRF {
                       into liver: UnsafeMutablePointer<Float>, afterIteration: (Int) throws -> Void = { _ in }) throws {
         let n = count
         // unary[i] = U_i(liver) − U_i(background) = log(1 − p) − log(p).
-        let unary = try RawArray<Float>(count: n, what: "CRF unary")
-        let delta = try RawArray<Float>(count: n, what: "CRF energies")
+        let unary = try Buffer<Float>(count: n, zeroed: false)
+        let delta = try Buffer<Float>(count: n, zeroed: false)
         nonisolated(unsafe) let u = unary.pointer, q = liver, e = delta.pointer
         nonisolated(unsafe) let m = scratch.0.pointer, filtered = scratch.1.pointer
         nonisolated(unsafe) let p = probability

@@ -27,7 +27,7 @@ public final class GridGaussianFilter: GaussianKernelFilter {
     public let extent: [Int]
     /// Per axis, the weights for offsets 0...radius (empty for an axis left alone).
     private let taps: [[Float]]
-    private let scratch: RawArray<Float>
+    private let scratch: Buffer<Float>
 
     /// A filter over a box of `extent` voxels with bandwidth `sigmaVoxels[a]` along axis a
     /// (θ divided by the spacing); axes of extent 1 are skipped.
@@ -42,7 +42,7 @@ public final class GridGaussianFilter: GaussianKernelFilter {
             let radius = Int(min(Double(extent[a] - 1), (4 * sigmaVoxels[a]).rounded(.up)))
             return (0...radius).map { Float(exp(-Double($0 * $0) / (2 * sigmaVoxels[a] * sigmaVoxels[a]))) }
         }
-        scratch = try RawArray(count: try checkedProduct(extent, what: "spatial kernel box"), what: "spatial kernel scratch")
+        scratch = try Buffer(count: try checkedProduct(extent, what: "spatial kernel box"), zeroed: false)
     }
 
     /// Filters one value per box voxel (x fastest); `input` and `output` must not overlap.

@@ -28,16 +28,16 @@ public final class PermutohedralLattice {
     public let vertexCount: Int
 
     /// The d+1 vertices of each point's enclosing simplex and its barycentric weights.
-    private let pointVertex: RawArray<Int32>
-    private let pointWeight: RawArray<Float>
+    private let pointVertex: Buffer<Int32>
+    private let pointWeight: Buffer<Float>
     /// The same incidences grouped by vertex (CSR, in point order) for a parallel gather
     /// splat; built only for a lattice made with more than one thread.
-    private let incidences: (start: RawArray<Int32>, point: RawArray<Int32>, weight: RawArray<Float>)?
+    private let incidences: (start: Buffer<Int32>, point: Buffer<Int32>, weight: Buffer<Float>)?
     /// For each of the d+1 blur directions and each vertex, its two neighbours; a missing
     /// neighbour points at the always-zero sentinel vertex `vertexCount`.
-    private let neighbours: RawArray<Int32>
+    private let neighbours: Buffer<Int32>
     /// Ping-pong vertex values for `filter`, grown to the largest channel count used.
-    private var scratch: (RawArray<Float>, RawArray<Float>)?
+    private var scratch: (Buffer<Float>, Buffer<Float>)?
 
     /// Largest feature dimension supported.
     public static let maxDimension = 8
@@ -86,8 +86,8 @@ public final class PermutohedralLattice {
                 "\(kernelName): the features span \(span) lattice units; the bandwidth θ is too small for this data range (Int32 lattice keys would overflow)")
         }
 
-        pointVertex = try RawArray(count: n * d1, what: "lattice point vertices")
-        pointWeight = try RawArray(count: n * d1, what: "lattice point weights")
+        pointVertex = try Buffer(count: n * d1, zeroed: false)
+        pointWeight = try Buffer(count: n * d1, zeroed: false)
         nonisolated(unsafe) let vertexOut = pointVertex.pointer, weightOut = pointWeight.pointer
         nonisolated(unsafe) let featureIn = features
         let lowestShift = lowest, inverseD1 = 1 / Double(d1)
@@ -105,17 +105,17 @@ public final class PermutohedralLattice {
         while 2 * shards <= min(threads, 64), 2 * shards * max(1, n * d1) <= Int(Int32.max) { shards *= 2 }
         let shardBits = shards.trailingZeroBitCount
         var tables = try (0..<shards).map { _ in try VertexTable(dimension: d, expectedVertices: max(16, n / (4 * shards))) }
-        let cacheStorage = try RawArray<Int32>(count: RecentVertices.storageCount(dimension: d) * shards, what: "lattice cache")
+        let cacheStorage = try Buffer<Int32>(count: RecentVertices.storageCount(dimension: d) * shards, zeroed: false)
         let caches = (0..<shards).map { RecentVertices(dimension: d, storage: cacheStorage.pointer + $0 * RecentVertices.storageCount(dimension: d)) }
         let block = max(1, min(n, 1 << 15))
         // The simplex of each point of the block; slot 0 holds the previous block's last.
-        let blockRem0 = try RawArray<Int32>(repeating: 0, count: (block + 1) * d1, what: "lattice scratch")
-        let blockRank = try RawArray<Int32>(repeating: -1, count: (block + 1) * d1, what: "lattice scratch")
+        let blockRem0 = try Buffer<Int32>(count: (block + 1) * d1)
+        let blockRank = try filledBuffer(Int32(-1), count: (block + 1) * d1)
         // Points whose simplex is their predecessor's (often, for neighbouring points).
-        let sameAsPrevious = try RawArray<UInt8>(repeating: 0, count: max(n, 1), what: "lattice scratch")
-        let realScratch = try RawArray<Double>(count: shards * (2 * d1 + 1), what: "lattice scratch")
-        let intScratch = try RawArray<Int>(count: shards * 3 * d1, what: "lattice scratch")
-        let keyScratch = try RawArray<Int32>(count: shards * d1, what: "lattice scratch")
+        let sameAsPrevious = try Buffer<UInt8>(count: max(n, 1))
+        let realScratch = try Buffer<Double>(count: shards * (2 * d1 + 1), zeroed: false)
+        let intScratch = try Buffer<Int>(count: shards * 3 * d1, zeroed: false)
+        let keyScratch = try Buffer<Int32>(count: shards * d1, zeroed: false)
         var failures = [LiversegError?](repeating: nil, count: shards)
         nonisolated(unsafe) let bRem0 = blockRem0.pointer, bRank = blockRank.pointer, same = sameAsPrevious.pointer
         nonisolated(unsafe) let reals = realScratch.pointer, ints = intScratch.pointer, keys = keyScratch.pointer
@@ -235,17 +235,17 @@ public final class PermutohedralLattice {
         for i in 0..<n where same[i] != 0 {
             for e in (i * d1)..<(i * d1 + d1) { vertexOut[e] = vertexOut[e - d1] }
         }
-        let allKeys = try RawArray<Int32>(count: vertices * d, what: "lattice keys")
+        let allKeys = try Buffer<Int32>(count: vertices * d, zeroed: false)
         for s in 0..<shards { (allKeys.pointer + offsets[s] * d).update(from: tables[s].keys.pointer, count: tables[s].count * d) }
         Log.write(.debug, "\(kernelName): lattice d=\(d), \(n) points, \(vertices) vertices, \(shards) shard(s)")
 
         // Group incidences by vertex for the parallel splat: count serially, then each
         // shard fills its own vertices' entries scanning points in order.
         if threads > 1 {
-            let vertexStart = try RawArray<Int32>(repeating: 0, count: vertices + 1, what: "lattice vertex index")
-            let entryPoint = try RawArray<Int32>(count: n * d1, what: "lattice splat entries")
-            let entryWeight = try RawArray<Float>(count: n * d1, what: "lattice splat weights")
-            let cursor = try RawArray<Int32>(count: vertices, what: "lattice splat cursor")
+            let vertexStart = try Buffer<Int32>(count: vertices + 1)
+            let entryPoint = try Buffer<Int32>(count: n * d1, zeroed: false)
+            let entryWeight = try Buffer<Float>(count: n * d1, zeroed: false)
+            let cursor = try Buffer<Int32>(count: vertices, zeroed: false)
             let start = vertexStart.pointer
             for e in 0..<(n * d1) { start[Int(vertexOut[e]) + 1] += 1 }
             for v in 0..<vertices { start[v + 1] += start[v] }
@@ -275,7 +275,7 @@ public final class PermutohedralLattice {
         // missing neighbour is the sentinel. Look up only the −step neighbour u of each v:
         // then v is u's +step neighbour. Each (direction, u) has one such v, so the
         // parallel writes never collide.
-        neighbours = try RawArray(count: vertices * d1 * 2, what: "lattice neighbours")
+        neighbours = try Buffer(count: vertices * d1 * 2, zeroed: false)
         neighbours.pointer.initialize(repeating: Int32(vertices), count: vertices * d1 * 2)
         nonisolated(unsafe) let keyOf = allKeys.pointer, nb = neighbours.pointer
         let lookup = tables
@@ -308,11 +308,11 @@ public final class PermutohedralLattice {
     public func filter(_ input: UnsafePointer<Float>, channels: Int, into output: UnsafeMutablePointer<Float>, threads: Int) throws {
         guard channels >= 1 else { throw LiversegError.invalidArgument("filter: channels \(channels) must be at least 1") }
         let needed = try checkedProduct([vertexCount + 1, channels], what: "lattice values")
-        let (bufferA, bufferB): (RawArray<Float>, RawArray<Float>)
+        let (bufferA, bufferB): (Buffer<Float>, Buffer<Float>)
         if let existing = scratch, existing.0.count >= needed {
             (bufferA, bufferB) = existing
         } else {
-            (bufferA, bufferB) = (try RawArray(count: needed, what: "lattice values"), try RawArray(count: needed, what: "lattice values"))
+            (bufferA, bufferB) = (try Buffer(count: needed, zeroed: false), try Buffer(count: needed, zeroed: false))
             scratch = (bufferA, bufferB)
         }
         // One channel (the CRF's case) gets its own inlined copy with the channel loops
@@ -393,10 +393,10 @@ public final class PermutohedralLattice {
 private struct VertexTable {
     let dimension: Int
     /// Keys of vertices 0..<count, d coordinates each.
-    var keys: RawArray<Int32>
+    var keys: Buffer<Int32>
     /// Slots of d+1 Int32: the vertex index (−1 when empty), then its key. The slot count
     /// is a power of two.
-    var slots: RawArray<Int32>
+    var slots: Buffer<Int32>
     private(set) var count = 0
     private var mask: Int
 
@@ -404,8 +404,8 @@ private struct VertexTable {
         self.dimension = dimension
         var capacity = 16
         while 3 * capacity < 4 * expectedVertices { capacity <<= 1 }
-        keys = try RawArray(count: expectedVertices * dimension, what: "lattice keys")
-        slots = try RawArray(repeating: -1, count: capacity * (dimension + 1), what: "lattice hash table")
+        keys = try Buffer(count: expectedVertices * dimension, zeroed: false)
+        slots = try filledBuffer(-1, count: capacity * (dimension + 1))
         mask = capacity - 1
     }
 
@@ -452,7 +452,11 @@ private struct VertexTable {
     mutating func findOrInsert(_ key: UnsafePointer<Int32>, hash: Int) throws -> Int32 {
         let entry = slot(of: key, hash: hash)
         if entry[0] >= 0 { return entry[0] }
-        if (count + 1) * dimension > keys.count { try keys.resize(to: 2 * keys.count + dimension) }
+        if (count + 1) * dimension > keys.count {
+            let grown = try Buffer<Int32>(count: 2 * keys.count + dimension, zeroed: false)
+            grown.pointer.update(from: keys.pointer, count: count * dimension)
+            keys = grown
+        }
         (keys.pointer + count * dimension).update(from: key, count: dimension)
         entry[0] = Int32(count)
         (entry + 1).update(from: key, count: dimension)
@@ -462,7 +466,7 @@ private struct VertexTable {
     }
 
     private mutating func rehash(capacity: Int) throws {
-        slots = try RawArray(repeating: -1, count: capacity * (dimension + 1), what: "lattice hash table")
+        slots = try filledBuffer(-1, count: capacity * (dimension + 1))
         mask = capacity - 1
         for v in 0..<count {
             let key = keys.pointer + v * dimension
