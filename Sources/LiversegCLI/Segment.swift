@@ -21,6 +21,9 @@ struct Segment: ParsableCommand {
     @Option(help: "Worker threads; 0 = all cores.")
     var threads = 0
 
+    @Flag(help: "Refine the mask with the dense CRF (paper §2.3), with the model file's CRF parameters (the library's defaults where it has none).")
+    var crf = false
+
     @Option(help: "Write a PNG with axial, coronal and sagittal slices and the mask outline.")
     var preview: String?
 
@@ -39,7 +42,10 @@ struct Segment: ParsableCommand {
             let loaded = try Model(contentsOfFile: model)
             let ct = try readImage(input)
             var mask = [UInt8](repeating: 0, count: ct.size.voxelCount)
-            var probabilities = probability == nil ? [] : [Float](repeating: 0, count: ct.size.voxelCount)
+            let needsProbability = probability != nil || crf
+            var probabilities = needsProbability ? [Float](repeating: 0, count: ct.size.voxelCount) : []
+            var crfParameters = try CRFParameters(modelMetadata: loaded.metadata["crf"])
+            crfParameters.threads = threads
             var options = SegmentationOptions()
             options.threads = threads
             let stageNames: [SegmentationStage: String] = [.preprocess: "preprocess", .network: "network", .postprocess: "postprocess"]
@@ -49,9 +55,15 @@ struct Segment: ParsableCommand {
                         guard let maskBase = m.baseAddress else { throw LiversegError.internalError("empty mask buffer") }
                         // An empty array may still have a base address: pass NULL unless asked.
                         try loaded.segment(volume, options: options, mask: maskBase,
-                                           probability: probability == nil ? nil : p.baseAddress) { fraction, stage in
+                                           probability: needsProbability ? p.baseAddress : nil) { fraction, stage in
                             progress.update(stageNames[stage] ?? "", fraction)
                             return true
+                        }
+                        if crf, let probabilityBase = p.baseAddress {
+                            try refineWithCRF(volume, probability: probabilityBase, parameters: crfParameters, mask: maskBase) { fraction, _ in
+                                progress.update("crf", fraction)
+                                return true
+                            }
                         }
                     }
                 }

@@ -2,6 +2,7 @@
 import ctypes
 import os
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -245,3 +246,23 @@ def test_called_from_cpp(tmp_path):
                     str(source), library, f"-Wl,-rpath,{tmp_path}", "-o", str(exe)], check=True)
     out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()
     assert int(out[0]) == 0 and out[1] == "1" and int(out[2]) == _lib.INVALID_ARGUMENT and "mu1" in " ".join(out[3:]), out
+
+
+def test_cli_segment_crf_refines_the_written_probability(tmp_path, small_model_path):
+    """`liverseg segment --crf` = the network's probability refined by refine_crf with the
+    model file's CRF parameters (here none: the library's defaults)."""
+    from conftest import require_data
+    cli = Path(os.environ.get("LIVERSEG_CLI", ROOT / ".build" / "release" / "liverseg-cli"))
+    if not cli.exists():
+        pytest.fail(f"{cli} is missing: build it with `make cli` (or set LIVERSEG_CLI)")
+    ct_path = require_data("totalseg-example/ct-3mm.nii.gz")
+    result = subprocess.run([str(cli), "segment", str(ct_path), str(tmp_path / "mask.nii.gz"), "--model", str(small_model_path),
+                             "--probability", str(tmp_path / "prob.nii.gz"), "--crf", "--threads", "2"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    mask, _ = liverseg.read_image(tmp_path / "mask.nii.gz")
+    prob, _ = liverseg.read_image(tmp_path / "prob.nii.gz")
+    ct, geometry = liverseg.read_image(ct_path)
+    import nibabel as nib
+    expected = liverseg.refine_crf(ct, prob, affine=nib.load(ct_path).affine)
+    assert np.array_equal(mask, expected)
