@@ -206,7 +206,8 @@ typedef struct liverseg_volume {
 typedef enum liverseg_stage {
     LIVERSEG_STAGE_PREPROCESS = 0,  /**< reorienting, resampling, normalising */
     LIVERSEG_STAGE_NETWORK = 1,     /**< running the network tile by tile */
-    LIVERSEG_STAGE_POSTPROCESS = 2  /**< fusing, resampling back, thresholding */
+    LIVERSEG_STAGE_POSTPROCESS = 2, /**< fusing, resampling back, thresholding */
+    LIVERSEG_STAGE_CRF = 3          /**< the dense CRF (liverseg_refine_crf, or segment's crf) */
 } liverseg_stage;
 
 /**
@@ -217,15 +218,25 @@ typedef enum liverseg_stage {
 typedef int (*liverseg_progress_callback)(double fraction, liverseg_stage stage,
                                           void *user_data);
 
+struct liverseg_crf_params; /* see "CRF refinement" below */
+
 typedef struct liverseg_segment_params {
     size_t struct_size;                  /**< sizeof(liverseg_segment_params); set by the
                                               default_params function, keep it */
     int n_threads;                       /**< worker threads; 0 = all cores */
-    /** Largest network tile, in model-grid voxels (halo included); 0 = default (16 Mi).
+    /** Largest network tile, in model-grid voxels (halo included); 0 = default (8 Mi).
      *  Bounds memory: a tile needs about 40 bytes per voxel per 8 channels. */
     size_t max_tile_voxels;
     float threshold;                     /**< fused probability >= threshold is liver;
-                                              default 0.5, must be in (0, 1) */
+                                              default 0.5, must be in (0, 1); with crf the
+                                              CRF's own 0.5 decision replaces it */
+    /** Non-zero: refine the mask with the dense CRF after the network (paper §2.3), as
+     *  liverseg_refine_crf on the fused probability. Default 0. */
+    int crf;
+    /** The CRF's parameters when crf is set; NULL: the model file's "crf" section (the
+     *  library's defaults for keys it lacks), with this call's n_threads. The CRF params'
+     *  own progress callback is ignored: progress goes to this struct's callback. */
+    const struct liverseg_crf_params *crf_params;
     liverseg_progress_callback progress; /**< may be NULL */
     void *progress_user_data;
 } liverseg_segment_params;
@@ -239,7 +250,8 @@ liverseg_segment_params liverseg_segment_default_params(void);
  * Steps: reorient to the model's orientation, resample (trilinear) to the model spacing,
  * clip and normalise HU, run the network over the whole volume in overlapping tiles,
  * fuse the main and branch probabilities with the model's tau (paper eq. 4), resample the
- * fused probability back to the input grid and orientation, and threshold it.
+ * fused probability back to the input grid and orientation, and threshold it — or, with
+ * params->crf, refine it with the dense CRF.
  *
  * out_mask: dims[0]*dims[1]*dims[2] bytes, written with 0 (background) or 1 (liver) on the
  *           input grid. Required.
@@ -448,7 +460,7 @@ typedef struct liverseg_crf_params {
     double uncertain_probability;    /**< in [0, 0.5); default 0.01 */
     double uncertain_margin_mm;      /**< >= 0; default 10 */
     int n_threads;                   /**< worker threads, 0...4096; 0 = all cores */
-    /** Called on the calling thread with stage LIVERSEG_STAGE_POSTPROCESS as slices (or
+    /** Called on the calling thread with stage LIVERSEG_STAGE_CRF as slices (or
      *  iterations, in VOLUME3D mode) complete; returning non-zero cancels. May be NULL. */
     liverseg_progress_callback progress;
     void *progress_user_data;

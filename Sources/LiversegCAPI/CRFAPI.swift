@@ -24,7 +24,7 @@ public func liverseg_crf_default_params() -> liverseg_crf_params {
 }
 
 /// Core CRF parameters and progress handler from C params (NULL: defaults), validated.
-private func crfParameters(_ params: UnsafePointer<liverseg_crf_params>?) throws -> (CRFParameters, ProgressHandler?) {
+func crfParameters(_ params: UnsafePointer<liverseg_crf_params>?) throws -> (CRFParameters, ProgressHandler?) {
     let p = params?.pointee ?? liverseg_crf_default_params()
     try checkStructSize(p.struct_size, expected: MemoryLayout<liverseg_crf_params>.size, "params")
     var core = CRFParameters()

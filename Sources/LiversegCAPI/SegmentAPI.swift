@@ -8,6 +8,8 @@ public func liverseg_segment_default_params() -> liverseg_segment_params {
     p.n_threads = 0
     p.max_tile_voxels = 0
     p.threshold = 0.5
+    p.crf = 0
+    p.crf_params = nil
     p.progress = nil
     p.progress_user_data = nil
     return p
@@ -36,8 +38,10 @@ func volumeInput(_ volume: UnsafePointer<liverseg_volume>?) throws -> VolumeInpu
     return input
 }
 
-/// Core options from C params (NULL: defaults), validated.
-private func segmentationOptions(_ params: UnsafePointer<liverseg_segment_params>?) throws -> (SegmentationOptions, ProgressHandler?) {
+/// Core options from C params (NULL: defaults), validated; the CRF's parameters default to
+/// `model`'s.
+private func segmentationOptions(_ params: UnsafePointer<liverseg_segment_params>?,
+                                 model: Model) throws -> (SegmentationOptions, ProgressHandler?) {
     let p = params?.pointee ?? liverseg_segment_default_params()
     try checkStructSize(p.struct_size, expected: MemoryLayout<liverseg_segment_params>.size, "params")
     var options = SegmentationOptions()
@@ -50,6 +54,15 @@ private func segmentationOptions(_ params: UnsafePointer<liverseg_segment_params
         throw LiversegError.invalidArgument("params->threshold \(p.threshold) must be in (0, 1)")
     }
     options.threshold = p.threshold
+    if p.crf != 0 {
+        if let crf = p.crf_params {
+            options.crf = try crfParameters(UnsafeRawPointer(crf).assumingMemoryBound(to: liverseg_crf_params.self)).0
+        } else {
+            var crf = try CRFParameters(modelMetadata: model.metadata["crf"])
+            crf.threads = options.threads
+            options.crf = crf
+        }
+    }
     var handler: ProgressHandler? = nil
     if let callback = p.progress {
         let userData = p.progress_user_data
@@ -66,7 +79,7 @@ public func liverseg_segment(_ model: OpaquePointer?, _ volume: UnsafePointer<li
         let model = try handle(model).model
         let input = try volumeInput(volume)
         let mask = try required(outMask, "out_mask")
-        let (options, progress) = try segmentationOptions(params)
+        let (options, progress) = try segmentationOptions(params, model: model)
         try model.segment(input, options: options, mask: mask, probability: outProbability, progress: progress)
     }
 }

@@ -42,28 +42,25 @@ struct Segment: ParsableCommand {
             let loaded = try Model(contentsOfFile: model)
             let ct = try readImage(input)
             var mask = [UInt8](repeating: 0, count: ct.size.voxelCount)
-            let needsProbability = probability != nil || crf
-            var probabilities = needsProbability ? [Float](repeating: 0, count: ct.size.voxelCount) : []
-            var crfParameters = try CRFParameters(modelMetadata: loaded.metadata["crf"])
-            crfParameters.threads = threads
+            var probabilities = probability == nil ? [] : [Float](repeating: 0, count: ct.size.voxelCount)
             var options = SegmentationOptions()
             options.threads = threads
-            let stageNames: [SegmentationStage: String] = [.preprocess: "preprocess", .network: "network", .postprocess: "postprocess"]
+            if crf {
+                var parameters = try CRFParameters(modelMetadata: loaded.metadata["crf"])
+                parameters.threads = threads
+                options.crf = parameters
+            }
+            let stageNames: [SegmentationStage: String] = [.preprocess: "preprocess", .network: "network",
+                                                           .postprocess: "postprocess", .crf: "crf"]
             try ct.withVolumeInput { volume in
                 try mask.withUnsafeMutableBufferPointer { m in
                     try probabilities.withUnsafeMutableBufferPointer { p in
                         guard let maskBase = m.baseAddress else { throw LiversegError.internalError("empty mask buffer") }
                         // An empty array may still have a base address: pass NULL unless asked.
                         try loaded.segment(volume, options: options, mask: maskBase,
-                                           probability: needsProbability ? p.baseAddress : nil) { fraction, stage in
+                                           probability: probability == nil ? nil : p.baseAddress) { fraction, stage in
                             progress.update(stageNames[stage] ?? "", fraction)
                             return true
-                        }
-                        if crf, let probabilityBase = p.baseAddress {
-                            try refineWithCRF(volume, probability: probabilityBase, parameters: crfParameters, mask: maskBase) { fraction, _ in
-                                progress.update("crf", fraction)
-                                return true
-                            }
                         }
                     }
                 }

@@ -79,8 +79,8 @@ def test_struct_layout_matches_python_binding(programs):
     layout = {m[0]: list(map(int, m[1].split())) for m in re.findall(r"layout (\w+) ([\d ]+)", text)}
     V, P, I = _lib.Volume, _lib.SegmentParams, _lib.ModelInfo
     assert layout["volume"] == [ctypes.sizeof(V), V.dtype.offset, V.dims.offset, V.spacing.offset, V.ijk_to_ras.offset]
-    assert layout["params"] == [ctypes.sizeof(P), P.max_tile_voxels.offset, P.threshold.offset, P.progress.offset,
-                                P.progress_user_data.offset]
+    assert layout["params"] == [ctypes.sizeof(P), P.max_tile_voxels.offset, P.threshold.offset, P.crf.offset,
+                                P.crf_params.offset, P.progress.offset, P.progress_user_data.offset]
     assert layout["info"] == [ctypes.sizeof(I), I.spacing.offset, I.orientation.offset, I.n_parameters.offset]
 
 

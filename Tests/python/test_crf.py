@@ -86,7 +86,7 @@ def test_progress_reaches_one_and_cancel_stops(liver_slab):
     ct, truth, prob, spacing, affine = liver_slab
     seen = []
     liverseg.refine_crf(ct, prob, affine=affine, progress=lambda f, stage: seen.append((f, stage)))
-    assert seen and seen[-1][0] == 1.0 and all(s == 2 for _, s in seen)  # LIVERSEG_STAGE_POSTPROCESS
+    assert seen and seen[-1][0] == 1.0 and all(s == 3 for _, s in seen)  # LIVERSEG_STAGE_CRF
     assert all(a[0] <= b[0] for a, b in zip(seen, seen[1:]))
     with pytest.raises(liverseg.Error) as info:
         liverseg.refine_crf(ct, prob, affine=affine, progress=lambda f, stage: f > 0)
@@ -266,3 +266,23 @@ def test_cli_segment_crf_refines_the_written_probability(tmp_path, small_model_p
     import nibabel as nib
     expected = liverseg.refine_crf(ct, prob, affine=nib.load(ct_path).affine)
     assert np.array_equal(mask, expected)
+
+
+def test_segment_with_crf_equals_refine_crf_of_its_probability(small_model, ircadb01):
+    """liverseg_segment's crf switch is liverseg_refine_crf on the fused probability, with
+    the model file's parameters (none here: the defaults) or the ones given."""
+    ct, affine, _ = ircadb01
+    ct = ct[::2, ::2, 40:80]
+    affine = affine @ np.diag([2.0, 2.0, 1.0, 1.0])
+    plain, probability = small_model.segment(ct, affine=affine, return_probability=True)
+    refined = small_model.segment(ct, affine=affine, crf=True)
+    assert np.array_equal(refined, liverseg.refine_crf(ct, probability, affine=affine))
+    assert not np.array_equal(refined, plain)
+    custom = dict(n_iterations=2, mu1=1.0, theta_beta_hu=30.0)
+    stages = []
+    given = small_model.segment(ct, affine=affine, crf=True, crf_params=custom,
+                                progress=lambda f, s: stages.append(s) and False)
+    assert np.array_equal(given, liverseg.refine_crf(ct, probability, affine=affine, **custom))
+    assert stages[-1] == 3 and 1 in stages   # network, then the CRF stage
+    with pytest.raises(liverseg.Error, match="theta_gamma_mm"):
+        small_model.segment(ct, affine=affine, crf=True, crf_params=dict(theta_gamma_mm=0.0))

@@ -61,6 +61,9 @@ struct SegmentOptions {
     int n_threads = 0;
     size_t max_tile_voxels = 0;
     float threshold = 0.5f;
+    /// Refine with the dense CRF (the model file's CRF parameters unless crf_params is set).
+    bool crf = false;
+    const liverseg_crf_params *crf_params = nullptr;
     /// Return true to cancel (the call then throws Error with LIVERSEG_CANCELLED).
     std::function<bool(double, liverseg_stage)> progress;
 };
@@ -97,6 +100,8 @@ public:
         p.n_threads = options.n_threads;
         p.max_tile_voxels = options.max_tile_voxels;
         p.threshold = options.threshold;
+        p.crf = options.crf ? 1 : 0;
+        p.crf_params = options.crf_params;
         if (options.progress) {
             p.progress = [](double f, liverseg_stage s, void *user) -> int {
                 auto *fn = static_cast<const std::function<bool(double, liverseg_stage)> *>(user);

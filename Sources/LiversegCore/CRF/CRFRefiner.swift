@@ -144,13 +144,13 @@ private final class IndexDispenser: @unchecked Sendable {
 /// `probability` holds one value in [0, 1] per voxel (x fastest); `mask` receives 0/1.
 /// In slice2d mode the slices are those across the axis nearest to superior–inferior
 /// (from `ijkToRAS`; the third axis without it). Progress is reported with stage
-/// `.postprocess` on the calling thread. Deterministic whatever the thread count.
+/// `.crf` on the calling thread. Deterministic whatever the thread count.
 public func refineWithCRF(_ volume: VolumeInput, probability: UnsafePointer<Float>, parameters: CRFParameters,
                           mask: UnsafeMutablePointer<UInt8>, progress: ProgressHandler? = nil) throws {
     try parameters.validate()
     try volume.validate()
     func report(_ fraction: Double) throws {
-        if let progress, !progress(min(1, fraction), .postprocess) { throw LiversegError.cancelled }
+        if let progress, !progress(min(1, fraction), .crf) { throw LiversegError.cancelled }
     }
     let size = [volume.size.x, volume.size.y, volume.size.z]
     let voxels = volume.size.voxelCount

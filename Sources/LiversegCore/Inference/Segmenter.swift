@@ -1,6 +1,6 @@
 /// Stages reported to progress handlers.
 public enum SegmentationStage: Int, Sendable {
-    case preprocess = 0, network = 1, postprocess = 2
+    case preprocess = 0, network = 1, postprocess = 2, crf = 3
 }
 
 /// Receives (fraction done in [0, 1], stage); returns false to cancel.
@@ -12,8 +12,10 @@ public struct SegmentationOptions: Sendable {
     public var threads: Int = 0
     /// Largest network tile in model-grid voxels, halo included.
     public var maxTileVoxels: Int = SegmentationOptions.defaultMaxTileVoxels
-    /// Fused probability at or above this is liver.
+    /// Fused probability at or above this is liver (without `crf`).
     public var threshold: Float = 0.5
+    /// When set, the mask comes from the dense CRF on the fused probability (paper §2.3).
+    public var crf: CRFParameters? = nil
 
     /// 8 Mi voxels: about 1.5 GB of activations for the paper's network.
     public static let defaultMaxTileVoxels = 8 << 20
@@ -22,8 +24,9 @@ public struct SegmentationOptions: Sendable {
     public init() {}
 }
 
-/// Share of the progress bar given to each stage (network dominates).
-private let preprocessShare = 0.05, networkShare = 0.9
+/// Share of the progress bar given to each stage (network dominates; the CRF, when run,
+/// takes its share from the network's).
+private let preprocessShare = 0.05, networkShare = 0.9, crfShare = 0.15
 
 extension Model {
     /// Runs the whole pipeline on `volume`: reorient + resample + normalise, tiled network,
@@ -47,10 +50,11 @@ extension Model {
         grid.preprocess(volume, preprocessing, into: normalised.pointer, threads: threads)
         try report(preprocessShare, .preprocess)
 
+        let networkPart = networkShare - (options.crf == nil ? 0 : crfShare)
         let fused = try fusedProbability(normalised, size: grid.size, options: options, threads: threads) { f in
-            try report(preprocessShare + networkShare * f, .network)
+            try report(preprocessShare + networkPart * f, .network)
         }
-        try report(preprocessShare + networkShare, .postprocess)
+        try report(preprocessShare + networkPart, .postprocess)
 
         let voxels = volume.size.voxelCount
         // Without a caller's probability buffer, map back into scratch memory we own.
@@ -66,11 +70,18 @@ extension Model {
         defer { withExtendedLifetime(scratch) {} }
         grid.mapBack(fused.pointer, into: target, threads: threads)
         let threshold = options.threshold
-        nonisolated(unsafe) let (maskOut, source) = (mask, target)
-        parallelChunks(voxels, threads: threads) { _, range in
-            for i in range { maskOut[i] = source[i] >= threshold ? 1 : 0 }
+        if let crf = options.crf {
+            let start = preprocessShare + networkPart + 0.05
+            try refineWithCRF(volume, probability: target, parameters: crf, mask: mask) { fraction, stage in
+                progress?(start + (1 - start) * fraction, stage) ?? true
+            }
+        } else {
+            nonisolated(unsafe) let (maskOut, source) = (mask, target)
+            parallelChunks(voxels, threads: threads) { _, range in
+                for i in range { maskOut[i] = source[i] >= threshold ? 1 : 0 }
+            }
         }
-        try report(1, .postprocess)
+        try report(1, options.crf == nil ? .postprocess : .crf)
     }
 
     /// The eq. 4 fused liver probability on the model grid (`size`), from the normalised

@@ -140,11 +140,13 @@ class Model:
         return json.loads(lib.liverseg_model_metadata_json(self._handle).decode())
 
     def segment(self, array, spacing=None, affine=None, return_probability=False, threads=0,
-                max_tile_voxels=0, threshold=0.5, progress=None):
+                max_tile_voxels=0, threshold=0.5, progress=None, crf=False, crf_params=None):
         """Segments a CT volume indexed [x, y, z] (HU). Returns the uint8 mask (0/1), or
         (mask, probability) with return_probability. `affine` is the voxel→RAS 4×4
         matrix (nibabel's img.affine); without it the array's axes must already follow
-        the model's orientation. `progress(fraction, stage)` may return True to cancel."""
+        the model's orientation. `progress(fraction, stage)` may return True to cancel.
+        crf=True refines the mask with the dense CRF, with the model file's CRF parameters
+        or `crf_params` (a dict of refine_crf's keyword parameters)."""
         a = _as_volume_array(array)
         spacing, matrix = _spacing_and_matrix(a.shape, spacing, affine)
         volume = _volume_struct(a, spacing, matrix)
@@ -152,6 +154,11 @@ class Model:
         params.n_threads = threads
         params.max_tile_voxels = max_tile_voxels
         params.threshold = threshold
+        params.crf = int(bool(crf))
+        if crf_params is not None:
+            from .crf import crf_params_struct
+            crf_struct = crf_params_struct(crf_params, threads)  # kept alive until the call returns
+            params.crf_params = ctypes.addressof(crf_struct)
         callback_error = []
         if progress is not None:
             def relay(fraction, stage, _user):

@@ -71,6 +71,8 @@ class SegmentParams(ctypes.Structure):
         ("n_threads", ctypes.c_int),
         ("max_tile_voxels", ctypes.c_size_t),
         ("threshold", ctypes.c_float),
+        ("crf", ctypes.c_int),
+        ("crf_params", ctypes.c_void_p),
         ("progress", PROGRESS_CALLBACK),
         ("progress_user_data", ctypes.c_void_p),
     ]

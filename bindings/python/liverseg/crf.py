@@ -71,6 +71,24 @@ def crf_default_params():
     return params
 
 
+def crf_params_struct(params, threads=0):
+    """A liverseg_crf_params from the defaults and a dict of refine_crf's keyword parameters."""
+    _declare()
+    p = lib.liverseg_crf_default_params()
+    for key, value in params.items():
+        if key not in _PARAM_NAMES:
+            raise TypeError(f"unknown CRF parameter {key!r}; known: {', '.join(_PARAM_NAMES)}")
+        if key == "mode":
+            value = MODES.get(value, value)
+        elif key == "normalisation":
+            value = NORMALISATIONS.get(value, value)
+        elif key == "uncertain_only":
+            value = int(bool(value))
+        setattr(p, key, value)
+    p.n_threads = threads
+    return p
+
+
 def refine_crf(ct, probability, spacing=None, affine=None, threads=0, progress=None, **params):
     """Refines a liver probability into a uint8 mask (0/1, [x, y, z]) with the CRF.
 
@@ -90,18 +108,7 @@ def refine_crf(ct, probability, spacing=None, affine=None, threads=0, progress=N
         raise ValueError(f"probability has shape {prob.shape} but the CT has {a.shape}")
     spacing, matrix = _spacing_and_matrix(a.shape, spacing, affine)
     volume = _volume_struct(a, spacing, matrix)
-    p = lib.liverseg_crf_default_params()
-    for key, value in params.items():
-        if key not in _PARAM_NAMES:
-            raise TypeError(f"unknown CRF parameter {key!r}; known: {', '.join(_PARAM_NAMES)}")
-        if key == "mode":
-            value = MODES.get(value, value)
-        elif key == "normalisation":
-            value = NORMALISATIONS.get(value, value)
-        elif key == "uncertain_only":
-            value = int(bool(value))
-        setattr(p, key, value)
-    p.n_threads = threads
+    p = crf_params_struct(params, threads)
     callback_error = []
     if progress is not None:
         def relay(fraction, stage, _user):
