@@ -21,6 +21,102 @@ struct Train: ParsableCommand {
     @Option(help: "Validation data, same forms (repeatable); validation Dice is logged per epoch.")
     var val: [String] = []
 
+    @OptionGroup var training: TrainingOptions
+
+    @Option(help: "The model file to write (after every epoch).")
+    var out: String
+
+    @Option(help: "Checkpoint file (default: OUT.checkpoint).")
+    var checkpoint: String?
+
+    @Option(help: "Resume from this checkpoint.")
+    var resume: String?
+
+    @Option(help: "Per-epoch CSV log.")
+    var log: String?
+
+    @Flag(help: "No progress bar.")
+    var quiet = false
+
+    func run() throws {
+        try reportingErrors {
+            let c = try training.configuration()
+            let progress = ProgressBar(quiet: quiet)
+            progress.update("loading", 0)
+            let volumes = try cases(data).map {
+                try TrainingVolume(ctPath: $0.ct, maskPath: $0.mask, preprocessing: c.preprocessing, threads: resolvedThreadCount(c.threads))
+            }
+            let validation = try cases(val)
+            let sampler = try PatchSampler(volumes: volumes, patch: c.patch,
+                                           padValue: c.preprocessing.normalise(-.infinity), seed: c.seed)
+            let trainer = try Trainer(configuration: c)
+            let checkpointPath = checkpoint ?? out + ".checkpoint"
+            if let resume { try trainer.resume(fromCheckpoint: try readWholeFile(resume)) }
+            var csv = ""
+            if let log, resume == nil || !FileManager.default.fileExists(atPath: log) {
+                csv = "epoch,seconds,loss,main,branch1,branch2,validation_dice\n"
+            } else if let log {
+                csv = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            }
+            let epochs = training.epochs
+            while trainer.epochsDone < epochs {
+                let epoch = trainer.epochsDone + 1
+                let summary = try trainer.trainEpoch(sampler) { done, total, loss in
+                    progress.update(String(format: "epoch %d", epoch), Double(done) / Double(total))
+                }
+                let dice = try validation.map { try validationDice(trainer.model(), $0) }
+                let meanDice = dice.isEmpty ? Double.nan : dice.reduce(0, +) / Double(dice.count)
+                let model = try trainer.model(extraMetadata: [("provenance", training.provenance(c, data: data, epochs: epoch))])
+                try writeFileAtomically(model.fileBytes(), to: out)
+                try writeFileAtomically(trainer.checkpointBytes(), to: checkpointPath)
+                csv += String(format: "%d,%.1f,%.6f,%.6f,%.6f,%.6f,%@\n", epoch, summary.seconds, summary.total, summary.main,
+                              summary.branch1, summary.branch2, dice.isEmpty ? "" : String(format: "%.4f", meanDice))
+                if let log { try writeFileAtomically(Array(csv.utf8), to: log) }
+                progress.finish()
+                if !quiet {
+                    print(String(format: "epoch %d/%d  loss %.4f (main %.4f)  %.1f s  %.2f patches/s%@", epoch, epochs,
+                                 summary.total, summary.main, summary.seconds,
+                                 Double(c.iterationsPerEpoch) / summary.seconds,
+                                 dice.isEmpty ? "" : String(format: "  validation Dice %.3f", meanDice)))
+                }
+            }
+        }
+    }
+}
+
+/// CT and mask paths of the cases named by --data / --val values.
+func cases(_ values: [String]) throws -> [(ct: String, mask: String)] {
+    var result: [(String, String)] = []
+    for value in values {
+        let parts = value.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        if parts.count == 2 {
+            result.append((parts[0], parts[1]))
+            continue
+        }
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: value, isDirectory: &isFolder), isFolder.boolValue else {
+            throw LiversegError.invalidArgument("\(value) is neither CT,MASK nor a folder")
+        }
+        let sub = try FileManager.default.contentsOfDirectory(atPath: value).sorted()
+        for name in sub {
+            let ct = "\(value)/\(name)/ct.nii.gz", mask = "\(value)/\(name)/liver.nii.gz"
+            if FileManager.default.fileExists(atPath: ct), FileManager.default.fileExists(atPath: mask) {
+                result.append((ct, mask))
+            }
+        }
+        guard !result.isEmpty else { throw LiversegError.invalidArgument("\(value) has no case folders with ct.nii.gz and liver.nii.gz") }
+    }
+    return result
+}
+
+/// Dice of a model's segmentation of one case against its mask, on the CT's grid.
+func validationDice(_ model: Model, _ c: (ct: String, mask: String)) throws -> Double {
+    let segmented = try segmentCase(model, c)
+    return try segmented.metrics(of: segmented.thresholded).dice
+}
+
+/// The training settings `train` and `loo` share.
+struct TrainingOptions: ParsableArguments {
     @Option(help: "Architecture: paper (8,8,16,32,32,32 channels) or small (4,4,8,16,16,16), the paper's kernels.")
     var arch = "paper"
 
@@ -63,21 +159,6 @@ struct Train: ParsableCommand {
     @Option(help: "Worker threads; 0 = all cores.")
     var threads = 0
 
-    @Option(help: "The model file to write (after every epoch).")
-    var out: String
-
-    @Option(help: "Checkpoint file (default: OUT.checkpoint).")
-    var checkpoint: String?
-
-    @Option(help: "Resume from this checkpoint.")
-    var resume: String?
-
-    @Option(help: "Per-epoch CSV log.")
-    var log: String?
-
-    @Flag(help: "No progress bar.")
-    var quiet = false
-
     func validate() throws {
         guard spacing.count == 3, spacing.allSatisfy({ $0 > 0 && $0.isFinite }) else {
             throw ValidationError("--spacing needs three positive numbers")
@@ -90,125 +171,45 @@ struct Train: ParsableCommand {
             throw ValidationError("--epochs, --iterations-per-epoch, --lr, --lr-step must be positive; --lr-drop ≥ 1; 0 ≤ --momentum < 1")
         }
         guard ["he", "gaussian"].contains(initialization) else { throw ValidationError("--initialization is he or gaussian") }
+        guard threads >= 0 else { throw ValidationError("--threads must be 0 (all cores) or more") }
     }
 
-    func run() throws {
-        try reportingErrors {
-            var c = TrainingConfiguration(preprocessing: Preprocessing(
-                spacing: spacing, orientation: AxisCodes("RAS")!, huWindow: (-200, 300), mean: 50, std: 125))
-            c.architecture = try architecture()
-            c.patch = GridSize(x: patch[0], y: patch[1], z: patch[2])
-            c.iterationsPerEpoch = iterationsPerEpoch
-            c.learningRate = lr
-            c.learningRateDrop = lrDrop
-            c.learningRateStepEpochs = lrStep
-            c.momentum = momentum
-            c.weightDecay = weightDecay
-            c.deepSupervision = !noDeepSupervision
-            c.initialization = initialization == "he" ? .he : .gaussian(sigma: 0.01)
-            c.seed = seed
-            c.threads = threads
-            let progress = ProgressBar(quiet: quiet)
-            progress.update("loading", 0)
-            let training = try cases(data).map {
-                try TrainingVolume(ctPath: $0.ct, maskPath: $0.mask, preprocessing: c.preprocessing, threads: resolvedThreadCount(threads))
-            }
-            let validation = try cases(val)
-            let sampler = try PatchSampler(volumes: training, patch: c.patch,
-                                           padValue: c.preprocessing.normalise(-.infinity), seed: seed)
-            let trainer = try Trainer(configuration: c)
-            let checkpointPath = checkpoint ?? out + ".checkpoint"
-            if let resume { try trainer.resume(fromCheckpoint: try readWholeFile(resume)) }
-            var csv = ""
-            if let log, resume == nil || !FileManager.default.fileExists(atPath: log) {
-                csv = "epoch,seconds,loss,main,branch1,branch2,validation_dice\n"
-            } else if let log {
-                csv = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-            }
-            while trainer.epochsDone < epochs {
-                let epoch = trainer.epochsDone + 1
-                let summary = try trainer.trainEpoch(sampler) { done, total, loss in
-                    progress.update(String(format: "epoch %d", epoch), Double(done) / Double(total))
-                }
-                let dice = try validation.map { try validationDice(trainer.model(), $0) }
-                let meanDice = dice.isEmpty ? Double.nan : dice.reduce(0, +) / Double(dice.count)
-                let model = try trainer.model(extraMetadata: [("provenance", provenance(c, epochs: epoch))])
-                try writeFileAtomically(model.fileBytes(), to: out)
-                try writeFileAtomically(trainer.checkpointBytes(), to: checkpointPath)
-                csv += String(format: "%d,%.1f,%.6f,%.6f,%.6f,%.6f,%@\n", epoch, summary.seconds, summary.total, summary.main,
-                              summary.branch1, summary.branch2, dice.isEmpty ? "" : String(format: "%.4f", meanDice))
-                if let log { try writeFileAtomically(Array(csv.utf8), to: log) }
-                progress.finish()
-                if !quiet {
-                    print(String(format: "epoch %d/%d  loss %.4f (main %.4f)  %.1f s  %.2f patches/s%@", epoch, epochs,
-                                 summary.total, summary.main, summary.seconds,
-                                 Double(iterationsPerEpoch) / summary.seconds,
-                                 dice.isEmpty ? "" : String(format: "  validation Dice %.3f", meanDice)))
-                }
-            }
-        }
-    }
-
-    private func architecture() throws -> DSNArchitecture {
+    /// The core configuration these options describe (HU window [−200, 300] → (HU − 50)/125, RAS).
+    func configuration() throws -> TrainingConfiguration {
+        var c = TrainingConfiguration(preprocessing: Preprocessing(
+            spacing: spacing, orientation: AxisCodes("RAS")!, huWindow: (-200, 300), mean: 50, std: 125))
         switch arch {
-        case "paper": return .paper
+        case "paper": c.architecture = .paper
         case "small":
-            var a = DSNArchitecture.paper
-            a.convChannels = [4, 4, 8, 16, 16, 16]
-            a.mainDeconvChannels = 8
-            a.branch2DeconvChannels = 8
-            return a
-        default:
-            throw LiversegError.invalidArgument("--arch \(arch): use paper or small")
+            c.architecture = .paper
+            c.architecture.convChannels = [4, 4, 8, 16, 16, 16]
+            c.architecture.mainDeconvChannels = 8
+            c.architecture.branch2DeconvChannels = 8
+        default: throw LiversegError.invalidArgument("--arch \(arch): use paper or small")
         }
+        c.patch = GridSize(x: patch[0], y: patch[1], z: patch[2])
+        c.iterationsPerEpoch = iterationsPerEpoch
+        c.learningRate = lr
+        c.learningRateDrop = lrDrop
+        c.learningRateStepEpochs = lrStep
+        c.momentum = momentum
+        c.weightDecay = weightDecay
+        c.deepSupervision = !noDeepSupervision
+        c.initialization = initialization == "he" ? .he : .gaussian(sigma: 0.01)
+        c.seed = seed
+        c.threads = threads
+        return c
     }
 
-    private func provenance(_ c: TrainingConfiguration, epochs: Int) -> JSONValue {
+    /// The model file's "provenance" section.
+    func provenance(_ c: TrainingConfiguration, data: [String], epochs: Int) -> JSONValue {
         .object([("trainer", .string("liverseg train")), ("data", .array(data.map { .string($0) })),
-                 ("epochs", .number(Double(epochs))), ("iterations_per_epoch", .number(Double(c.iterationsPerEpoch))),
+                 ("architecture", .string(arch)), ("epochs", .number(Double(epochs))),
+                 ("iterations_per_epoch", .number(Double(c.iterationsPerEpoch))),
                  ("patch_xyz", .array(patch.map { .number(Double($0)) })), ("learning_rate", .number(c.learningRate)),
+                 ("lr_drop", .number(c.learningRateDrop)), ("lr_step_epochs", .number(Double(c.learningRateStepEpochs))),
                  ("momentum", .number(c.momentum)), ("weight_decay", .number(c.weightDecay)),
                  ("deep_supervision", .bool(c.deepSupervision)), ("initialization", .string(initialization)),
                  ("seed", .string(String(c.seed)))])
     }
-}
-
-/// CT and mask paths of the cases named by --data / --val values.
-func cases(_ values: [String]) throws -> [(ct: String, mask: String)] {
-    var result: [(String, String)] = []
-    for value in values {
-        let parts = value.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
-        if parts.count == 2 {
-            result.append((parts[0], parts[1]))
-            continue
-        }
-        var isFolder: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: value, isDirectory: &isFolder), isFolder.boolValue else {
-            throw LiversegError.invalidArgument("\(value) is neither CT,MASK nor a folder")
-        }
-        let sub = try FileManager.default.contentsOfDirectory(atPath: value).sorted()
-        for name in sub {
-            let ct = "\(value)/\(name)/ct.nii.gz", mask = "\(value)/\(name)/liver.nii.gz"
-            if FileManager.default.fileExists(atPath: ct), FileManager.default.fileExists(atPath: mask) {
-                result.append((ct, mask))
-            }
-        }
-        guard !result.isEmpty else { throw LiversegError.invalidArgument("\(value) has no case folders with ct.nii.gz and liver.nii.gz") }
-    }
-    return result
-}
-
-/// Dice of a model's segmentation of one case against its mask, on the CT's grid.
-func validationDice(_ model: Model, _ c: (ct: String, mask: String)) throws -> Double {
-    let ct = try readImage(c.ct), reference = try readImage(c.mask).mask()
-    var mask = [UInt8](repeating: 0, count: ct.size.voxelCount)
-    try ct.withVolumeInput { volume in
-        try mask.withUnsafeMutableBufferPointer { m in
-            guard let base = m.baseAddress else { throw LiversegError.internalError("empty mask") }
-            try model.segment(volume, options: SegmentationOptions(), mask: base, probability: nil)
-        }
-    }
-    let both = zip(mask, reference).filter { $0 != 0 && $1 != 0 }.count
-    let total = mask.filter { $0 != 0 }.count + reference.filter { $0 != 0 }.count
-    return total == 0 ? 1 : 2 * Double(both) / Double(total)
 }

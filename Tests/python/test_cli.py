@@ -139,3 +139,60 @@ def test_exit_codes_and_one_line_errors(tmp_path, small_model_path):
             assert result.stderr.startswith("liverseg: ") and result.stderr.count("\n") == 1, result.stderr
     assert not (tmp_path / "out.nii.gz").exists()
     assert run("--help").returncode == 0
+
+
+@pytest.fixture(scope="module")
+def synthetic_cases(tmp_path_factory):
+    """Three small labelled 'CT' volumes: a bright ellipsoid organ in noisy tissue."""
+    root = tmp_path_factory.mktemp("cases")
+    rng = np.random.default_rng(0)
+    x, y, z = np.meshgrid(np.arange(48), np.arange(48), np.arange(24), indexing="ij")
+    for i in range(3):
+        organ = ((x - 22 - i) / 14.0) ** 2 + ((y - 25) / 12.0) ** 2 + ((z - 12 + i) / 8.0) ** 2 < 1
+        ct = np.where(organ, 120, -20) + rng.normal(0, 25, organ.shape)
+        case = root / f"case{i}"
+        case.mkdir()
+        affine = np.diag([2.0, 2.0, 3.0, 1.0])
+        liverseg.write_image(case / "ct.nii.gz", ct.astype(np.int16), affine)
+        liverseg.write_image(case / "liver.nii.gz", organ.astype(np.uint8), affine)
+    return root
+
+
+TRAIN_ARGS = ["--arch", "small", "--spacing", "4", "4", "4", "--patch", "16", "16", "12", "--iterations-per-epoch", "3",
+              "--threads", "2", "--quiet"]
+
+
+def test_train_writes_model_log_and_resumes_exactly(synthetic_cases, tmp_path):
+    straight = run("train", "--data", synthetic_cases, *TRAIN_ARGS, "--epochs", "3", "--out", tmp_path / "a.safetensors",
+                   "--log", tmp_path / "a.csv")
+    assert straight.returncode == 0, straight.stderr
+    first = run("train", "--data", synthetic_cases, *TRAIN_ARGS, "--epochs", "2", "--out", tmp_path / "b.safetensors",
+                "--log", tmp_path / "b.csv")
+    assert first.returncode == 0, first.stderr
+    resumed = run("train", "--data", synthetic_cases, *TRAIN_ARGS, "--epochs", "3", "--out", tmp_path / "b.safetensors",
+                  "--log", tmp_path / "b.csv", "--resume", tmp_path / "b.safetensors.checkpoint")
+    assert resumed.returncode == 0, resumed.stderr
+    from safetensors.numpy import load_file
+    a, b = load_file(str(tmp_path / "a.safetensors")), load_file(str(tmp_path / "b.safetensors"))
+    assert set(a) == set(b) and all(np.array_equal(a[k], b[k]) for k in a)
+    log = (tmp_path / "b.csv").read_text().splitlines()
+    assert log[0].startswith("epoch,seconds,loss,main,branch1,branch2") and [r.split(",")[0] for r in log[1:]] == ["1", "2", "3"]
+    model = liverseg.Model(tmp_path / "a.safetensors")
+    assert model.metadata["provenance"]["epochs"] == 3 and model.info["conv_channels"] == [4, 4, 8, 16, 16, 16]
+    bad = run("train", "--data", tmp_path / "nowhere", *TRAIN_ARGS, "--out", tmp_path / "c.safetensors")
+    assert bad.returncode == 65 and "neither CT,MASK nor a folder" in bad.stderr
+
+
+def test_leave_one_out_writes_table_1(synthetic_cases, tmp_path):
+    result = run("loo", "--data", synthetic_cases, *TRAIN_ARGS, "--epochs", "1", "--crf-mu1", "3",
+                 "--crf-theta-beta", "15", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split()[0] for line in result.stdout.splitlines()[1:5]]
+    assert rows == ["3D-CNN", "3D-DSN", "3D-CNN+CRF", "3D-DSN+CRF"]
+    table = (tmp_path / "table.csv").read_text().splitlines()
+    assert table[0] == "method,VOE[%],VD[%],AvgD[mm],RMSD[mm],MaxD[mm],Dice" and len(table) == 5
+    folds = (tmp_path / "folds.csv").read_text().splitlines()
+    assert len(folds) == 1 + 3 * 4
+    assert (tmp_path / "table.md").read_text().startswith("| method |")
+    assert sorted(p.name for p in tmp_path.glob("fold*.safetensors")) == sorted(
+        f"fold{k}-{m}.safetensors" for k in (1, 2, 3) for m in ("3D-CNN", "3D-DSN"))
