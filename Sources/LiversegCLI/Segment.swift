@@ -12,8 +12,8 @@ struct Segment: ParsableCommand {
     @Argument(help: "The mask to write (uint8, 1 = liver), with the input's geometry.")
     var output: String
 
-    @Option(help: "The model file (.safetensors).")
-    var model: String
+    @Option(help: "The model file (.safetensors); default: $LIVERSEG_MODEL, else the bundled liver-default.safetensors.")
+    var model: String?
 
     @Option(help: "Also write the fused liver probability (float32) to this image file.")
     var probability: String?
@@ -39,7 +39,7 @@ struct Segment: ParsableCommand {
             let progress = ProgressBar(quiet: quiet)
             defer { progress.finish() }
             progress.update("reading", 0)
-            let loaded = try Model(contentsOfFile: model)
+            let loaded = try Model(contentsOfFile: try model ?? defaultModelPath())
             let ct = try readImage(input)
             var mask = [UInt8](repeating: 0, count: ct.size.voxelCount)
             var probabilities = probability == nil ? [] : [Float](repeating: 0, count: ct.size.voxelCount)
@@ -79,4 +79,19 @@ struct Segment: ParsableCommand {
             }
         }
     }
+}
+
+/// The model used without --model: $LIVERSEG_MODEL, else liver-default.safetensors installed
+/// beside the program (PREFIX/share/liverseg/) or in a source tree's models/ folder above it.
+func defaultModelPath() throws -> String {
+    if let path = ProcessInfo.processInfo.environment["LIVERSEG_MODEL"], !path.isEmpty { return path }
+    let name = "liver-default.safetensors"
+    var folder = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+    var candidates = [folder.appendingPathComponent("../share/liverseg/\(name)").standardized.path]
+    for _ in 0..<5 {
+        candidates.append(folder.appendingPathComponent("models/\(name)").path)
+        folder = folder.deletingLastPathComponent()
+    }
+    if let found = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) { return found }
+    throw LiversegError.io("no --model given and no default model found (looked at $LIVERSEG_MODEL, \(candidates.joined(separator: ", ")))")
 }

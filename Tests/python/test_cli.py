@@ -17,10 +17,11 @@ from conftest import ROOT, require_data
 CLI = Path(os.environ.get("LIVERSEG_CLI", ROOT / ".build" / "release" / "liverseg-cli"))
 
 
-def run(*args):
+def run(*args, env=None):
     if not CLI.exists():
         pytest.fail(f"{CLI} is missing: build it with `make cli` (or set LIVERSEG_CLI)")
-    return subprocess.run([str(CLI), *map(str, args)], capture_output=True, text=True, timeout=600)
+    return subprocess.run([str(CLI), *map(str, args)], capture_output=True, text=True, timeout=600,
+                          env=None if env is None else dict(os.environ, **env))
 
 
 def png_size(path):
@@ -129,7 +130,7 @@ def test_exit_codes_and_one_line_errors(tmp_path, small_model_path):
         (["eval", ref, ref, "--connectivity", "8"], 64),
         (["eval", ref, require_data("totalseg-example/liver-20slices.nii.gz")], 65),
         (["segment", ref, tmp_path / "out.nii.gz", "--model", tmp_path / "bad.safetensors"], 65),
-        (["segment", ref, tmp_path / "out.nii.gz"], 64),
+        (["segment", ref], 64),
         (["info", tmp_path / "x.png"], 65),
     ]
     for args, code in cases:
@@ -137,7 +138,12 @@ def test_exit_codes_and_one_line_errors(tmp_path, small_model_path):
         assert result.returncode == code, (args, result.returncode, result.stderr)
         if code != 64:
             assert result.stderr.startswith("liverseg: ") and result.stderr.count("\n") == 1, result.stderr
+    # Without --model: $LIVERSEG_MODEL names the model; a missing one is an I/O error.
+    missing = run("segment", ref, tmp_path / "out.nii.gz", env={"LIVERSEG_MODEL": str(tmp_path / "none.safetensors")})
+    assert missing.returncode == 74 and "none.safetensors" in missing.stderr
     assert not (tmp_path / "out.nii.gz").exists()
+    chosen = run("segment", ref, tmp_path / "env.nii.gz", "--quiet", env={"LIVERSEG_MODEL": str(small_model_path)})
+    assert chosen.returncode == 0, chosen.stderr
     assert run("--help").returncode == 0
 
 
