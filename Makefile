@@ -3,7 +3,7 @@
 #   make cli                   release `liverseg` command (.build/release/liverseg-cli)
 #   make install PREFIX=/usr/local [DESTDIR=...]
 #   make test                  the whole test suite (Swift unit tests + Python/C/C++ tests)
-#   make demo                  segment a real CT from ../shared/data and write a mask + picture
+#   make demo                  segment a real CT from ../shared/data with the bundled model: mask + pictures
 #   make bench                 forward-pass benchmark against OpenBLAS sgemm and PyTorch
 
 PREFIX ?= /usr/local
@@ -48,6 +48,8 @@ install: build cli
 	install -m 644 include/liverseg.h bindings/cpp/liverseg.hpp $(DESTDIR)$(PREFIX)/include/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' pkgconfig/liverseg.pc.in \
 		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/liverseg.pc
+	install -d $(DESTDIR)$(PREFIX)/share/liverseg
+	install -m 644 models/liver-default.safetensors $(DESTDIR)$(PREFIX)/share/liverseg/
 
 test: setup test-swift test-python
 
@@ -57,8 +59,8 @@ test-swift:
 test-python: build cli
 	LIVERSEG_LIBRARY=$(CURDIR)/$(LIB) LIVERSEG_CLI=$(CURDIR)/$(CLI) PYTHONPATH=$(CURDIR)/bindings/python $(PYTHON) -m pytest -q Tests/python
 
-demo: setup build
-	LIVERSEG_LIBRARY=$(CURDIR)/$(LIB) PYTHONPATH=$(CURDIR)/bindings/python $(PYTHON) tools/demo.py --data $(DATA) --out $(OUT)
+demo: setup cli
+	DATA=$(DATA) OUT=$(OUT) CLI=$(CLI) bash tools/demo.sh
 
 bench: build
 	LIVERSEG_LIBRARY=$(CURDIR)/$(LIB) PYTHONPATH=$(CURDIR)/bindings/python $(PYTHON) tools/bench_forward.py

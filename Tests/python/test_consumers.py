@@ -39,6 +39,9 @@ def test_installed_layout(prefix):
     assert os.readlink(lib / "libliverseg.so.0") == "libliverseg.so.0.1.0"
     assert os.readlink(lib / "libliverseg.so") == "libliverseg.so.0"
     assert (prefix / "include" / "liverseg.h").is_file() and (prefix / "include" / "liverseg.hpp").is_file()
+    assert (prefix / "bin" / "liverseg").is_file()
+    assert (prefix / "share" / "liverseg" / "liver-default.safetensors").read_bytes() == \
+        (ROOT / "models" / "liver-default.safetensors").read_bytes()
     pc = (lib / "pkgconfig" / "liverseg.pc").read_text()
     assert f"prefix={prefix}" in pc and "Requires.private: openblas" in pc and "Version: 0.1.0" in pc
     so = str(lib / "libliverseg.so.0.1.0")
