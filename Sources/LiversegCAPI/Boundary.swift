@@ -39,7 +39,6 @@ func required<T>(_ pointer: T?, _ name: String) throws -> T {
 }
 
 /// Converts a C size to Int, rejecting values beyond Int's range.
-func checkedSize(_ value: Int, _ name: String) throws -> Int { value }
 func checkedSize(_ value: UInt, _ name: String) throws -> Int {
     guard value <= UInt(Int.max) else { throw LiversegError.invalidArgument("\(name) \(value) is too large") }
     return Int(value)
