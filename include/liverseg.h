@@ -295,6 +295,21 @@ liverseg_status liverseg_network_forward(const liverseg_model *model, const floa
                                          float *out_main, float *out_branch1,
                                          float *out_branch2);
 
+/**
+ * The training objective of the paper's eq. 3 (without weight decay) for one input, and
+ * its gradient: loss = CE(main) + eta1·CE(branch1) + eta2·CE(branch2), each a mean
+ * cross-entropy over voxels against `labels` (dims[0]*dims[1]*dims[2] class indices, 0 =
+ * background, 1 = liver). `input` as for liverseg_network_forward.
+ * out_losses: 4 doubles (total, main, branch1, branch2). Required.
+ * out_gradient: liverseg_model_info.n_parameters floats, the derivative of the total for
+ * every tensor in the model file's order (docs/model-format.md) and layout; may be NULL.
+ * For training from other languages and for checking gradients against other frameworks.
+ */
+liverseg_status liverseg_network_loss_gradient(const liverseg_model *model, const float *input,
+                                               const size_t dims[3], const uint8_t *labels,
+                                               double eta1, double eta2, int n_threads,
+                                               double out_losses[4], float *out_gradient);
+
 /* ---- Image files and metrics ---------------------------------------------------------
  *
  * Reading and writing the image files of the field, and the SLiver07 evaluation measures.

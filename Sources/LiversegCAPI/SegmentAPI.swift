@@ -84,30 +84,72 @@ public func liverseg_segment(_ model: OpaquePointer?, _ volume: UnsafePointer<li
     }
 }
 
+/// A network input from C: dims must be positive multiples of 4 and values finite.
+private func networkInput(_ input: UnsafePointer<Float>?, _ dims: UnsafePointer<Int>?) throws -> Tensor<Float> {
+    let input = try required(input, "input")
+    let dims = try required(dims, "dims")
+    let extents = try (0..<3).map { try checkedSize(UInt(bitPattern: dims[$0]), "dims[\($0)]") }
+    for (i, e) in extents.enumerated() where e < 4 || e % 4 != 0 {
+        throw LiversegError.invalidArgument("dims[\(i)] = \(e) must be a positive multiple of 4")
+    }
+    let count = try checkedProduct(extents + [64], what: "dims") / 64
+    if let bad = (0..<count).first(where: { !input[$0].isFinite }) {
+        throw LiversegError.invalidArgument("input value at flat index \(bad) is not finite")
+    }
+    let tensor = try Tensor<Float>(channels: 1, size: GridSize(x: extents[0], y: extents[1], z: extents[2]), zeroed: false)
+    tensor.storage.pointer.update(from: input, count: count)
+    return tensor
+}
+
+private func threadCount(_ n: Int32) throws -> Int {
+    guard n >= 0 else { throw LiversegError.invalidArgument("n_threads \(n) must be >= 0") }
+    return resolvedThreadCount(Int(n))
+}
+
 @_cdecl("liverseg_network_forward")
 public func liverseg_network_forward(_ model: OpaquePointer?, _ input: UnsafePointer<Float>?, _ dims: UnsafePointer<Int>?,
                                      _ nThreads: Int32, _ outMain: UnsafeMutablePointer<Float>?,
                                      _ outBranch1: UnsafeMutablePointer<Float>?, _ outBranch2: UnsafeMutablePointer<Float>?) -> liverseg_status {
     boundary("liverseg_network_forward") {
         let model = try handle(model).model
-        let input = try required(input, "input")
-        let dims = try required(dims, "dims")
-        let extents = try (0..<3).map { try checkedSize(UInt(bitPattern: dims[$0]), "dims[\($0)]") }
-        for (i, e) in extents.enumerated() where e < 4 || e % 4 != 0 {
-            throw LiversegError.invalidArgument("dims[\(i)] = \(e) must be a positive multiple of 4")
-        }
-        guard nThreads >= 0 else { throw LiversegError.invalidArgument("n_threads \(nThreads) must be >= 0") }
-        let size = GridSize(x: extents[0], y: extents[1], z: extents[2])
-        let count = try checkedProduct(extents + [64], what: "dims") / 64
-        let tensor = try Tensor<Float>(channels: 1, size: size, zeroed: false)
-        tensor.storage.pointer.update(from: input, count: count)
-        if let bad = (0..<count).first(where: { !input[$0].isFinite }) {
-            throw LiversegError.invalidArgument("input value at flat index \(bad) is not finite")
-        }
-        let outputs = try model.network.forward(tensor, threads: resolvedThreadCount(Int(nThreads)))
+        let tensor = try networkInput(input, dims)
+        let count = tensor.size.voxelCount
+        let outputs = try model.network.forward(tensor, threads: try threadCount(nThreads))
         outMain?.update(from: outputs.main.pointer, count: count)
         outBranch1?.update(from: outputs.branch1.pointer, count: count)
         outBranch2?.update(from: outputs.branch2.pointer, count: count)
+    }
+}
+
+@_cdecl("liverseg_network_loss_gradient")
+public func liverseg_network_loss_gradient(_ model: OpaquePointer?, _ input: UnsafePointer<Float>?, _ dims: UnsafePointer<Int>?,
+                                           _ labels: UnsafePointer<UInt8>?, _ eta1: Double, _ eta2: Double, _ nThreads: Int32,
+                                           _ outLosses: UnsafeMutablePointer<Double>?,
+                                           _ outGradient: UnsafeMutablePointer<Float>?) -> liverseg_status {
+    boundary("liverseg_network_loss_gradient") {
+        let model = try handle(model).model
+        let tensor = try networkInput(input, dims)
+        let labels = try required(labels, "labels")
+        let losses = try required(outLosses, "out_losses")
+        for (name, eta) in [("eta1", eta1), ("eta2", eta2)] where !(eta.isFinite && eta >= 0) {
+            throw LiversegError.invalidArgument("\(name) \(eta) must be finite and >= 0")
+        }
+        let classes = model.architecture.classes
+        if let bad = (0..<tensor.size.voxelCount).first(where: { Int(labels[$0]) >= classes }) {
+            throw LiversegError.invalidArgument("labels[\(bad)] = \(labels[bad]) is not a class index below \(classes)")
+        }
+        let (loss, gradients) = try model.network.lossAndGradients(tensor, labels: labels, eta: (Float(eta1), Float(eta2)),
+                                                                   threads: try threadCount(nThreads))
+        (losses[0], losses[1], losses[2], losses[3]) = (Double(loss.total), Double(loss.main), Double(loss.branch1), Double(loss.branch2))
+        if let out = outGradient {
+            var offset = 0
+            for (name, shape) in model.architecture.parameterShapes {
+                let g = gradients[name] ?? []
+                guard g.count == shape.reduce(1, *) else { throw LiversegError.internalError("gradient of \(name) has \(g.count) values") }
+                (out + offset).update(from: g, count: g.count)
+                offset += g.count
+            }
+        }
     }
 }
 

@@ -54,3 +54,52 @@ def test_forward_rejects_bad_shapes(small_model):
     x[1, 2, 3] = np.nan
     with pytest.raises(liverseg.Error, match="not finite"):
         small_model.forward(x)
+
+
+def test_loss_and_gradient_match_pytorch_autograd(tmp_path):
+    """Eq. 3's data term and its gradient for every tensor, on the paper's topology (small
+    channels, the paper's kernels), against PyTorch autograd in float64."""
+    import torch
+    import torch.nn.functional as F
+    arch = small_architecture()
+    path = tmp_path / "m.safetensors"
+    liverseg.save_model(path, arch, liverseg.random_weights(arch, seed=21))
+    model = liverseg.Model(path)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((24, 20, 16)).astype(np.float32)
+    labels = (rng.random(x.shape) < 0.3).astype(np.uint8)
+    losses, gradients = model.loss_and_gradient(x, labels, eta=(0.3, 0.4), threads=2)
+
+    weights, _ = torch_reference.load(str(path))
+    for w in weights.values():
+        w.requires_grad_(True)
+    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 1, 0)).astype(np.float64))[None, None]
+    target = torch.from_numpy(np.ascontiguousarray(labels.transpose(2, 1, 0)).astype(np.int64))[None]
+    def conv(n, t):
+        w = weights[n + ".weight"]
+        return F.relu(F.conv3d(t, w, weights[n + ".bias"], padding=[s // 2 for s in w.shape[2:]]))
+    def up(n, t):
+        return F.conv_transpose3d(t, weights[n + ".weight"], weights[n + ".bias"], stride=2, padding=1, output_padding=1)
+    p1 = F.max_pool3d(conv("conv2", conv("conv1", xt)), 2)
+    p2 = F.max_pool3d(conv("conv5", conv("conv4", p1)), 2)
+    main = up("deconv10", F.relu(up("deconv9", conv("conv8", conv("conv7", p2)))))
+    b1 = up("branch1.deconv", p1)
+    b2 = up("branch2.deconv2", F.relu(up("branch2.deconv1", p2)))
+    terms = [F.cross_entropy(s, target) for s in (main, b1, b2)]
+    total = terms[0] + 0.3 * terms[1] + 0.4 * terms[2]
+    total.backward()
+    for name, value in zip(("total", "main", "branch1", "branch2"), [total] + terms):
+        assert abs(losses[name] - value.item()) <= 1e-5 * abs(value.item())
+    for name, g in gradients.items():
+        ref = weights[name].grad.numpy()
+        assert np.abs(g - ref).max() <= 1e-4 * np.abs(ref).max(), name
+
+
+def test_loss_and_gradient_reject_bad_labels(small_model):
+    x = np.zeros((8, 8, 8), np.float32)
+    labels = np.zeros(x.shape, np.uint8)
+    labels[1, 1, 1] = 2
+    with pytest.raises(liverseg.Error, match=r"labels\[\d+\] = 2 is not a class index below 2"):
+        small_model.loss_and_gradient(x, labels)
+    with pytest.raises(liverseg.Error, match="eta2"):
+        small_model.loss_and_gradient(x, np.zeros_like(labels), eta=(0.3, float("nan")))

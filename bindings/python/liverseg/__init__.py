@@ -189,6 +189,28 @@ class Model:
         check(lib.liverseg_preprocess(self._handle, ctypes.byref(volume), threads, out.ctypes.data, out.size))
         return out
 
+    def loss_and_gradient(self, volume, labels, eta=(0.3, 0.4), threads=0):
+        """Eq. 3's data term for a normalised [x, y, z] input (extents multiples of 4) and
+        0/1 labels of the same shape: returns ({"total", "main", "branch1", "branch2"},
+        {tensor name: gradient array shaped like the model file's tensor})."""
+        a = np.asfortranarray(volume, dtype=np.float32)
+        y = np.asfortranarray(labels, dtype=np.uint8)
+        if a.ndim != 3 or y.shape != a.shape:
+            raise ValueError(f"volume {a.shape} and labels {y.shape} must be 3-D and equal")
+        arch = self.metadata["architecture"]
+        shapes = parameter_shapes(arch)
+        flat = np.empty(sum(int(np.prod(s)) for _, s in shapes), dtype=np.float32)
+        losses = (ctypes.c_double * 4)()
+        dims = (ctypes.c_size_t * 3)(*a.shape)
+        check(lib.liverseg_network_loss_gradient(self._handle, a.ctypes.data, dims, y.ctypes.data, eta[0], eta[1],
+                                                 threads, losses, flat.ctypes.data))
+        gradients, offset = {}, 0
+        for name, shape in shapes:
+            n = int(np.prod(shape))
+            gradients[name] = flat[offset:offset + n].reshape(shape)
+            offset += n
+        return dict(zip(("total", "main", "branch1", "branch2"), losses)), gradients
+
     def forward(self, volume, threads=0):
         """Runs the network alone on a normalised model-grid volume [x, y, z] whose extents
         are multiples of 4. Returns the liver probability (main, branch1, branch2)."""

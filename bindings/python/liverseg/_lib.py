@@ -124,9 +124,12 @@ def _declare(lib):
     lib.liverseg_segment.argtypes = [ctypes.c_void_p, P(Volume), P(SegmentParams), ctypes.c_void_p, ctypes.c_void_p]
     lib.liverseg_network_forward.argtypes = [ctypes.c_void_p, ctypes.c_void_p, P(ctypes.c_size_t), ctypes.c_int,
                                              ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+    lib.liverseg_network_loss_gradient.argtypes = [ctypes.c_void_p, ctypes.c_void_p, P(ctypes.c_size_t), ctypes.c_void_p,
+                                                   ctypes.c_double, ctypes.c_double, ctypes.c_int, ctypes.c_void_p,
+                                                   ctypes.c_void_p]
     lib.liverseg_model_grid_dims.argtypes = [ctypes.c_void_p, P(Volume), P(ctypes.c_size_t)]
     lib.liverseg_preprocess.argtypes = [ctypes.c_void_p, P(Volume), ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
-    for name in ("liverseg_model_grid_dims", "liverseg_preprocess", "liverseg_model_load_file", "liverseg_model_load_memory", "liverseg_model_get_info",
+    for name in ("liverseg_network_loss_gradient", "liverseg_model_grid_dims", "liverseg_preprocess", "liverseg_model_load_file", "liverseg_model_load_memory", "liverseg_model_get_info",
                  "liverseg_segment", "liverseg_network_forward"):
         getattr(lib, name).restype = ctypes.c_int
     return lib
