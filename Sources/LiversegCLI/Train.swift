@@ -66,7 +66,8 @@ struct Train: ParsableCommand {
                 }
                 let dice = try validation.map { try validationDice(trainer.model(), $0) }
                 let meanDice = dice.isEmpty ? Double.nan : dice.reduce(0, +) / Double(dice.count)
-                let model = try trainer.model(extraMetadata: [("provenance", training.provenance(c, data: data, epochs: epoch))])
+                let model = try trainer.model(extraMetadata: [("crf", CRFParameters().modelMetadata),
+                                                              ("provenance", training.provenance(c, data: data, epochs: epoch))])
                 try writeFileAtomically(model.fileBytes(), to: out)
                 try writeFileAtomically(trainer.checkpointBytes(), to: checkpointPath)
                 csv += String(format: "%d,%.1f,%.6f,%.6f,%.6f,%.6f,%@\n", epoch, summary.seconds, summary.total, summary.main,

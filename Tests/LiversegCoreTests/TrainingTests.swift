@@ -98,3 +98,16 @@ final class TrainingTests: XCTestCase {
         }
     }
 }
+
+final class CRFMetadataTests: XCTestCase {
+    func testCRFSectionRoundTrips() throws {
+        var p = CRFParameters()
+        p.mode = .volume3d
+        p.iterations = 7
+        p.bilateralWeight = 2.5
+        p.thetaBetaHU = 21
+        p.normalisation = .after
+        p.restrictToUncertainRegion = false
+        XCTAssertEqual(try CRFParameters(modelMetadata: try parseJSON(Array(p.modelMetadata.serialized.utf8))), p)
+    }
+}

@@ -115,6 +115,24 @@ extension CRFParameters {
     }
 }
 
+extension CRFParameters {
+    /// The model file's "crf" section for these parameters (the inverse of
+    /// `init(modelMetadata:)`; the thread count is not a model property and is left out).
+    public var modelMetadata: JSONValue {
+        .object([
+            ("mode", .string(mode == .slice2d ? "slice2d" : "volume3d")),
+            ("n_iterations", .number(Double(iterations))),
+            ("mu1", .number(bilateralWeight)), ("mu2", .number(spatialWeight)),
+            ("theta_alpha_mm", .number(thetaAlphaMM)), ("theta_beta_hu", .number(thetaBetaHU)),
+            ("theta_gamma_mm", .number(thetaGammaMM)),
+            ("normalisation", .string(normalisation == .symmetric ? "symmetric" : "after")),
+            ("uncertain_only", .bool(restrictToUncertainRegion)),
+            ("uncertain_probability", .number(uncertainProbability)),
+            ("uncertain_margin_mm", .number(uncertainMarginMM)),
+        ])
+    }
+}
+
 /// A box of voxels [lower, upper) on the volume grid.
 struct VoxelBox: Equatable {
     var lower: [Int]
