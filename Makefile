@@ -17,9 +17,8 @@ PYTHON ?= python3
 DATA ?= ../shared/data
 OUT ?= out
 
-SWIFT_RELEASE_FLAGS := -c release -Xswiftc -static-stdlib \
-	-Xlinker --version-script=$(CURDIR)/Sources/LiversegCAPI/exports.map \
-	-Xlinker -soname=$(SONAME)
+# The export list and SONAME come from Package.swift; the Swift runtime is linked statically.
+SWIFT_RELEASE_FLAGS := -c release -Xswiftc -static-stdlib
 LIB := .build/release/libliverseg.so
 CLI := .build/release/liverseg-cli
 

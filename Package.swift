@@ -1,5 +1,10 @@
 // swift-tools-version:6.0
+import Foundation
 import PackageDescription
+
+/// The C boundary's export list, by absolute path: linker flags apply from the build folder.
+let exportList = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .appendingPathComponent("Sources/LiversegCAPI/exports.map").path
 
 let package = Package(
     name: "liverseg",
@@ -25,8 +30,11 @@ let package = Package(
         // The Swift core: network, model file, volume handling, inference. No C types.
         .target(name: "LiversegCore", dependencies: ["COpenBLAS", "CZlib"],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
-        // The thin @_cdecl layer exporting liverseg_* functions.
-        .target(name: "LiversegCAPI", dependencies: ["LiversegCore", "CLiverseg"]),
+        // The thin @_cdecl layer exporting liverseg_* functions; libliverseg.so exports only
+        // those (version script) and is named libliverseg.so.0 (SONAME), in every build.
+        .target(name: "LiversegCAPI", dependencies: ["LiversegCore", "CLiverseg"], exclude: ["exports.map"],
+                linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(exportList)",
+                                               "-Xlinker", "-soname=libliverseg.so.0"])]),
         // The command-line tool: segment, eval, info.
         .executableTarget(name: "LiversegCLI", dependencies: [
             "LiversegCore", .product(name: "ArgumentParser", package: "swift-argument-parser"),
