@@ -31,9 +31,10 @@ let package = Package(
         .target(name: "LiversegCore", dependencies: ["COpenBLAS", "CZlib"],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
         // The thin @_cdecl layer exporting liverseg_* functions; libliverseg.so exports only
-        // those (version script) and is named libliverseg.so.0 (SONAME), in every build.
+        // those (version script) and is named libliverseg.so.0 (SONAME), in every build. lld
+        // (in the Swift toolchain) because gold leaves local Swift type symbols in .dynsym.
         .target(name: "LiversegCAPI", dependencies: ["LiversegCore", "CLiverseg"], exclude: ["exports.map"],
-                linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(exportList)",
+                linkerSettings: [.unsafeFlags(["-use-ld=lld", "-Xlinker", "--version-script=\(exportList)",
                                                "-Xlinker", "-soname=libliverseg.so.0"])]),
         // The command-line tool: segment, eval, info.
         .executableTarget(name: "LiversegCLI", dependencies: [
