@@ -114,7 +114,7 @@ public func liverseg_network_forward(_ model: OpaquePointer?, _ input: UnsafePoi
         let model = try handle(model).model
         let tensor = try networkInput(input, dims)
         let count = tensor.size.voxelCount
-        let outputs = try model.network.forward(tensor, threads: try threadCount(nThreads))
+        let outputs = try model.forward(tensor, threads: try threadCount(nThreads))
         outMain?.update(from: outputs.main.pointer, count: count)
         outBranch1?.update(from: outputs.branch1.pointer, count: count)
         outBranch2?.update(from: outputs.branch2.pointer, count: count)
@@ -138,7 +138,7 @@ public func liverseg_network_loss_gradient(_ model: OpaquePointer?, _ input: Uns
         if let bad = (0..<tensor.size.voxelCount).first(where: { Int(labels[$0]) >= classes }) {
             throw LiversegError.invalidArgument("labels[\(bad)] = \(labels[bad]) is not a class index below \(classes)")
         }
-        let (loss, gradients) = try model.network.lossAndGradients(tensor, labels: labels, eta: (Float(eta1), Float(eta2)),
+        let (loss, gradients) = try model.lossAndGradients(tensor, labels: labels, eta: (Float(eta1), Float(eta2)),
                                                                    threads: try threadCount(nThreads))
         (losses[0], losses[1], losses[2], losses[3]) = (Double(loss.total), Double(loss.main), Double(loss.branch1), Double(loss.branch2))
         if let out = outGradient {

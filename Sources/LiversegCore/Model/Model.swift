@@ -231,3 +231,18 @@ public func readWholeFile(_ path: String) throws -> [UInt8] {
     }
     return bytes
 }
+
+extension Model {
+    /// The network's forward pass (see `DSNNetwork.forward`). A concrete entry point for other
+    /// modules: generic code called across a module boundary runs unspecialised, several
+    /// times slower.
+    public func forward(_ input: Tensor<Float>, threads: Int) throws -> DSNOutputs<Float> {
+        try network.forward(input, threads: threads)
+    }
+
+    /// Eq. 3's data term and its gradient (see `DSNNetwork.lossAndGradients`), concretely.
+    public func lossAndGradients(_ input: Tensor<Float>, labels: UnsafePointer<UInt8>, eta: (Float, Float),
+                                 threads: Int) throws -> (DSNLoss<Float>, [String: [Float]]) {
+        try network.lossAndGradients(input, labels: labels, eta: eta, threads: threads)
+    }
+}
