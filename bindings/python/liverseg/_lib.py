@@ -135,6 +135,18 @@ def _declare(lib):
     return lib
 
 
+_declarers = [_declare]
+
+
+def on_load(declare):
+    """Registers declare(lib), run when the library loads (at once if it already has):
+    modules set their functions' signatures without loading the library at import."""
+    _declarers.append(declare)
+    if _LazyLibrary._loaded is not None:
+        declare(_LazyLibrary._loaded)
+    return declare
+
+
 class _LazyLibrary:
     """Loads libliverseg on first use, so model files can be written without it."""
 
@@ -142,7 +154,10 @@ class _LazyLibrary:
 
     def __getattr__(self, name):
         if _LazyLibrary._loaded is None:
-            _LazyLibrary._loaded = _declare(_load())
+            loaded = _load()
+            for declare in _declarers:
+                declare(loaded)
+            _LazyLibrary._loaded = loaded
         return getattr(_LazyLibrary._loaded, name)
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import _lib
 from ._lib import lib, check
 
 # liverseg_voxel_type
@@ -32,12 +33,14 @@ class ImageInfo(ctypes.Structure):
     ]
 
 
-lib.liverseg_image_read.argtypes = [ctypes.c_char_p, ctypes.POINTER(ImageInfo), ctypes.POINTER(ctypes.c_void_p)]
-lib.liverseg_image_read.restype = ctypes.c_int
-lib.liverseg_image_write.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.POINTER(ImageInfo)]
-lib.liverseg_image_write.restype = ctypes.c_int
-lib.liverseg_free.argtypes = [ctypes.c_void_p]
-lib.liverseg_free.restype = None
+@_lib.on_load
+def _declare(lib):
+    lib.liverseg_image_read.argtypes = [ctypes.c_char_p, ctypes.POINTER(ImageInfo), ctypes.POINTER(ctypes.c_void_p)]
+    lib.liverseg_image_read.restype = ctypes.c_int
+    lib.liverseg_image_write.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.POINTER(ImageInfo)]
+    lib.liverseg_image_write.restype = ctypes.c_int
+    lib.liverseg_free.argtypes = [ctypes.c_void_p]
+    lib.liverseg_free.restype = None
 
 
 @dataclass(frozen=True, eq=False)

@@ -7,6 +7,7 @@ import ctypes
 
 import numpy as np
 
+from . import _lib
 from ._lib import lib, check
 
 _FIELDS = ["dice", "voe", "vd", "avg_d", "rms_d", "max_d", "hd95", "mean_distance_a_to_b", "mean_distance_b_to_a"]
@@ -20,9 +21,11 @@ class Metrics(ctypes.Structure):
                 + [(n, ctypes.c_size_t) for n in _COUNTS] + [("score_" + n, ctypes.c_double) for n in _SCORES])
 
 
-lib.liverseg_evaluate.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t),
-                                  ctypes.POINTER(ctypes.c_double), ctypes.c_int, ctypes.c_int, ctypes.POINTER(Metrics)]
-lib.liverseg_evaluate.restype = ctypes.c_int
+@_lib.on_load
+def _declare(lib):
+    lib.liverseg_evaluate.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t),
+                                      ctypes.POINTER(ctypes.c_double), ctypes.c_int, ctypes.c_int, ctypes.POINTER(Metrics)]
+    lib.liverseg_evaluate.restype = ctypes.c_int
 
 
 def evaluate(seg, ref, spacing, connectivity=18, threads=0):
