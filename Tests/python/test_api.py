@@ -161,3 +161,10 @@ def test_preprocess_checks_the_output_size(small_model):
     assert lib.liverseg_preprocess(small_model._handle, ctypes.byref(v), 0, out.ctypes.data, 3999) == _lib.INVALID_ARGUMENT
     assert "out_count 3999 but the model grid 20×20×10 has 4000 voxels" in lib.liverseg_last_error().decode()
     assert lib.liverseg_preprocess(small_model._handle, ctypes.byref(v), 0, None, 4000) == _lib.INVALID_ARGUMENT
+
+
+def test_exception_in_progress_callback_cancels_and_is_raised(small_model):
+    def progress(fraction, stage):
+        raise ValueError("stop here")
+    with pytest.raises(ValueError, match="stop here"):
+        small_model.segment(np.zeros((40, 40, 20), np.int16), spacing=(2, 2, 2), progress=progress)

@@ -159,22 +159,12 @@ class Model:
             from .crf import crf_params_struct
             crf_struct = crf_params_struct(crf_params, threads)  # kept alive until the call returns
             params.crf_params = ctypes.addressof(crf_struct)
-        callback_error = []
-        if progress is not None:
-            def relay(fraction, stage, _user):
-                try:
-                    return 1 if progress(fraction, stage) else 0
-                except BaseException as e:  # never let a Python exception unwind through C
-                    callback_error.append(e)
-                    return 1
-            params.progress = _lib.PROGRESS_CALLBACK(relay)
+        relay = _lib.ProgressRelay(progress)
+        params.progress = relay.callback
         mask = np.empty(a.shape, dtype=np.uint8, order="F")
         probability = np.empty(a.shape, dtype=np.float32, order="F") if return_probability else None
-        status = lib.liverseg_segment(self._handle, ctypes.byref(volume), ctypes.byref(params),
-                                      mask.ctypes.data, None if probability is None else probability.ctypes.data)
-        if callback_error:
-            raise callback_error[0]
-        check(status)
+        relay.finish(lib.liverseg_segment(self._handle, ctypes.byref(volume), ctypes.byref(params),
+                                          mask.ctypes.data, None if probability is None else probability.ctypes.data))
         return (mask, probability) if return_probability else mask
 
     def preprocess(self, array, spacing=None, affine=None, threads=0):

@@ -164,6 +164,31 @@ class _LazyLibrary:
 lib = _LazyLibrary()
 
 
+class ProgressRelay:
+    """Wraps a Python progress(fraction, stage) → cancel? function as a C callback. An
+    exception in it cancels the call and is re-raised by finish(status) instead of
+    unwinding through C."""
+
+    def __init__(self, progress):
+        self.error = None
+        self.callback = PROGRESS_CALLBACK() if progress is None else PROGRESS_CALLBACK(self._relay(progress))
+
+    def _relay(self, progress):
+        def relay(fraction, stage, _user):
+            try:
+                return 1 if progress(fraction, stage) else 0
+            except BaseException as e:
+                self.error = e
+                return 1
+        return relay
+
+    def finish(self, status):
+        """Re-raises the callback's exception, else checks the status."""
+        if self.error is not None:
+            raise self.error
+        check(status)
+
+
 def check(status):
     """Raises Error with the library's message unless status is OK."""
     if status != OK:

@@ -11,7 +11,7 @@ import ctypes
 
 import numpy as np
 
-from ._lib import lib, check
+from ._lib import lib
 from . import _lib
 
 # liverseg_crf_mode and liverseg_crf_normalisation
@@ -109,18 +109,8 @@ def refine_crf(ct, probability, spacing=None, affine=None, threads=0, progress=N
     spacing, matrix = _spacing_and_matrix(a.shape, spacing, affine)
     volume = _volume_struct(a, spacing, matrix)
     p = crf_params_struct(params, threads)
-    callback_error = []
-    if progress is not None:
-        def relay(fraction, stage, _user):
-            try:
-                return 1 if progress(fraction, stage) else 0
-            except BaseException as e:  # never let a Python exception unwind through C
-                callback_error.append(e)
-                return 1
-        p.progress = _lib.PROGRESS_CALLBACK(relay)
+    relay = _lib.ProgressRelay(progress)
+    p.progress = relay.callback
     mask = np.empty(a.shape, dtype=np.uint8, order="F")
-    status = lib.liverseg_refine_crf(ctypes.byref(volume), prob.ctypes.data, ctypes.byref(p), mask.ctypes.data)
-    if callback_error:
-        raise callback_error[0]
-    check(status)
+    relay.finish(lib.liverseg_refine_crf(ctypes.byref(volume), prob.ctypes.data, ctypes.byref(p), mask.ctypes.data))
     return mask
