@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job: segment a real CT with the bundled model, write the mask, a picture and
+# The main job: segment a real CT with the bundled model (network + dense CRF), write the mask, a picture and
 # the evaluation against the reference mask. The CT is the external test case (not used in
 # training): TotalSegmentator's 20-slice abdomen, whose reference is that tool's own output.
 set -euo pipefail
@@ -9,6 +9,6 @@ CLI=${CLI:-.build/release/liverseg-cli}
 CASE=${CASE:-$DATA/totalseg-example/ct-20slices.nii.gz}
 REFERENCE=${REFERENCE:-$DATA/totalseg-example/liver-20slices.nii.gz}
 mkdir -p "$OUT"
-"$CLI" segment "$CASE" "$OUT/liver.nii.gz" --probability "$OUT/probability.nii.gz" --preview "$OUT/preview.png"
+"$CLI" segment "$CASE" "$OUT/liver.nii.gz" --crf --probability "$OUT/probability.nii.gz" --preview "$OUT/preview.png"
 "$CLI" eval "$OUT/liver.nii.gz" "$REFERENCE" --ct "$CASE" --preview "$OUT/evaluation.png"
 echo "wrote $OUT/liver.nii.gz, $OUT/probability.nii.gz, $OUT/preview.png (mask outline) and $OUT/evaluation.png (red: liverseg, green: reference)"
