@@ -30,8 +30,9 @@ private let preprocessShare = 0.05, networkShare = 0.9, crfShare = 0.15
 
 extension Model {
     /// Runs the whole pipeline on `volume`: reorient + resample + normalise, tiled network,
-    /// eq. 4 fusion, resampling back, thresholding. Writes `mask` (0/1, input grid) and,
-    /// if given, the fused liver probability.
+    /// eq. 4 fusion, resampling back, then thresholding — or the dense CRF when
+    /// `options.crf` is set. Writes `mask` (0/1, input grid) and, if given, the fused liver
+    /// probability.
     public func segment(_ volume: VolumeInput, options: SegmentationOptions,
                         mask: UnsafeMutablePointer<UInt8>, probability: UnsafeMutablePointer<Float>?,
                         progress: ProgressHandler? = nil) throws {
