@@ -23,7 +23,7 @@ struct Liverseg: ParsableCommand {
           130 cancelled
         Errors are printed as one line on standard error.
         """,
-        subcommands: [Segment.self, Eval.self, Info.self, Train.self, LeaveOneOut.self])
+        subcommands: [Segment.self, Eval.self, Info.self, Train.self, LeaveOneOut.self, Curves.self])
 }
 
 /// Maps core errors to the documented exit codes.

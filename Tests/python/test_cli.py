@@ -202,3 +202,20 @@ def test_leave_one_out_writes_table_1(synthetic_cases, tmp_path):
     assert (tmp_path / "table.md").read_text().startswith("| method |")
     assert sorted(p.name for p in tmp_path.glob("fold*.safetensors")) == sorted(
         f"fold{k}-{m}.safetensors" for k in (1, 2, 3) for m in ("3D-CNN", "3D-DSN"))
+
+
+def test_curves_plots_two_logs(tmp_path):
+    for name, losses in (("dsn", [0.9, 0.5, 0.3, 0.2]), ("cnn", [0.9, 0.8, 0.6, 0.5])):
+        rows = "".join(f"{e + 1},1.0,{l},{l},0,0,\n" for e, l in enumerate(losses))
+        (tmp_path / f"{name}.csv").write_text("epoch,seconds,loss,main,branch1,branch2,validation_dice\n" + rows)
+    result = run("curves", tmp_path / "dsn.csv", tmp_path / "cnn.csv", "--out", tmp_path / "c.png")
+    assert result.returncode == 0, result.stderr
+    assert png_size(tmp_path / "c.png") == (640, 400)
+    data = Path(tmp_path / "c.png").read_bytes()
+    start = data.index(b"IDAT") + 4
+    length = struct.unpack(">I", data[start - 8:start - 4])[0]
+    raw = zlib.decompress(data[start:start + length])
+    pixels = np.frombuffer(raw, np.uint8).reshape(400, 1 + 640 * 3)[:, 1:].reshape(400, 640, 3)
+    colours = {tuple(p) for p in pixels.reshape(-1, 3)}
+    assert (220, 40, 40) in colours and (40, 90, 220) in colours   # one line per log
+    assert run("curves", tmp_path / "dsn.csv", "--column", "nope", "--out", tmp_path / "d.png").returncode == 65
