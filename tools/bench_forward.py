@@ -73,24 +73,19 @@ def main():
             print(f"  OpenBLAS sgemm 2048³, {threads} thread(s): {sgemm_rate(threads):6.1f} GFLOP/s")
         try:
             import torch
-            import torch.nn.functional as F
         except ImportError:
             print("  PyTorch not installed: no peer comparison")
             return
-        W = {k: torch.from_numpy(v) for k, v in weights.items()}
+        from liverseg.torch_train import DSN
+        net = DSN(arch)
+        with torch.no_grad():
+            for name, value in weights.items():
+                net.weight(name).copy_(torch.from_numpy(value))
         xt = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 1, 0)))[None, None]
+
         def torch_forward():
             with torch.no_grad():
-                conv = lambda n, t: F.relu(F.conv3d(t, W[n + ".weight"], W[n + ".bias"],
-                                                    padding=[s // 2 for s in W[n + ".weight"].shape[2:]]))
-                up = lambda n, t: F.conv_transpose3d(t, W[n + ".weight"], W[n + ".bias"], stride=2, padding=1,
-                                                     output_padding=1)
-                p1 = F.max_pool3d(conv("conv2", conv("conv1", xt)), 2)
-                b1 = torch.softmax(up("branch1.deconv", p1), 1)
-                p2 = F.max_pool3d(conv("conv5", conv("conv4", p1)), 2)
-                b2 = torch.softmax(up("branch2.deconv2", F.relu(up("branch2.deconv1", p2))), 1)
-                top = conv("conv8", conv("conv7", p2))
-                return torch.softmax(up("deconv10", F.relu(up("deconv9", top))), 1), b1, b2
+                return [torch.softmax(s, 1) for s in net(xt)]
         for threads in (1, 2):
             torch.set_num_threads(threads)
             t = median_time(torch_forward, args.runs)

@@ -73,18 +73,8 @@ def test_loss_and_gradient_match_pytorch_autograd(tmp_path):
     weights, _ = torch_reference.load(str(path))
     for w in weights.values():
         w.requires_grad_(True)
-    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 1, 0)).astype(np.float64))[None, None]
     target = torch.from_numpy(np.ascontiguousarray(labels.transpose(2, 1, 0)).astype(np.int64))[None]
-    def conv(n, t):
-        w = weights[n + ".weight"]
-        return F.relu(F.conv3d(t, w, weights[n + ".bias"], padding=[s // 2 for s in w.shape[2:]]))
-    def up(n, t):
-        return F.conv_transpose3d(t, weights[n + ".weight"], weights[n + ".bias"], stride=2, padding=1, output_padding=1)
-    p1 = F.max_pool3d(conv("conv2", conv("conv1", xt)), 2)
-    p2 = F.max_pool3d(conv("conv5", conv("conv4", p1)), 2)
-    main = up("deconv10", F.relu(up("deconv9", conv("conv8", conv("conv7", p2)))))
-    b1 = up("branch1.deconv", p1)
-    b2 = up("branch2.deconv2", F.relu(up("branch2.deconv1", p2)))
+    main, b1, b2 = torch_reference.scores(weights, torch_reference.as_tensor(x))
     terms = [F.cross_entropy(s, target) for s in (main, b1, b2)]
     total = terms[0] + 0.3 * terms[1] + 0.4 * terms[2]
     total.backward()

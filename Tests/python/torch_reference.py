@@ -23,10 +23,9 @@ def _deconv(x, w, b):
     return F.conv_transpose3d(x, w, b, stride=2, padding=1, output_padding=1)
 
 
-def forward(weights, volume_xyz):
-    """Liver probabilities (main, branch1, branch2) as [x, y, z] float64 arrays for a
-    normalised [x, y, z] input (extents multiples of 4)."""
-    x = torch.from_numpy(np.ascontiguousarray(np.asarray(volume_xyz, dtype=np.float64).transpose(2, 1, 0)))[None, None]
+def scores(weights, x):
+    """Class scores (main, branch1, branch2), each [1, classes, Z, Y, X], of an input tensor
+    [1, 1, Z, Y, X]; differentiable with respect to the weight tensors."""
     def conv(name, t):
         w = weights[f"{name}.weight"]
         pad = [s // 2 for s in w.shape[2:]]
@@ -37,8 +36,18 @@ def forward(weights, volume_xyz):
     b1 = up("branch1.deconv", pool1)
     pool2 = F.max_pool3d(conv("conv5", conv("conv4", pool1)), 2)
     b2 = up("branch2.deconv2", F.relu(up("branch2.deconv1", pool2)))
-    top = conv("conv8", conv("conv7", pool2))
-    main = up("deconv10", F.relu(up("deconv9", top)))
-    def liver(scores):
-        return torch.softmax(scores, dim=1)[0, 1].numpy().transpose(2, 1, 0)
-    return liver(main), liver(b1), liver(b2)
+    main = up("deconv10", F.relu(up("deconv9", conv("conv8", conv("conv7", pool2)))))
+    return main, b1, b2
+
+
+def as_tensor(volume_xyz, dtype=np.float64):
+    """A numpy [x, y, z] array as a torch [1, 1, Z, Y, X] tensor."""
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(volume_xyz, dtype=dtype).transpose(2, 1, 0)))[None, None]
+
+
+def forward(weights, volume_xyz):
+    """Liver probabilities (main, branch1, branch2) as [x, y, z] float64 arrays for a
+    normalised [x, y, z] input (extents multiples of 4)."""
+    def liver(s):
+        return torch.softmax(s, dim=1)[0, 1].numpy().transpose(2, 1, 0)
+    return tuple(liver(s) for s in scores(weights, as_tensor(volume_xyz)))

@@ -186,11 +186,17 @@ public struct Convolution3D<Scalar: NetworkScalar>: Sendable {
 
     @inline(__always)
     private func applyBiasAndActivation(_ p: UnsafeMutablePointer<Scalar>, count: Int, bias: Scalar) {
-        if relu {
-            for i in 0..<count { p[i] = max(p[i] + bias, 0) }
-        } else {
-            for i in 0..<count { p[i] += bias }
-        }
+        addBias(bias, relu: relu, to: p, count: count)
+    }
+}
+
+/// p[i] ← p[i] + bias, then max(·, 0) when `relu`: the epilogue of every layer.
+@inline(__always)
+func addBias<Scalar: NetworkScalar>(_ bias: Scalar, relu: Bool, to p: UnsafeMutablePointer<Scalar>, count: Int) {
+    if relu {
+        for i in 0..<count { p[i] = max(p[i] + bias, 0) }
+    } else {
+        for i in 0..<count { p[i] += bias }
     }
 }
 

@@ -72,12 +72,7 @@ public struct TransposedConvolution3D<Scalar: NetworkScalar>: Sendable {
             }
         }
         parallelFor(outChannels, threads: threads) { co in
-            let p = output.channel(co), b = bias[co]
-            if relu {
-                for i in 0..<outSize.voxelCount { p[i] = max(p[i] + b, 0) }
-            } else {
-                for i in 0..<outSize.voxelCount { p[i] += b }
-            }
+            addBias(bias[co], relu: relu, to: output.channel(co), count: outSize.voxelCount)
         }
         return output
     }
