@@ -55,15 +55,21 @@ struct LeaveOneOut: ParsableCommand {
                     var c = base
                     c.deepSupervision = deepSupervision
                     let trainer = try Trainer(configuration: c)
-                    let sampler = try PatchSampler(volumes: trainingCases.map { volumes[$0] }, patch: c.patch,
-                                                   padValue: c.preprocessing.normalise(-.infinity), seed: c.seed)
-                    while trainer.epochsDone < training.epochs {
-                        let summary = try trainer.trainEpoch(sampler)
-                        say("fold \(k + 1)/\(all.count) \(name) epoch \(summary.epoch)/\(training.epochs) loss \(String(format: "%.4f", summary.total))")
+                    let sampler = try c.sampler(trainingCases.map { volumes[$0] })
+                    let stem = "\(out)/fold\(k + 1)-\(name)"
+                    if let saved = try? readWholeFile(stem + ".checkpoint") {
+                        try trainer.resume(fromCheckpoint: saved)
+                        say("fold \(k + 1)/\(all.count) \(name): resuming after epoch \(trainer.epochsDone)")
                     }
-                    let model = try trainer.model(extraMetadata: [("provenance", training.provenance(
-                        c, data: trainingCases.map { all[$0].ct }, epochs: training.epochs))])
-                    try writeFileAtomically(model.fileBytes(), to: "\(out)/fold\(k + 1)-\(name).safetensors")
+                    let provenance = { (epoch: Int) in [("provenance", training.provenance(
+                        c, data: trainingCases.map { all[$0].ct }, epochs: epoch))] }
+                    try trainWithCheckpoints(
+                        trainer, sampler, epochs: training.epochs, model: stem + ".safetensors",
+                        checkpoint: stem + ".checkpoint", log: stem + ".csv", metadata: provenance,
+                        report: { summary, _ in
+                            say("fold \(k + 1)/\(all.count) \(name) epoch \(summary.epoch)/\(training.epochs) loss \(String(format: "%.4f", summary.total)) main \(String(format: "%.4f", summary.main))")
+                        })
+                    let model = try trainer.model(extraMetadata: provenance(training.epochs))
                     // CRF setting chosen on the training cases only.
                     let trainingOutputs = try trainingCases.map { try segmentCase(model, all[$0]) }
                     var best = (voe: Double.infinity, parameters: CRFParameters())

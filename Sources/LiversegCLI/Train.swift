@@ -47,41 +47,60 @@ struct Train: ParsableCommand {
                 try TrainingVolume(ctPath: $0.ct, maskPath: $0.mask, preprocessing: c.preprocessing, threads: resolvedThreadCount(c.threads))
             }
             let validation = try cases(val)
-            let sampler = try PatchSampler(volumes: volumes, patch: c.patch,
-                                           padValue: c.preprocessing.normalise(-.infinity), seed: c.seed)
+            let sampler = try c.sampler(volumes)
             let trainer = try Trainer(configuration: c)
             let checkpointPath = checkpoint ?? out + ".checkpoint"
             if let resume { try trainer.resume(fromCheckpoint: try readWholeFile(resume)) }
-            var csv = ""
-            if let log, resume == nil || !FileManager.default.fileExists(atPath: log) {
-                csv = "epoch,seconds,loss,main,branch1,branch2,validation_dice\n"
-            } else if let log {
-                csv = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-            }
             let epochs = training.epochs
-            while trainer.epochsDone < epochs {
-                let epoch = trainer.epochsDone + 1
-                let summary = try trainer.trainEpoch(sampler) { done, total, loss in
-                    progress.update(String(format: "epoch %d", epoch), Double(done) / Double(total))
-                }
-                let dice = try validation.map { try validationDice(trainer.model(), $0) }
-                let meanDice = dice.isEmpty ? Double.nan : dice.reduce(0, +) / Double(dice.count)
-                let model = try trainer.model(extraMetadata: [("crf", CRFParameters().modelMetadata),
-                                                              ("provenance", training.provenance(c, data: data, epochs: epoch))])
-                try writeFileAtomically(model.fileBytes(), to: out)
-                try writeFileAtomically(trainer.checkpointBytes(), to: checkpointPath)
-                csv += String(format: "%d,%.1f,%.6f,%.6f,%.6f,%.6f,%@\n", epoch, summary.seconds, summary.total, summary.main,
-                              summary.branch1, summary.branch2, dice.isEmpty ? "" : String(format: "%.4f", meanDice))
-                if let log { try writeFileAtomically(Array(csv.utf8), to: log) }
-                progress.finish()
-                if !quiet {
-                    print(String(format: "epoch %d/%d  loss %.4f (main %.4f)  %.1f s  %.2f patches/s%@", epoch, epochs,
-                                 summary.total, summary.main, summary.seconds,
-                                 Double(c.iterationsPerEpoch) / summary.seconds,
-                                 dice.isEmpty ? "" : String(format: "  validation Dice %.3f", meanDice)))
-                }
-            }
+            try trainWithCheckpoints(
+                trainer, sampler, epochs: epochs, model: out, checkpoint: checkpointPath, log: log,
+                metadata: { epoch in [("crf", CRFParameters().modelMetadata),
+                                      ("provenance", training.provenance(c, data: data, epochs: epoch))] },
+                validation: { model in
+                    let dice = try validation.map { try validationDice(model, $0) }
+                    return dice.isEmpty ? nil : dice.reduce(0, +) / Double(dice.count)
+                },
+                progress: { epoch, done, total in progress.update(String(format: "epoch %d", epoch), Double(done) / Double(total)) },
+                report: { summary, dice in
+                    progress.finish()
+                    if !quiet {
+                        print(String(format: "epoch %d/%d  loss %.4f (main %.4f)  %.1f s  %.2f patches/s%@", summary.epoch, epochs,
+                                     summary.total, summary.main, summary.seconds,
+                                     Double(c.iterationsPerEpoch) / summary.seconds,
+                                     dice.map { String(format: "  validation Dice %.3f", $0) } ?? ""))
+                    }
+                })
         }
+    }
+}
+
+/// Trains `trainer` until it has done `epochs` epochs. After every epoch it writes the model
+/// (with `metadata(epoch)`), the checkpoint and the CSV log, each atomically, so a run that is
+/// stopped resumes from its checkpoint with a log that matches it: rows after the trainer's
+/// epoch count are dropped on the way in.
+func trainWithCheckpoints(_ trainer: Trainer, _ sampler: PatchSampler, epochs: Int, model out: String,
+                          checkpoint: String, log: String?,
+                          metadata: (Int) -> [(String, JSONValue)],
+                          validation: (Model) throws -> Double? = { _ in nil },
+                          progress: (Int, Int, Int) -> Void = { _, _, _ in },
+                          report: (EpochSummary, Double?) -> Void) throws {
+    let header = "epoch,seconds,loss,main,branch1,branch2,validation_dice\n"
+    var csv = header
+    if let log, trainer.epochsDone > 0, let old = try? String(contentsOfFile: log, encoding: .utf8) {
+        for line in old.split(separator: "\n").dropFirst() {
+            if let epoch = Int(line.prefix { $0 != "," }), epoch <= trainer.epochsDone { csv += line + "\n" }
+        }
+    }
+    while trainer.epochsDone < epochs {
+        let epoch = trainer.epochsDone + 1
+        let summary = try trainer.trainEpoch(sampler) { done, total, _ in progress(epoch, done, total) }
+        let dice = try validation(try trainer.model())
+        try writeFileAtomically(try trainer.model(extraMetadata: metadata(epoch)).fileBytes(), to: out)
+        csv += String(format: "%d,%.1f,%.6f,%.6f,%.6f,%.6f,%@\n", epoch, summary.seconds, summary.total, summary.main,
+                      summary.branch1, summary.branch2, dice.map { String(format: "%.4f", $0) } ?? "")
+        if let log { try writeFileAtomically(Array(csv.utf8), to: log) }
+        try writeFileAtomically(trainer.checkpointBytes(), to: checkpoint)
+        report(summary, dice)
     }
 }
 
@@ -154,6 +173,12 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Weight initialisation: he, or gaussian (σ = 0.01, the paper's).")
     var initialization = "he"
 
+    @Option(help: "Grey-value augmentation: range of a random HU shift per patch, LOW,HIGH (e.g. -70,30); with --hu-scale.")
+    var huShift: String?
+
+    @Option(help: "Grey-value augmentation: range of a random HU scale per patch, LOW,HIGH (e.g. 0.9,1.1).")
+    var huScale: String?
+
     @Option(help: "Seed of initialisation and patch sampling.")
     var seed: UInt64 = 0
 
@@ -199,6 +224,19 @@ struct TrainingOptions: ParsableArguments {
         c.initialization = initialization == "he" ? .he : .gaussian(sigma: 0.01)
         c.seed = seed
         c.threads = threads
+        if huShift != nil || huScale != nil {
+            func range(_ text: String?, _ name: String, _ identity: Double) throws -> ClosedRange<Double> {
+                guard let text else { return identity...identity }
+                let v = text.split(separator: ",").compactMap { Double($0.trimmingCharacters(in: .whitespaces)) }
+                guard v.count == 2, v.allSatisfy(\.isFinite), v[0] <= v[1] else {
+                    throw LiversegError.invalidArgument("--\(name) needs LOW,HIGH with LOW ≤ HIGH, got \(text)")
+                }
+                return v[0]...v[1]
+            }
+            let scale = try range(huScale, "hu-scale", 1)
+            guard scale.lowerBound > 0 else { throw LiversegError.invalidArgument("--hu-scale must be positive, got \(huScale ?? "")") }
+            c.intensityAugmentation = IntensityAugmentation(shiftHU: try range(huShift, "hu-shift", 0), scale: scale)
+        }
         return c
     }
 
@@ -211,6 +249,10 @@ struct TrainingOptions: ParsableArguments {
                  ("lr_drop", .number(c.learningRateDrop)), ("lr_step_epochs", .number(Double(c.learningRateStepEpochs))),
                  ("momentum", .number(c.momentum)), ("weight_decay", .number(c.weightDecay)),
                  ("deep_supervision", .bool(c.deepSupervision)), ("initialization", .string(initialization)),
-                 ("seed", .string(String(c.seed)))])
+                 ("seed", .string(String(c.seed)))]
+                + (c.intensityAugmentation.map { a in
+                    [("hu_shift", .array([.number(a.shiftHU.lowerBound), .number(a.shiftHU.upperBound)])),
+                     ("hu_scale", .array([.number(a.scale.lowerBound), .number(a.scale.upperBound)]))]
+                } ?? []))
     }
 }

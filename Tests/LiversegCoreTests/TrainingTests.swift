@@ -87,6 +87,47 @@ final class TrainingTests: XCTestCase {
         XCTAssertNotEqual(try sampler.patch(18).input.storage.array, a.storage.array)
     }
 
+    /// Intensity augmentation, checked in HU against the definition HU′ = clamp(scale·HU + shift, window).
+    func testIntensityAugmentationIsAnAffineHUChangeClippedToTheWindow() throws {
+        let p = Preprocessing(spacing: [1, 1, 1], orientation: AxisCodes("RAS")!, huWindow: (-200, 300), mean: 50, std: 125)
+        // Normalised values of HU −200 … 300 (inside the window) in the synthetic layout.
+        let base = syntheticVolume(seed: 2)
+        let volume = TrainingVolume(name: "hu", size: base.size,
+                                    intensities: base.intensities.map { p.normalise(Float(50 + 125 * Double($0) / 2)) },
+                                    labels: base.labels)
+        let patch = GridSize(x: 8, y: 12, z: 8)
+        let plain = try PatchSampler(volumes: [volume], patch: patch, padValue: p.normalise(-.infinity), seed: 5)
+        let fixed = try PatchSampler(volumes: [volume], patch: patch, padValue: p.normalise(-.infinity), seed: 5,
+                                     intensityAugmentation: (IntensityAugmentation(shiftHU: -60 ... -60, scale: 1.25...1.25), p))
+        for index in 0..<6 {
+            let (x, labels) = try plain.patch(index)
+            let (y, augmentedLabels) = try fixed.patch(index)
+            XCTAssertEqual(labels, augmentedLabels, "augmentation must not move voxels")
+            for (u, v) in zip(x.storage.array, y.storage.array) {
+                let hu = Double(u) * 125 + 50
+                let expected = (min(max(1.25 * hu - 60, -200), 300) - 50) / 125
+                XCTAssertEqual(Double(v), expected, accuracy: 1e-5)
+            }
+        }
+        // Random ranges: each patch's change is one (scale, shift) inside the ranges.
+        let random = try PatchSampler(volumes: [volume], patch: patch, padValue: p.normalise(-.infinity), seed: 5,
+                                      intensityAugmentation: (IntensityAugmentation(shiftHU: -70...30, scale: 0.9...1.1), p))
+        var shifts: [Double] = []
+        for index in 0..<20 {
+            let x = try plain.patch(index).input.storage.array.map { Double($0) * 125 + 50 }
+            let y = try random.patch(index).input.storage.array.map { Double($0) * 125 + 50 }
+            // Two unclipped voxels far apart in HU fix scale and shift.
+            let inner = x.indices.filter { x[$0] > -150 && x[$0] < 200 && y[$0] > -199 && y[$0] < 299 }
+            guard let i = inner.min(by: { x[$0] < x[$1] }), let j = inner.max(by: { x[$0] < x[$1] }), x[j] - x[i] > 100 else { continue }
+            let scale = (y[j] - y[i]) / (x[j] - x[i]), shift = y[i] - scale * x[i]
+            XCTAssert((0.9 - 1e-3 ... 1.1 + 1e-3).contains(scale), "scale \(scale)")
+            XCTAssert((-70.5 ... 30.5).contains(shift), "shift \(shift)")
+            shifts.append(shift)
+        }
+        XCTAssertGreaterThan(shifts.count, 10)
+        XCTAssertGreaterThan(shifts.max()! - shifts.min()!, 30, "shifts should vary between patches")
+    }
+
     func testModelFileRoundTripOfTrainedWeights() throws {
         let trainer = try Trainer(configuration: tinyConfiguration())
         let model = try trainer.model(extraMetadata: [("provenance", .object([("note", .string("test"))]))])

@@ -202,6 +202,28 @@ def test_leave_one_out_writes_table_1(synthetic_cases, tmp_path):
     assert (tmp_path / "table.md").read_text().startswith("| method |")
     assert sorted(p.name for p in tmp_path.glob("fold*.safetensors")) == sorted(
         f"fold{k}-{m}.safetensors" for k in (1, 2, 3) for m in ("3D-CNN", "3D-DSN"))
+    # Run again with more epochs: every fold continues from its checkpoint, its log grows.
+    again = run("loo", "--data", synthetic_cases, *TRAIN_ARGS[:-1], "--epochs", "2", "--crf-mu1", "3",
+                "--crf-theta-beta", "15", "--out", tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("resuming after epoch 1") == 6
+    for k in (1, 2, 3):
+        for m in ("3D-CNN", "3D-DSN"):
+            log = (tmp_path / f"fold{k}-{m}.csv").read_text().splitlines()
+            assert [row.split(",")[0] for row in log[1:]] == ["1", "2"]
+            assert liverseg.Model(tmp_path / f"fold{k}-{m}.safetensors").metadata["provenance"]["epochs"] == 2
+
+
+def test_train_intensity_augmentation_options(synthetic_cases, tmp_path):
+    good = run("train", "--data", synthetic_cases, *TRAIN_ARGS, "--epochs", "1", "--hu-shift=-70,30", "--hu-scale", "0.9,1.1",
+               "--out", tmp_path / "a.safetensors")
+    assert good.returncode == 0, good.stderr
+    provenance = liverseg.Model(tmp_path / "a.safetensors").metadata["provenance"]
+    assert provenance["hu_shift"] == [-70, 30] and provenance["hu_scale"] == [0.9, 1.1]
+    for bad in (["--hu-shift", "30,-70"], ["--hu-scale", "0,1"], ["--hu-shift", "x"]):
+        result = run("train", "--data", synthetic_cases, *TRAIN_ARGS, "--epochs", "1", *bad, "--out", tmp_path / "b.safetensors")
+        assert result.returncode == 65 and "--hu-" in result.stderr, result.stderr
+        assert not (tmp_path / "b.safetensors").exists()
 
 
 def test_curves_plots_two_logs(tmp_path):

@@ -44,9 +44,17 @@ public struct TrainingConfiguration: Sendable {
     public var seed: UInt64 = 0
     /// Worker threads; 0 = all cores.
     public var threads = 0
+    /// Grey-value augmentation of the training patches, or nil for none.
+    public var intensityAugmentation: IntensityAugmentation?
 
     /// A configuration for a model grid.
     public init(preprocessing: Preprocessing) { self.preprocessing = preprocessing }
+
+    /// The patch sampler this configuration trains with on `volumes`.
+    public func sampler(_ volumes: [TrainingVolume]) throws -> PatchSampler {
+        try PatchSampler(volumes: volumes, patch: patch, padValue: preprocessing.normalise(-.infinity), seed: seed,
+                         intensityAugmentation: intensityAugmentation.map { ($0, preprocessing) })
+    }
 
     /// η for an epoch (0-based).
     public func eta(epoch: Int) -> (Double, Double) {

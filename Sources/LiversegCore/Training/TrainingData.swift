@@ -47,10 +47,27 @@ public struct TrainingVolume: Sendable {
     }
 }
 
+/// A random affine change of the grey values of each patch, HU′ = scale · HU + shift, clipped
+/// back to the model's HU window. The IRCADb training CT is contrast-enhanced (liver median
+/// 100–120 HU) while unenhanced CT puts the liver near 45 HU; without this a network learns
+/// "liver = 110 HU" and finds nothing (or bone) in unenhanced scans.
+public struct IntensityAugmentation: Equatable, Sendable {
+    /// Range of the additive change in HU.
+    public var shiftHU: ClosedRange<Double>
+    /// Range of the multiplicative change.
+    public var scale: ClosedRange<Double>
+
+    /// An augmentation drawing shift and scale uniformly from these ranges.
+    public init(shiftHU: ClosedRange<Double>, scale: ClosedRange<Double>) {
+        self.shiftHU = shiftHU
+        self.scale = scale
+    }
+}
+
 /// Draws training patches: a random volume, a patch containing a liver voxel with
 /// probability `liverFraction` (else any voxel), padding with air outside the volume, then a random
-/// in-plane rotation by a multiple of 90° and a random flip of x. Patch i of a seed is
-/// always the same, whatever was drawn before.
+/// in-plane rotation by a multiple of 90°, a random flip of x and, when asked for, a random
+/// intensity change. Patch i of a seed is always the same, whatever was drawn before.
 public struct PatchSampler: Sendable {
     /// The labelled volumes.
     public let volumes: [TrainingVolume]
@@ -62,9 +79,12 @@ public struct PatchSampler: Sendable {
     public let padValue: Float
     /// The seed.
     public let seed: UInt64
+    /// Grey-value augmentation and the intensity mapping it is expressed in, or nil for none.
+    public let intensityAugmentation: (IntensityAugmentation, Preprocessing)?
 
     /// A sampler; `patch` extents must be multiples of 4.
-    public init(volumes: [TrainingVolume], patch: GridSize, liverFraction: Double = 0.5, padValue: Float, seed: UInt64) throws {
+    public init(volumes: [TrainingVolume], patch: GridSize, liverFraction: Double = 0.5, padValue: Float, seed: UInt64,
+                intensityAugmentation: (IntensityAugmentation, Preprocessing)? = nil) throws {
         guard !volumes.isEmpty else { throw LiversegError.invalidArgument("no training volumes") }
         guard [patch.x, patch.y, patch.z].allSatisfy({ $0 >= 4 && $0 % 4 == 0 }) else {
             throw LiversegError.invalidArgument("patch \(patch) extents must be positive multiples of 4")
@@ -74,6 +94,7 @@ public struct PatchSampler: Sendable {
         self.liverFraction = liverFraction
         self.padValue = padValue
         self.seed = seed
+        self.intensityAugmentation = intensityAugmentation
     }
 
     /// Patch number `index`: the network input [1, Z, Y, X] and its labels.
@@ -121,6 +142,15 @@ public struct PatchSampler: Sendable {
                     }
                 }
             }
+        }
+        if let (augmentation, p) = intensityAugmentation {
+            // Drawn last, so patches without augmentation are the same as before it existed.
+            let scale = augmentation.scale.lowerBound + rng.uniform() * (augmentation.scale.upperBound - augmentation.scale.lowerBound)
+            let shift = augmentation.shiftHU.lowerBound + rng.uniform() * (augmentation.shiftHU.upperBound - augmentation.shiftHU.lowerBound)
+            // On normalised values x = (HU − mean)/std the change is x′ = scale·x + (scale·mean + shift − mean)/std.
+            let a = Float(scale), b = Float((scale * p.mean + shift - p.mean) / p.std)
+            let lower = p.normalise(-.infinity), upper = p.normalise(.infinity)
+            for o in 0..<patch.voxelCount { out[o] = min(max(a * out[o] + b, lower), upper) }
         }
         return (input, labels)
     }
