@@ -22,22 +22,28 @@ struct Curves: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            var series: [LearningCurves.Series] = []
-            for (i, path) in logs.enumerated() {
-                let text = String(decoding: try readWholeFile(path), as: UTF8.self)
-                var lines = text.split(whereSeparator: \.isNewline).map { $0.split(separator: ",", omittingEmptySubsequences: false) }
-                guard let header = lines.first, let e = header.firstIndex(of: "epoch"),
-                      let c = header.firstIndex(where: { $0 == Substring(column) }) else {
-                    throw LiversegError.invalidArgument("\(path) has no epoch and \(column) columns")
-                }
-                lines.removeFirst()
-                let points = lines.compactMap { row -> (epoch: Double, loss: Double)? in
-                    guard row.count > max(e, c), let x = Double(row[e]), let y = Double(row[c]) else { return nil }
-                    return (x, y)
-                }
-                series.append(.init(colour: LearningCurves.palette[i % LearningCurves.palette.count], points: points))
-            }
-            try writeFileAtomically(try LearningCurves().render(series).pngData(), to: out)
+            let texts = try logs.map { (name: $0, text: String(decoding: try readWholeFile($0), as: UTF8.self)) }
+            try writeFileAtomically(try learningCurvesPNG(texts, column: column), to: out)
         }
     }
+}
+
+/// A PNG of each CSV log's `column` against its epoch column, one colour per log in
+/// `LearningCurves.palette` order; `name` appears in errors.
+func learningCurvesPNG(_ logs: [(name: String, text: String)], column: String) throws -> [UInt8] {
+    var series: [LearningCurves.Series] = []
+    for (i, log) in logs.enumerated() {
+        var lines = log.text.split(whereSeparator: \.isNewline).map { $0.split(separator: ",", omittingEmptySubsequences: false) }
+        guard let header = lines.first, let e = header.firstIndex(of: "epoch"),
+              let c = header.firstIndex(where: { $0 == Substring(column) }) else {
+            throw LiversegError.invalidArgument("\(log.name) has no epoch and \(column) columns")
+        }
+        lines.removeFirst()
+        let points = lines.compactMap { row -> (epoch: Double, loss: Double)? in
+            guard row.count > max(e, c), let x = Double(row[e]), let y = Double(row[c]) else { return nil }
+            return (x, y)
+        }
+        series.append(.init(colour: LearningCurves.palette[i % LearningCurves.palette.count], points: points))
+    }
+    return try LearningCurves().render(series).pngData()
 }

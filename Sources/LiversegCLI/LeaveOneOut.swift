@@ -89,6 +89,11 @@ struct LeaveOneOut: ParsableCommand {
                         say("fold \(k + 1) \(method): VOE \(String(format: "%.2f", m.voe)) %, Dice \(String(format: "%.4f", m.dice))")
                     }
                 }
+                let logs = try ["3D-DSN", "3D-CNN"].map { name in
+                    let path = "\(out)/fold\(k + 1)-\(name).csv"
+                    return (name: path, text: String(decoding: try readWholeFile(path), as: UTF8.self))
+                }
+                try writeFileAtomically(try learningCurvesPNG(logs, column: "main"), to: "\(out)/fold\(k + 1)-curves.png")
             }
             let columns = ["VOE[%]", "VD[%]", "AvgD[mm]", "RMSD[mm]", "MaxD[mm]", "Dice"]
             func means(_ row: String) -> [Double] {

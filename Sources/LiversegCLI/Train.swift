@@ -35,6 +35,9 @@ struct Train: ParsableCommand {
     @Option(help: "Per-epoch CSV log.")
     var log: String?
 
+    @Option(help: "Learning-curve PNG of the log's main loss, redrawn after every epoch (needs --log).")
+    var curves: String?
+
     @Flag(help: "No progress bar.")
     var quiet = false
 
@@ -51,6 +54,7 @@ struct Train: ParsableCommand {
             let trainer = try Trainer(configuration: c)
             let checkpointPath = checkpoint ?? out + ".checkpoint"
             if let resume { try trainer.resume(fromCheckpoint: try readWholeFile(resume)) }
+            guard curves == nil || log != nil else { throw LiversegError.invalidArgument("--curves needs --log") }
             let epochs = training.epochs
             try trainWithCheckpoints(
                 trainer, sampler, epochs: epochs, model: out, checkpoint: checkpointPath, log: log,
@@ -63,6 +67,10 @@ struct Train: ParsableCommand {
                 progress: { epoch, done, total in progress.update(String(format: "epoch %d", epoch), Double(done) / Double(total)) },
                 report: { summary, dice in
                     progress.finish()
+                    if let curves, let log {
+                        let text = String(decoding: try readWholeFile(log), as: UTF8.self)
+                        try writeFileAtomically(try learningCurvesPNG([(log, text)], column: "main"), to: curves)
+                    }
                     if !quiet {
                         print(String(format: "epoch %d/%d  loss %.4f (main %.4f)  %.1f s  %.2f patches/s%@", summary.epoch, epochs,
                                      summary.total, summary.main, summary.seconds,
@@ -83,7 +91,7 @@ func trainWithCheckpoints(_ trainer: Trainer, _ sampler: PatchSampler, epochs: I
                           metadata: (Int) -> [(String, JSONValue)],
                           validation: (Model) throws -> Double? = { _ in nil },
                           progress: (Int, Int, Int) -> Void = { _, _, _ in },
-                          report: (EpochSummary, Double?) -> Void) throws {
+                          report: (EpochSummary, Double?) throws -> Void) throws {
     let header = "epoch,seconds,loss,main,branch1,branch2,validation_dice\n"
     var csv = header
     if let log, trainer.epochsDone > 0, let old = try? String(contentsOfFile: log, encoding: .utf8) {
@@ -100,7 +108,7 @@ func trainWithCheckpoints(_ trainer: Trainer, _ sampler: PatchSampler, epochs: I
                       summary.branch1, summary.branch2, dice.map { String(format: "%.4f", $0) } ?? "")
         if let log { try writeFileAtomically(Array(csv.utf8), to: log) }
         try writeFileAtomically(trainer.checkpointBytes(), to: checkpoint)
-        report(summary, dice)
+        try report(summary, dice)
     }
 }
 

@@ -170,8 +170,9 @@ TRAIN_ARGS = ["--arch", "small", "--spacing", "4", "4", "4", "--patch", "16", "1
 
 def test_train_writes_model_log_and_resumes_exactly(synthetic_cases, tmp_path):
     straight = run("train", "--data", synthetic_cases, *TRAIN_ARGS, "--epochs", "3", "--out", tmp_path / "a.safetensors",
-                   "--log", tmp_path / "a.csv")
+                   "--log", tmp_path / "a.csv", "--curves", tmp_path / "a.png")
     assert straight.returncode == 0, straight.stderr
+    assert (tmp_path / "a.png").read_bytes().startswith(b"\x89PNG")
     first = run("train", "--data", synthetic_cases, *TRAIN_ARGS, "--epochs", "2", "--out", tmp_path / "b.safetensors",
                 "--log", tmp_path / "b.csv")
     assert first.returncode == 0, first.stderr
@@ -202,6 +203,7 @@ def test_leave_one_out_writes_table_1(synthetic_cases, tmp_path):
     assert (tmp_path / "table.md").read_text().startswith("| method |")
     assert sorted(p.name for p in tmp_path.glob("fold*.safetensors")) == sorted(
         f"fold{k}-{m}.safetensors" for k in (1, 2, 3) for m in ("3D-CNN", "3D-DSN"))
+    assert all((tmp_path / f"fold{k}-curves.png").read_bytes().startswith(b"\x89PNG") for k in (1, 2, 3))
     # Run again with more epochs: every fold continues from its checkpoint, its log grows.
     again = run("loo", "--data", synthetic_cases, *TRAIN_ARGS[:-1], "--epochs", "2", "--crf-mu1", "3",
                 "--crf-theta-beta", "15", "--out", tmp_path)
