@@ -228,8 +228,6 @@ private enum LatticeBuilder<let D: Int> {
         while 2 * shards <= min(threads, 64), 2 * shards * max(1, n * d1) <= Int(Int32.max) { shards *= 2 }
         let shardBits = shards.trailingZeroBitCount
         var tables = try (0..<shards).map { _ in try VertexTable<D>(expectedVertices: max(16, n / (4 * shards))) }
-        let cacheStorage = try Buffer<Int32>(count: RecentVertices<D>.storageCount * shards, zeroed: false)
-        let caches = (0..<shards).map { RecentVertices<D>(storage: cacheStorage.pointer + $0 * RecentVertices<D>.storageCount) }
         let block = max(1, min(n, 1 << 15))
         // The simplex of each point of the block; slot 0 holds the previous block's last.
         let blockRem0 = try Buffer<Int32>(count: (block + 1) * d1)
@@ -244,7 +242,7 @@ private enum LatticeBuilder<let D: Int> {
             let m = min(block, n - first)
             parallelChunks(m, threads: shards) { _, range in
                 // Fixed-size scratch that, with D constant, lives in registers.
-                var elevated = InlineArray<9, Double>(repeating: 0), barycentric = InlineArray<10, Double>(repeating: 0)
+                var elevated = InlineArray<9, Double>(repeating: 0), residual = InlineArray<9, Double>(repeating: 0)
                 var rem0 = InlineArray<9, Int>(repeating: 0), rank = InlineArray<9, Int>(repeating: 0)
                 for local in range {
                     let i = first + local, f = featureIn + i * d
@@ -286,15 +284,17 @@ private enum LatticeBuilder<let D: Int> {
                     // Barycentric weights: with v_c the scaled residual and order[r] the
                     // coordinate of rank r, w_0 = 1 + v_order[d] − v_order[0] and
                     // w_k = v_order[d−k] − v_order[d+1−k] (Adams et al. 2010, §3.1),
-                    // scattered by rank.
-                    for k in 0...d1 { barycentric[k] = 0 }
-                    for c in 0...d {
-                        let v = (elevated[c] - Double(rem0[c])) * inverseD1
-                        barycentric[d - rank[c]] += v
-                        barycentric[d1 - rank[c]] -= v
+                    // picked by rank with selects (a scatter through memory indexed by rank
+                    // made a chain of store-to-load forwards).
+                    for c in 0...d { residual[c] = (elevated[c] - Double(rem0[c])) * inverseD1 }
+                    for k in 0...d {
+                        var w = k == 0 ? 1.0 : 0.0
+                        for c in 0...d {
+                            w += rank[c] == d - k ? residual[c] : 0
+                            w -= rank[c] == (d1 - k) % d1 ? residual[c] : 0
+                        }
+                        weightOut[i * d1 + k] = Float(w)
                     }
-                    weightOut[i * d1] = Float(1 + barycentric[0] + barycentric[d1])
-                    for k in 1...d { weightOut[i * d1 + k] = Float(barycentric[k]) }
                     let r0 = bRem0 + (local + 1) * d1, rk = bRank + (local + 1) * d1
                     for c in 0...d { r0[c] = Int32(rem0[c]); rk[c] = Int32(rank[c]) }
                 }
@@ -303,7 +303,7 @@ private enum LatticeBuilder<let D: Int> {
                 failures.withUnsafeMutableBufferPointer { fp in
                     nonisolated(unsafe) let (tp, fp) = (tp, fp)
                     parallelChunks(shards, threads: shards) { shard, _ in
-                        let key = keys + shard * d1, cache = caches[shard]
+                        let key = keys + shard * d1
                         for local in 0..<m {
                             let i = first + local
                             let r0 = bRem0 + (local + 1) * d1, rk = bRank + (local + 1) * d1
@@ -318,7 +318,7 @@ private enum LatticeBuilder<let D: Int> {
                                 let h = VertexTable<D>.hash(key)
                                 guard VertexTable<D>.shard(of: h, shards: shards) == shard else { continue }
                                 do {
-                                    let v = try cache.lookup(key, hash: h) { try tp[shard].findOrInsert(key, hash: h) }
+                                    let v = try tp[shard].findOrInsert(key, hash: h)
                                     vertexOut[i * d1 + k] = v &* Int32(shards) &+ Int32(shard)
                                 } catch let error as LiversegError {
                                     fp[shard] = error
@@ -401,8 +401,6 @@ private enum LatticeBuilder<let D: Int> {
         nonisolated(unsafe) let keyOf = allKeys.pointer, nb = neighbours.pointer
         let lookup = tables
         parallelChunks(vertices, threads: shards) { worker, range in
-            let cache = caches[worker]
-            cache.clear()
             let p = keys + worker * d1
             for v in range {
                 let own = keyOf + v * d
@@ -410,12 +408,10 @@ private enum LatticeBuilder<let D: Int> {
                     for c in 0..<d { p[c] = own[c] &- 1 }
                     if j < d { p[j] = own[j] &+ Int32(d) }
                     let h = VertexTable<D>.hash(p)
-                    let u = cache.lookup(p, hash: h) {
-                        let s = VertexTable<D>.shard(of: h, shards: shards)
-                        let local = lookup[s].find(p, hash: h)
-                        return local < 0 ? -1 : Int32(shardOffsets[s]) + local
-                    }
-                    if u >= 0 {
+                    let s = VertexTable<D>.shard(of: h, shards: shards)
+                    let local = lookup[s].find(p, hash: h)
+                    if local >= 0 {
+                        let u = Int32(shardOffsets[s]) + local
                         nb[(j * vertices + v) * 2] = u
                         nb[(j * vertices + Int(u)) * 2 + 1] = Int32(v)
                     }
@@ -448,21 +444,27 @@ private struct VertexTable<let D: Int> {
         mask = capacity - 1
     }
 
-    /// The key's hash; its low bits pick the table slot and the cache entry, its high bits
-    /// the shard. The low 2 bits of each coordinate pass through unmixed below a mix of the
-    /// rest, so the vertices of one 4^d block of the lattice share a few cache lines of the
-    /// table: lookups of nearby vertices (the blur neighbours) then mostly hit the CPU cache.
+    /// The key's hash; its low bits pick the table slot, its high bits the shard. A vertex
+    /// key's coordinates are all congruent modulo d+1: key_c = (d+1)·q_c + r. The low bits
+    /// hold r unmixed, above a mix of the lattice cell q, so the vertices of one cell share
+    /// a cache line of the table and probes rarely go past it. (An earlier version passed
+    /// the low 2 bits of each coordinate through unmixed: for d = 3 those are all r, so
+    /// most slots were never a key's home and probe runs were long.)
     @inline(__always)
     static func hash(_ key: UnsafePointer<Int32>) -> Int {
-        var h: UInt64 = 0x243F_6A88_85A3_08D3
-        var fine: UInt64 = 0
+        // Bits to hold 0...D, and a multiple of d+1 that makes every coordinate positive
+        // (|key| < 2^30, checked at the build).
+        let classBits = Int.bitWidth - D.leadingZeroBitCount, offset = (D + 1) << 32
+        var h: UInt64 = 0
+        var remainder = 0
         for c in 0..<D {
-            let k = UInt32(bitPattern: key[c])
-            h = (h ^ UInt64(k >> 2)) &* 0x9E37_79B9_7F4A_7C15
-            fine = fine << 2 | UInt64(k & 3)
+            let u = Int(key[c]) + offset, q = u / (D + 1)
+            if c == 0 { remainder = u - q * (D + 1) }
+            h = (h ^ UInt64(q)) &* 0x9E37_79B9_7F4A_7C15
         }
-        h ^= h >> 29
-        return Int(truncatingIfNeeded: (h << UInt64(2 * D)) | fine)
+        h = (h ^ (h >> 32)) &* 0xFF51_AFD7_ED55_8CCD
+        h ^= h >> 32
+        return Int(truncatingIfNeeded: h << UInt64(classBits)) | remainder
     }
 
     /// Which of `shards` (a power of two) tables holds keys with this hash.
@@ -488,9 +490,15 @@ private struct VertexTable<let D: Int> {
     func find(_ key: UnsafePointer<Int32>, hash: Int) -> Int32 { slot(of: key, hash: hash)[0] }
 
     /// The vertex with this key, inserting a new one if absent.
+    @inline(__always)
     mutating func findOrInsert(_ key: UnsafePointer<Int32>, hash: Int) throws -> Int32 {
         let entry = slot(of: key, hash: hash)
-        if entry[0] >= 0 { return entry[0] }
+        return entry[0] >= 0 ? entry[0] : try insert(key, into: entry)
+    }
+
+    /// Adds `key` as a new vertex in the empty slot `entry`.
+    @inline(never)
+    private mutating func insert(_ key: UnsafePointer<Int32>, into entry: UnsafeMutablePointer<Int32>) throws -> Int32 {
         if (count + 1) * D > keys.count {
             let grown = try Buffer<Int32>(count: 2 * keys.count + D, zeroed: false)
             grown.pointer.update(from: keys.pointer, count: count * D)
@@ -513,45 +521,5 @@ private struct VertexTable<let D: Int> {
             entry[0] = Int32(v)
             (entry + 1).update(from: key, count: D)
         }
-    }
-}
-
-/// A direct-mapped cache of recent lookups in front of a `VertexTable`. Nearby points,
-/// and the blur neighbours of nearby vertices, share lattice vertices, so most lookups hit
-/// this small cache-resident array instead of the large table. Absent keys (−1) are cached
-/// too, which is valid while the table is only read (the neighbour search).
-private struct RecentVertices<let D: Int> {
-    static var entries: Int { 4096 }
-    /// Marks an unused entry.
-    static var unused: Int32 { Int32.min }
-    /// `entries` slots of d+1 Int32: the vertex (−1 absent, `unused`), then its key.
-    let storage: UnsafeMutablePointer<Int32>
-
-    static var storageCount: Int { entries * (D + 1) }
-
-    /// A cache over `storageCount` Int32 at `storage`, emptied.
-    init(storage: UnsafeMutablePointer<Int32>) {
-        self.storage = storage
-        clear()
-    }
-
-    /// Forgets every entry.
-    func clear() {
-        storage.initialize(repeating: RecentVertices.unused, count: RecentVertices.storageCount)
-    }
-
-    /// The cached answer for `key`, else `miss()`'s answer, remembered.
-    @inline(__always)
-    func lookup(_ key: UnsafePointer<Int32>, hash: Int, miss: () throws -> Int32) rethrows -> Int32 {
-        let entry = storage + (hash & (RecentVertices.entries - 1)) * (D + 1)
-        if entry[0] != RecentVertices.unused {
-            var same = true
-            for c in 0..<D where entry[c + 1] != key[c] { same = false; break }
-            if same { return entry[0] }
-        }
-        let vertex = try miss()
-        entry[0] = vertex
-        (entry + 1).update(from: key, count: D)
-        return vertex
     }
 }
