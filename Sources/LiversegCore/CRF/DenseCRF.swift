@@ -66,7 +66,6 @@ public final class DenseCRF {
         self.count = count
         self.normalisation = normalisation
         scratch = (try Buffer(count: count, zeroed: false), try Buffer(count: count, zeroed: false))
-        let ones = try filledBuffer(Float(1), count: count)
         var prepared: [PreparedKernel] = []
         for spec in specs {
             guard spec.weight.isFinite, spec.weight >= 0 else {
@@ -74,7 +73,7 @@ public final class DenseCRF {
             }
             if spec.weight == 0 { continue }
             let norm = try Buffer<Float>(count: count, zeroed: false)
-            try spec.filter.apply(ones.pointer, into: norm.pointer, threads: threads)
+            try spec.filter.rowSums(into: norm.pointer, count: count, threads: threads)
             let symmetric = normalisation == .symmetric
             nonisolated(unsafe) let d = norm.pointer
             parallelChunks(count, threads: threads) { _, range in
@@ -120,19 +119,25 @@ public final class DenseCRF {
             delta.pointer.update(from: unary.pointer, count: n)
             for kernel in kernels {
                 // The liver label pays μ·N[Q(background)], background pays μ·N[Q(liver)];
-                // N[Q(background)] = N[1] − N[Q(liver)] saves a second filtering.
+                // N[Q(background)] = N[1] − N[Q(liver)] saves a second filtering. The loops
+                // below have no per-element choices, so they vectorise.
                 nonisolated(unsafe) let norm = kernel.norm.pointer
-                let symmetric = normalisation == .symmetric
-                parallelChunks(n, threads: threads) { _, range in
-                    for i in range { m[i] = symmetric ? q[i] * norm[i] : q[i] }
-                }
-                try kernel.filter.apply(m, into: filtered, threads: threads)
                 let mu = kernel.weight
-                nonisolated(unsafe) let ones = kernel.onesResponse?.pointer
-                parallelChunks(n, threads: threads) { _, range in
-                    for i in range {
-                        let toLiver = filtered[i] * norm[i]
-                        e[i] += mu * ((ones?[i] ?? 1) - 2 * toLiver)
+                if let response = kernel.onesResponse {
+                    // Symmetric: N[Q] = D^-½ K D^-½ Q, and N[1] varies.
+                    nonisolated(unsafe) let ones = response.pointer
+                    parallelChunks(n, threads: threads) { _, range in
+                        for i in range { m[i] = q[i] * norm[i] }
+                    }
+                    try kernel.filter.apply(m, into: filtered, threads: threads)
+                    parallelChunks(n, threads: threads) { _, range in
+                        for i in range { e[i] += mu * (ones[i] - 2 * filtered[i] * norm[i]) }
+                    }
+                } else {
+                    // After: N[Q] = D^-1 K Q, and N[1] = 1.
+                    try kernel.filter.apply(UnsafePointer(q), into: filtered, threads: threads)
+                    parallelChunks(n, threads: threads) { _, range in
+                        for i in range { e[i] += mu * (1 - 2 * filtered[i] * norm[i]) }
                     }
                 }
             }
