@@ -243,6 +243,7 @@ private enum LatticeBuilder<let D: Int> {
             parallelChunks(m, threads: shards) { _, range in
                 // Fixed-size scratch that, with D constant, lives in registers.
                 var elevated = InlineArray<9, Double>(repeating: 0), residual = InlineArray<9, Double>(repeating: 0)
+                var sorted = InlineArray<9, Double>(repeating: 0)
                 var rem0 = InlineArray<9, Int>(repeating: 0), rank = InlineArray<9, Int>(repeating: 0)
                 for local in range {
                     let i = first + local, f = featureIn + i * d
@@ -268,10 +269,13 @@ private enum LatticeBuilder<let D: Int> {
                     // Rank the residuals, shifted by the remainder sum; coordinates whose
                     // rank leaves 0...d move to the neighbouring multiple so that the
                     // remainder-0 point's coordinates sum to zero.
-                    for c in 0...d { rank[c] = remainderSum }
+                    for c in 0...d {
+                        rank[c] = remainderSum
+                        residual[c] = elevated[c] - Double(rem0[c])
+                    }
                     for a in 0..<d {
                         for b in (a + 1)...d {
-                            let aFirst = elevated[a] - Double(rem0[a]) < elevated[b] - Double(rem0[b]) ? 1 : 0
+                            let aFirst = residual[a] < residual[b] ? 1 : 0
                             rank[a] += aFirst
                             rank[b] += 1 - aFirst
                         }
@@ -281,20 +285,18 @@ private enum LatticeBuilder<let D: Int> {
                         rank[c] += wrap
                         rem0[c] += wrap
                     }
-                    // Barycentric weights: with v_c the scaled residual and order[r] the
-                    // coordinate of rank r, w_0 = 1 + v_order[d] − v_order[0] and
-                    // w_k = v_order[d−k] − v_order[d+1−k] (Adams et al. 2010, §3.1),
-                    // picked by rank with selects (a scatter through memory indexed by rank
-                    // made a chain of store-to-load forwards).
-                    for c in 0...d { residual[c] = (elevated[c] - Double(rem0[c])) * inverseD1 }
-                    for k in 0...d {
-                        var w = k == 0 ? 1.0 : 0.0
-                        for c in 0...d {
-                            w += rank[c] == d - k ? residual[c] : 0
-                            w -= rank[c] == (d1 - k) % d1 ? residual[c] : 0
-                        }
-                        weightOut[i * d1 + k] = Float(w)
+                    // Barycentric weights: with v_r the scaled residual of the coordinate of
+                    // rank r, w_0 = 1 + v_d − v_0 and w_k = v_(d−k) − v_(d+1−k) (Adams et
+                    // al. 2010, §3.1). The residuals are put in rank order with selects (a
+                    // scatter through memory indexed by rank made a chain of store-to-load
+                    // forwards).
+                    for r in 0...d {
+                        var v = 0.0
+                        for c in 0...d { v += rank[c] == r ? elevated[c] - Double(rem0[c]) : 0 }
+                        sorted[r] = v * inverseD1
                     }
+                    weightOut[i * d1] = Float(1 + sorted[d] - sorted[0])
+                    for k in 1...d { weightOut[i * d1 + k] = Float(sorted[d - k] - sorted[d1 - k]) }
                     let r0 = bRem0 + (local + 1) * d1, rk = bRank + (local + 1) * d1
                     for c in 0...d { r0[c] = Int32(rem0[c]); rk[c] = Int32(rank[c]) }
                 }
