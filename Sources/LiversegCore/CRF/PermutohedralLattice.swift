@@ -66,8 +66,8 @@ public final class PermutohedralLattice {
         // elevated coordinates by the features' span; check that span against Int32 keys.
         var lowest = [Double](repeating: .infinity, count: d), highest = [Double](repeating: -.infinity, count: d)
         for c in 0..<d {
-            // NaN fails every comparison and ±∞ stays infinite, so one check after the pass
-            // finds a non-finite feature; the loop itself has no branch.
+            // A non-finite feature makes `low` NaN for good (NaN fails every comparison),
+            // so one check after the pass finds it and the loop has no early exit.
             var (low, high) = (Float.infinity, -Float.infinity)
             for i in 0..<n {
                 let v = features[i * d + c]
@@ -241,7 +241,8 @@ private enum LatticeBuilder<let D: Int> {
         for first in stride(from: 0, to: n, by: block) {
             let m = min(block, n - first)
             parallelChunks(m, threads: shards) { _, range in
-                // Fixed-size scratch that, with D constant, lives in registers.
+                // Fixed-size scratch (9 = maxDimension + 1) that, with D constant, lives in
+                // registers.
                 var elevated = InlineArray<9, Double>(repeating: 0), residual = InlineArray<9, Double>(repeating: 0)
                 var sorted = InlineArray<9, Double>(repeating: 0)
                 var rem0 = InlineArray<9, Int>(repeating: 0), rank = InlineArray<9, Int>(repeating: 0)
