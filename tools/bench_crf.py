@@ -8,10 +8,12 @@
    mm becomes θ/spacing pixels, and HU are mapped to uint8 over a window [lo, hi] (g HU per
    step; values outside are clipped — they differ from the liver by far more than θβ
    anyway); the three identical RGB channels make |ΔRGB| = √3·|Δgrey|, so its srgb is
-   √3·θβ/g. Reports time per slice (minimum over repeats, CPU time of the calling thread
-   and wall time) and how many labels agree.
-2. A whole IRCADb volume on all cores: wall time with and without the uncertain-region
-   box, and Dice/VOE against the manual mask.
+   √3·θβ/g. The two run alternately, `--repeats` times each, so that a background load
+   hits both alike; reports the median time per slice (CPU time of the calling thread —
+   the steadier figure on a shared machine — and wall time), the median of the per-repeat
+   CPU-time ratios, and how many labels agree.
+2. A whole IRCADb volume on all cores: wall time (median of `--volume-repeats` runs)
+   with and without the uncertain-region box, and Dice/VOE against the manual mask.
 
 The probability is the manual liver mask degraded (blurred, shifted, noised where
 uncertain) — a stand-in for a network output.
@@ -31,15 +33,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from crf_search import degraded_probability, scores  # noqa: E402
 
 
-def timed(fn, repeats):
-    """(result, min CPU s of this thread, min wall s) over `repeats` calls."""
-    cpu, wall, result = [], [], None
+def timed(fn):
+    """(result, CPU s of this thread, wall s) of one call."""
+    c, w = time.thread_time(), time.perf_counter()
+    result = fn()
+    return result, time.thread_time() - c, time.perf_counter() - w
+
+
+def interleaved(fns, repeats):
+    """Calls each of `fns` in turn, `repeats` rounds: (last results, [CPU s], [wall s]) per
+    function, the lists over the rounds."""
+    runs = [[None, [], []] for _ in fns]
     for _ in range(repeats):
-        c, w = time.thread_time(), time.perf_counter()
-        result = fn()
-        cpu.append(time.thread_time() - c)
-        wall.append(time.perf_counter() - w)
-    return result, min(cpu), min(wall)
+        for fn, run in zip(fns, runs):
+            run[0], cpu, wall = timed(fn)
+            run[1].append(cpu)
+            run[2].append(wall)
+    return runs
 
 
 def pydensecrf_slice(hu, p, spacing, params, window, iterations):
@@ -68,8 +78,9 @@ def main(argv=None):
     ap.add_argument("--slice", type=int, default=60)
     ap.add_argument("--iterations", type=int, default=5)
     ap.add_argument("--window", type=float, nargs=2, default=[-160.0, 240.0], help="HU window for pydensecrf's uint8")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--threads", type=int, default=0, help="threads for the whole-volume run")
+    ap.add_argument("--volume-repeats", type=int, default=3)
     args = ap.parse_args(argv)
 
     import nibabel as nib
@@ -86,14 +97,18 @@ def main(argv=None):
     # 1. One slice, one thread, whole slice.
     k = args.slice
     hu, p = np.asfortranarray(ct[:, :, k:k + 1]), np.asfortranarray(prob[:, :, k:k + 1])
-    ours, cpu, wall = timed(lambda: liverseg.refine_crf(hu, p, spacing=spacing, threads=1, uncertain_only=False,
-                                                         n_iterations=args.iterations, **kernel), args.repeats)
-    theirs, cpu_p, wall_p = timed(lambda: pydensecrf_slice(ct[:, :, k], prob[:, :, k], spacing[0], kernel, args.window,
-                                                            args.iterations), args.repeats)
+    (ours, cpu, wall), (theirs, cpu_p, wall_p) = interleaved([
+        lambda: liverseg.refine_crf(hu, p, spacing=spacing, threads=1, uncertain_only=False,
+                                    n_iterations=args.iterations, **kernel),
+        lambda: pydensecrf_slice(ct[:, :, k], prob[:, :, k], spacing[0], kernel, args.window, args.iterations),
+    ], args.repeats)
+    ratio = np.median(np.array(cpu_p) / np.array(cpu))
+    cpu, wall, cpu_p, wall_p = (np.median(x) for x in (cpu, wall, cpu_p, wall_p))
     agree = np.mean(ours[:, :, 0] == theirs)
     threshold_agree = np.mean((p[:, :, 0] >= 0.5) == theirs)
-    print(f"slice {k} ({hu.shape[0]}×{hu.shape[1]}), 1 thread: liverseg {1000 * cpu:.1f} ms CPU ({1000 * wall:.1f} ms wall), "
-          f"pydensecrf {1000 * cpu_p:.1f} ms CPU ({1000 * wall_p:.1f} ms wall): {cpu_p / cpu:.2f}× faster; "
+    print(f"slice {k} ({hu.shape[0]}×{hu.shape[1]}), 1 thread, medians of {args.repeats} interleaved runs: "
+          f"liverseg {1000 * cpu:.1f} ms CPU ({1000 * wall:.1f} ms wall), "
+          f"pydensecrf {1000 * cpu_p:.1f} ms CPU ({1000 * wall_p:.1f} ms wall): {ratio:.2f}× faster (CPU); "
           f"labels agree on {100 * agree:.2f} % of pixels (the thresholded input agrees with pydensecrf on "
           f"{100 * threshold_agree:.2f} %); Dice vs manual: liverseg {scores(ours[:, :, 0], truth[:, :, k])[1]:.4f}, "
           f"pydensecrf {scores(theirs, truth[:, :, k])[1]:.4f}")
@@ -103,10 +118,12 @@ def main(argv=None):
     print(f"whole volume, thresholded probability: VOE {v_thr:.2f} %, Dice {d_thr:.4f}")
     for label, extra in [("slice2d, uncertain box", {}), ("slice2d, every voxel", {"uncertain_only": False}),
                          ("volume3d, uncertain box", {"mode": "volume3d"})]:
-        mask, _, wall = timed(lambda: liverseg.refine_crf(ct, prob, affine=img.affine, threads=args.threads,
-                                                          n_iterations=args.iterations, **extra), 1)
+        ((mask, _, walls),) = interleaved([lambda: liverseg.refine_crf(ct, prob, affine=img.affine, threads=args.threads,
+                                                                        n_iterations=args.iterations, **extra)],
+                                           args.volume_repeats)
         v, d = scores(mask, truth)
-        print(f"whole volume, {label}, threads={args.threads or 'all'}: {wall:.2f} s wall, VOE {v:.2f} %, Dice {d:.4f}")
+        print(f"whole volume, {label}, threads={args.threads or 'all'}: {np.median(walls):.2f} s wall "
+              f"(median of {len(walls)}, range {min(walls):.2f}–{max(walls):.2f}), VOE {v:.2f} %, Dice {d:.4f}")
 
 
 if __name__ == "__main__":

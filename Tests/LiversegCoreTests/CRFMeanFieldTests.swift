@@ -172,11 +172,13 @@ final class CRFMeanFieldTests: XCTestCase {
         let n = extent.reduce(1, *)
         var rng = SplitMix(state: 3)
         let values = (0..<n).map { _ in Float(rng.uniform()) }
-        var out = [Float](repeating: 0, count: n)
-        try GridGaussianFilter(extent: extent, sigmaVoxels: sigma).apply(values, into: &out, threads: 2)
-        var worst = 0.0
+        var out = [Float](repeating: 0, count: n), sums = [Float](repeating: 0, count: n)
+        let filter = try GridGaussianFilter(extent: extent, sigmaVoxels: sigma)
+        try filter.apply(values, into: &out, threads: 2)
+        try sums.withUnsafeMutableBufferPointer { try filter.rowSums(into: $0.baseAddress!, count: n, threads: 2) }
+        var worst = 0.0, worstSum = 0.0
         for a in 0..<n {
-            var exact = 0.0
+            var exact = 0.0, exactSum = 0.0
             for b in 0..<n {
                 var r2 = 0.0
                 for (axis, c) in [(0, 1), (1, extent[0]), (2, extent[0] * extent[1])] {
@@ -184,11 +186,29 @@ final class CRFMeanFieldTests: XCTestCase {
                     r2 += t * t
                 }
                 exact += exp(-r2 / 2) * Double(values[b])
+                exactSum += exp(-r2 / 2)
             }
             worst = max(worst, abs(Double(out[a]) - exact) / exact)
+            worstSum = max(worstSum, abs(Double(sums[a]) - exactSum) / exactSum)
         }
         // Truncation at 4σ drops < exp(−8) ≈ 3.4e-4 of the weight per axis.
         XCTAssertLessThan(worst, 1e-3)
+        XCTAssertLessThan(worstSum, 1e-3)
+    }
+
+    func testVectorisableExpMatchesLibm() {
+        // Every 1e-4 step over the clamped range, against float64 exp.
+        var worst = 0.0
+        for step in 0...1_756_000 {
+            let x = Float(-87.3 + Double(step) * 1e-4)
+            let exact = exp(Double(x))
+            worst = max(worst, abs(Double(vectorisableExp(x)) - exact) / exact)
+        }
+        XCTAssertLessThan(worst, 2.5e-7)  // 2 ulp of float32 is up to 2.4e-7 relative
+        // Beyond the range it saturates to finite values instead of 0 or ∞.
+        XCTAssertEqual(vectorisableExp(-1000), vectorisableExp(-87.3))
+        XCTAssertTrue(vectorisableExp(1000).isFinite)
+        XCTAssertTrue(vectorisableExp(.nan).isNaN)
     }
 
     func testSliceMatchesExactDenseCRFSymmetric() throws {

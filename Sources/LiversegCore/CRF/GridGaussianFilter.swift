@@ -7,6 +7,16 @@ import Glibc
 public protocol GaussianKernelFilter: AnyObject {
     /// Filters one value per point; `input` and `output` must not overlap.
     func apply(_ input: UnsafePointer<Float>, into output: UnsafeMutablePointer<Float>, threads: Int) throws
+    /// Writes the kernel's row sums D_i = Σ_j k(i, j), the filter of all ones.
+    func rowSums(into output: UnsafeMutablePointer<Float>, count: Int, threads: Int) throws
+}
+
+extension GaussianKernelFilter {
+    /// Filters a buffer of `count` ones.
+    public func rowSums(into output: UnsafeMutablePointer<Float>, count: Int, threads: Int) throws {
+        let ones = try filledBuffer(Float(1), count: count)
+        try apply(ones.pointer, into: output, threads: threads)
+    }
 }
 
 extension PermutohedralLattice: GaussianKernelFilter {
@@ -43,6 +53,37 @@ public final class GridGaussianFilter: GaussianKernelFilter {
             return (0...radius).map { Float(exp(-Double($0 * $0) / (2 * sigmaVoxels[a] * sigmaVoxels[a]))) }
         }
         scratch = try Buffer(count: try checkedProduct(extent, what: "spatial kernel box"), zeroed: false)
+    }
+
+    /// The row sums in closed form: the kernel is a product over the axes, so D_i is the
+    /// product of each axis's taps that fall inside the box — one multiply per voxel
+    /// instead of a filtering. `count` must be the box's voxel count.
+    public func rowSums(into output: UnsafeMutablePointer<Float>, count: Int, threads: Int) throws {
+        let (nx, ny, nz) = (extent[0], extent[1], extent[2])
+        guard count == nx * ny * nz else {
+            throw LiversegError.invalidArgument("spatial kernel: \(count) row sums for a box of \(nx * ny * nz) voxels")
+        }
+        let sums = (0..<3).map { a in
+            (0..<extent[a]).map { position -> Float in
+                // An axis with taps has extent > 1, so radius ≥ 1.
+                guard !taps[a].isEmpty else { return 1 }
+                let w = taps[a], radius = w.count - 1
+                var total = Double(w[0])
+                for t in 1...radius {
+                    if position + t < extent[a] { total += Double(w[t]) }
+                    if position - t >= 0 { total += Double(w[t]) }
+                }
+                return Float(total)
+            }
+        }
+        nonisolated(unsafe) let out = output
+        let (sx, sy, sz) = (sums[0], sums[1], sums[2])
+        parallelChunks(ny * nz, threads: threads) { _, rows in
+            for row in rows {
+                let yz = sy[row % ny] * sz[row / ny], line = out + row * nx
+                for i in 0..<nx { line[i] = sx[i] * yz }
+            }
+        }
     }
 
     /// Filters one value per box voxel (x fastest); `input` and `output` must not overlap.

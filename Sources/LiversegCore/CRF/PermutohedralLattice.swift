@@ -65,15 +65,21 @@ public final class PermutohedralLattice {
         // Shift features to start at 0 (the kernel only sees differences), which bounds the
         // elevated coordinates by the features' span; check that span against Int32 keys.
         var lowest = [Double](repeating: .infinity, count: d), highest = [Double](repeating: -.infinity, count: d)
-        for i in 0..<n {
-            for c in 0..<d {
-                let v = Double(features[i * d + c])
-                guard v.isFinite else {
-                    throw LiversegError.invalidArgument("\(kernelName): feature \(c) of point \(i) is not finite")
-                }
-                lowest[c] = min(lowest[c], v)
-                highest[c] = max(highest[c], v)
+        for c in 0..<d {
+            // A non-finite feature makes `low` NaN for good (NaN fails every comparison),
+            // so one check after the pass finds it and the loop has no early exit.
+            var (low, high) = (Float.infinity, -Float.infinity)
+            for i in 0..<n {
+                let v = features[i * d + c]
+                low = v < low ? v : low
+                high = v > high ? v : high
+                if !v.isFinite { low = .nan }
             }
+            guard low.isFinite, high.isFinite else {
+                let i = (0..<n).first { !features[$0 * d + c].isFinite } ?? 0
+                throw LiversegError.invalidArgument("\(kernelName): feature \(c) of point \(i) is not finite")
+            }
+            (lowest[c], highest[c]) = (Double(low), Double(high))
         }
         // Scaling that makes the lattice's [1 2 1] blurs along d+1 directions approximate a
         // unit-variance Gaussian in feature units (Adams et al. 2010, §3.1).
@@ -86,221 +92,20 @@ public final class PermutohedralLattice {
                 "\(kernelName): the features span \(span) lattice units; the bandwidth θ is too small for this data range (Int32 lattice keys would overflow)")
         }
 
-        pointVertex = try Buffer(count: n * d1, zeroed: false)
-        pointWeight = try Buffer(count: n * d1, zeroed: false)
-        nonisolated(unsafe) let vertexOut = pointVertex.pointer, weightOut = pointWeight.pointer
-        nonisolated(unsafe) let featureIn = features
-        let lowestShift = lowest, inverseD1 = 1 / Double(d1)
-
-        // Vertices are found in blocks of points, in two parallel phases per block:
-        //  1. each point's enclosing simplex (remainder-0 point, ranks) and barycentric
-        //     weights, split over the points;
-        //  2. the simplex vertices' lookup, split over hash shards: shard s inserts only the
-        //     keys whose hash falls in s, into its own table, scanning points in order.
-        // Vertex numbers then depend on the shard count, but no result does: every sum over
-        // a vertex's points is still taken in point order.
-        // A power of two, so shard-tagged vertex numbers (local · shards + shard) decode with
-        // shifts; they must fit in Int32 too.
-        var shards = 1
-        while 2 * shards <= min(threads, 64), 2 * shards * max(1, n * d1) <= Int(Int32.max) { shards *= 2 }
-        let shardBits = shards.trailingZeroBitCount
-        var tables = try (0..<shards).map { _ in try VertexTable(dimension: d, expectedVertices: max(16, n / (4 * shards))) }
-        let cacheStorage = try Buffer<Int32>(count: RecentVertices.storageCount(dimension: d) * shards, zeroed: false)
-        let caches = (0..<shards).map { RecentVertices(dimension: d, storage: cacheStorage.pointer + $0 * RecentVertices.storageCount(dimension: d)) }
-        let block = max(1, min(n, 1 << 15))
-        // The simplex of each point of the block; slot 0 holds the previous block's last.
-        let blockRem0 = try Buffer<Int32>(count: (block + 1) * d1)
-        let blockRank = try filledBuffer(Int32(-1), count: (block + 1) * d1)
-        // Points whose simplex is their predecessor's (often, for neighbouring points).
-        let sameAsPrevious = try Buffer<UInt8>(count: max(n, 1))
-        let realScratch = try Buffer<Double>(count: shards * (2 * d1 + 1), zeroed: false)
-        let intScratch = try Buffer<Int>(count: shards * 3 * d1, zeroed: false)
-        let keyScratch = try Buffer<Int32>(count: shards * d1, zeroed: false)
-        var failures = [LiversegError?](repeating: nil, count: shards)
-        nonisolated(unsafe) let bRem0 = blockRem0.pointer, bRank = blockRank.pointer, same = sameAsPrevious.pointer
-        nonisolated(unsafe) let reals = realScratch.pointer, ints = intScratch.pointer, keys = keyScratch.pointer
-        for first in stride(from: 0, to: n, by: block) {
-            let m = min(block, n - first)
-            parallelChunks(m, threads: shards) { worker, range in
-                let elevated = reals + worker * (2 * d1 + 1), barycentric = elevated + d1
-                let rem0 = ints + worker * 3 * d1, rank = rem0 + d1, order = rank + d1
-                for local in range {
-                    let i = first + local
-                    var sum = 0.0
-                    for j in stride(from: d, to: 0, by: -1) {
-                        let cf = (Double(featureIn[i * d + j - 1]) - lowestShift[j - 1]) * scale[j - 1]
-                        elevated[j] = sum - Double(j) * cf
-                        sum += cf
-                    }
-                    elevated[0] = sum
-                    // The nearest multiple of d+1 to each elevated coordinate (ties round
-                    // down); floor by truncation, as |v| < coordinateLimit.
-                    var remainderSum = 0
-                    for c in 0...d {
-                        let v = elevated[c] * inverseD1, truncated = Int(v)
-                        let below = Double(truncated) > v ? truncated - 1 : truncated
-                        let multiple = v - Double(below) > 0.5 ? below + 1 : below
-                        rem0[c] = multiple * d1
-                        remainderSum += multiple
-                        rank[c] = 0
-                    }
-                    // Rank the residuals (barycentric is scratch here).
-                    for c in 0...d { barycentric[c] = elevated[c] - Double(rem0[c]) }
-                    for a in 0..<d {
-                        for b in (a + 1)...d {
-                            // Branch-free: the comparison is unpredictable.
-                            let aFirst = barycentric[a] < barycentric[b] ? 1 : 0
-                            rank[a] += aFirst
-                            rank[b] += 1 - aFirst
-                        }
-                    }
-                    if remainderSum > 0 {
-                        for c in 0...d {
-                            if rank[c] >= d1 - remainderSum { rem0[c] -= d1; rank[c] += remainderSum - d1 } else { rank[c] += remainderSum }
-                        }
-                    } else if remainderSum < 0 {
-                        for c in 0...d {
-                            if rank[c] < -remainderSum { rem0[c] += d1; rank[c] += d1 + remainderSum } else { rank[c] += remainderSum }
-                        }
-                    }
-                    // Barycentric weights: with v_c the scaled residual and order[r] the
-                    // coordinate of rank r, w_0 = 1 + v_order[d] − v_order[0] and
-                    // w_k = v_order[d−k] − v_order[d+1−k] (Adams et al. 2010, §3.1).
-                    for c in 0...d {
-                        barycentric[c] = (elevated[c] - Double(rem0[c])) * inverseD1
-                        order[rank[c]] = c
-                    }
-                    weightOut[i * d1] = Float(1 + barycentric[order[d]] - barycentric[order[0]])
-                    for k in 1...d {
-                        weightOut[i * d1 + k] = Float(barycentric[order[d - k]] - barycentric[order[d1 - k]])
-                    }
-                    let r0 = bRem0 + (local + 1) * d1, rk = bRank + (local + 1) * d1
-                    for c in 0...d { r0[c] = Int32(rem0[c]); rk[c] = Int32(rank[c]) }
-                }
-            }
-            tables.withUnsafeMutableBufferPointer { tp in
-                failures.withUnsafeMutableBufferPointer { fp in
-                    nonisolated(unsafe) let (tp, fp) = (tp, fp)
-                    parallelChunks(shards, threads: shards) { shard, _ in
-                        let key = keys + shard * d1, cache = caches[shard]
-                        for local in 0..<m {
-                            let i = first + local
-                            let r0 = bRem0 + (local + 1) * d1, rk = bRank + (local + 1) * d1
-                            var repeated = true
-                            for c in 0...d where r0[c] != r0[c - d1] || rk[c] != rk[c - d1] { repeated = false; break }
-                            if repeated {
-                                if shard == 0 { same[i] = 1 }
-                                continue
-                            }
-                            for k in 0...d {
-                                for c in 0..<d { key[c] = r0[c] + Int32(rk[c] <= d - k ? k : k - d1) }
-                                let h = VertexTable.hash(key, dimension: d)
-                                guard VertexTable.shard(of: h, shards: shards) == shard else { continue }
-                                do {
-                                    let v = try cache.lookup(key, hash: h) { try tp[shard].findOrInsert(key, hash: h) }
-                                    vertexOut[i * d1 + k] = v &* Int32(shards) &+ Int32(shard)
-                                } catch let error as LiversegError {
-                                    fp[shard] = error
-                                    return
-                                } catch {
-                                    fp[shard] = .internalError("lattice: \(error)")
-                                    return
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            if let failure = failures.lazy.compactMap({ $0 }).first { throw failure }
-            (bRem0).update(from: bRem0 + m * d1, count: d1)
-            (bRank).update(from: bRank + m * d1, count: d1)
+        let shift = (0..<d).map { lowest[$0] * scale[$0] }
+        let built: LatticeTables
+        switch d {
+        case 1: built = try LatticeBuilder<1>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads)
+        case 2: built = try LatticeBuilder<2>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads)
+        case 3: built = try LatticeBuilder<3>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads)
+        case 4: built = try LatticeBuilder<4>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads)
+        case 5: built = try LatticeBuilder<5>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads)
+        case 6: built = try LatticeBuilder<6>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads)
+        case 7: built = try LatticeBuilder<7>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads)
+        default: built = try LatticeBuilder<8>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads)
         }
-
-        // Number the vertices shard after shard, and resolve the repeated simplices in order.
-        var offsets = [Int](repeating: 0, count: shards + 1)
-        for s in 0..<shards { offsets[s + 1] = offsets[s] + tables[s].count }
-        let vertices = offsets[shards]
-        vertexCount = vertices
-        let shardOffsets = offsets
-        if shards > 1 {
-            parallelChunks(n, threads: shards) { _, range in
-                for i in range where same[i] == 0 {
-                    for e in (i * d1)..<(i * d1 + d1) {
-                        let x = Int(vertexOut[e])
-                        vertexOut[e] = Int32(shardOffsets[x & (shards - 1)] + x >> shardBits)
-                    }
-                }
-            }
-        }
-        for i in 0..<n where same[i] != 0 {
-            for e in (i * d1)..<(i * d1 + d1) { vertexOut[e] = vertexOut[e - d1] }
-        }
-        let allKeys = try Buffer<Int32>(count: vertices * d, zeroed: false)
-        for s in 0..<shards { (allKeys.pointer + offsets[s] * d).update(from: tables[s].keys.pointer, count: tables[s].count * d) }
-        Log.write(.debug, "\(kernelName): lattice d=\(d), \(n) points, \(vertices) vertices, \(shards) shard(s)")
-
-        // Group incidences by vertex for the parallel splat: count serially, then each
-        // shard fills its own vertices' entries scanning points in order.
-        if threads > 1 {
-            let vertexStart = try Buffer<Int32>(count: vertices + 1)
-            let entryPoint = try Buffer<Int32>(count: n * d1, zeroed: false)
-            let entryWeight = try Buffer<Float>(count: n * d1, zeroed: false)
-            let cursor = try Buffer<Int32>(count: vertices, zeroed: false)
-            let start = vertexStart.pointer
-            for e in 0..<(n * d1) { start[Int(vertexOut[e]) + 1] += 1 }
-            for v in 0..<vertices { start[v + 1] += start[v] }
-            cursor.pointer.update(from: start, count: vertices)
-            nonisolated(unsafe) let next = cursor.pointer, pointOut = entryPoint.pointer, entryOut = entryWeight.pointer
-            let parts = shards
-            parallelChunks(parts, threads: parts) { part, _ in
-                let (low, high) = (vertices * part / parts, vertices * (part + 1) / parts)
-                for i in 0..<n {
-                    for e in (i * d1)..<(i * d1 + d1) {
-                        let v = Int(vertexOut[e])
-                        guard v >= low, v < high else { continue }
-                        let slot = Int(next[v])
-                        next[v] += 1
-                        pointOut[slot] = Int32(i)
-                        entryOut[slot] = weightOut[e]
-                    }
-                }
-            }
-            incidences = (vertexStart, entryPoint, entryWeight)
-        } else {
-            incidences = nil
-        }
-
-        // Blur neighbours along direction j: the lattice step is +1 in every coordinate
-        // except −d in coordinate j (for j = d, the coordinate left out of the key); a
-        // missing neighbour is the sentinel. Look up only the −step neighbour u of each v:
-        // then v is u's +step neighbour. Each (direction, u) has one such v, so the
-        // parallel writes never collide.
-        neighbours = try Buffer(count: vertices * d1 * 2, zeroed: false)
-        neighbours.pointer.initialize(repeating: Int32(vertices), count: vertices * d1 * 2)
-        nonisolated(unsafe) let keyOf = allKeys.pointer, nb = neighbours.pointer
-        let lookup = tables
-        parallelChunks(vertices, threads: shards) { worker, range in
-            let cache = caches[worker]
-            cache.clear()
-            let p = keys + worker * d1
-            for v in range {
-                let own = keyOf + v * d
-                for j in 0...d {
-                    for c in 0..<d { p[c] = own[c] &- 1 }
-                    if j < d { p[j] = own[j] &+ Int32(d) }
-                    let h = VertexTable.hash(p, dimension: d)
-                    let u = cache.lookup(p, hash: h) {
-                        let s = VertexTable.shard(of: h, shards: shards)
-                        let local = lookup[s].find(p, hash: h)
-                        return local < 0 ? -1 : Int32(shardOffsets[s]) + local
-                    }
-                    if u >= 0 {
-                        nb[(j * vertices + v) * 2] = u
-                        nb[(j * vertices + Int(u)) * 2 + 1] = Int32(v)
-                    }
-                }
-            }
-        }
+        (pointVertex, pointWeight, incidences, neighbours, vertexCount) =
+            (built.pointVertex, built.pointWeight, built.incidences, built.neighbours, built.vertexCount)
     }
 
     /// Filters `channels` values per point (point after point at `input`) and writes the
@@ -386,12 +191,246 @@ public final class PermutohedralLattice {
     }
 }
 
+/// What a lattice build produces (the fields of `PermutohedralLattice` of the same names).
+private struct LatticeTables {
+    let pointVertex: Buffer<Int32>
+    let pointWeight: Buffer<Float>
+    let incidences: (start: Buffer<Int32>, point: Buffer<Int32>, weight: Buffer<Float>)?
+    let neighbours: Buffer<Int32>
+    let vertexCount: Int
+}
+
+/// The lattice build for feature dimension D, a compile-time constant: the per-point loops
+/// over coordinates unroll and their scratch stays in registers (with a run-time d they
+/// were memory loops, and the build took about half of a CRF slice's time).
+private enum LatticeBuilder<let D: Int> {
+    /// Builds the tables for `count` points with D features each at `features`; the
+    /// lattice coordinate c of a point is features[c] · scale[c] − shift[c].
+    static func build(_ features: UnsafePointer<Float>, count: Int, scale: [Double], shift: [Double],
+                      kernelName: String, threads: Int) throws -> LatticeTables {
+        let d = D, d1 = D + 1, n = count
+        let pointVertex = try Buffer<Int32>(count: n * d1, zeroed: false)
+        let pointWeight = try Buffer<Float>(count: n * d1, zeroed: false)
+        nonisolated(unsafe) let vertexOut = pointVertex.pointer, weightOut = pointWeight.pointer
+        nonisolated(unsafe) let featureIn = features
+        let inverseD1 = 1 / Double(d1)
+
+        // Vertices are found in blocks of points, in two parallel phases per block:
+        //  1. each point's enclosing simplex (remainder-0 point, ranks) and barycentric
+        //     weights, split over the points;
+        //  2. the simplex vertices' lookup, split over hash shards: shard s inserts only the
+        //     keys whose hash falls in s, into its own table, scanning points in order.
+        // Vertex numbers then depend on the shard count, but no result does: every sum over
+        // a vertex's points is still taken in point order.
+        // A power of two, so shard-tagged vertex numbers (local · shards + shard) decode with
+        // shifts; they must fit in Int32 too.
+        var shards = 1
+        while 2 * shards <= min(threads, 64), 2 * shards * max(1, n * d1) <= Int(Int32.max) { shards *= 2 }
+        let shardBits = shards.trailingZeroBitCount
+        var tables = try (0..<shards).map { _ in try VertexTable<D>(expectedVertices: max(16, n / (4 * shards))) }
+        let block = max(1, min(n, 1 << 15))
+        // The simplex of each point of the block; slot 0 holds the previous block's last.
+        let blockRem0 = try Buffer<Int32>(count: (block + 1) * d1)
+        let blockRank = try filledBuffer(Int32(-1), count: (block + 1) * d1)
+        // Points whose simplex is their predecessor's (often, for neighbouring points).
+        let sameAsPrevious = try Buffer<UInt8>(count: max(n, 1))
+        let keyScratch = try Buffer<Int32>(count: shards * d1, zeroed: false)
+        var failures = [LiversegError?](repeating: nil, count: shards)
+        nonisolated(unsafe) let bRem0 = blockRem0.pointer, bRank = blockRank.pointer, same = sameAsPrevious.pointer
+        nonisolated(unsafe) let keys = keyScratch.pointer
+        for first in stride(from: 0, to: n, by: block) {
+            let m = min(block, n - first)
+            parallelChunks(m, threads: shards) { _, range in
+                // Fixed-size scratch (9 = maxDimension + 1) that, with D constant, lives in
+                // registers.
+                var elevated = InlineArray<9, Double>(repeating: 0), residual = InlineArray<9, Double>(repeating: 0)
+                var sorted = InlineArray<9, Double>(repeating: 0)
+                var rem0 = InlineArray<9, Int>(repeating: 0), rank = InlineArray<9, Int>(repeating: 0)
+                for local in range {
+                    let i = first + local, f = featureIn + i * d
+                    var sum = 0.0
+                    for j in stride(from: d, to: 0, by: -1) {
+                        let cf = Double(f[j - 1]) * scale[j - 1] - shift[j - 1]
+                        elevated[j] = sum - Double(j) * cf
+                        sum += cf
+                    }
+                    elevated[0] = sum
+                    // The nearest multiple of d+1 to each elevated coordinate (ties round
+                    // down); floor by truncation, as |v| < coordinateLimit. This step and
+                    // the next are selects, not branches: on CT their outcomes are
+                    // unpredictable.
+                    var remainderSum = 0
+                    for c in 0...d {
+                        let v = elevated[c] * inverseD1, truncated = Int(v)
+                        let below = truncated - (Double(truncated) > v ? 1 : 0)
+                        let multiple = below + (v - Double(below) > 0.5 ? 1 : 0)
+                        rem0[c] = multiple * d1
+                        remainderSum += multiple
+                    }
+                    // Rank the residuals, shifted by the remainder sum; coordinates whose
+                    // rank leaves 0...d move to the neighbouring multiple so that the
+                    // remainder-0 point's coordinates sum to zero.
+                    for c in 0...d {
+                        rank[c] = remainderSum
+                        residual[c] = elevated[c] - Double(rem0[c])
+                    }
+                    for a in 0..<d {
+                        for b in (a + 1)...d {
+                            let aFirst = residual[a] < residual[b] ? 1 : 0
+                            rank[a] += aFirst
+                            rank[b] += 1 - aFirst
+                        }
+                    }
+                    for c in 0...d {
+                        let wrap = (rank[c] < 0 ? d1 : 0) - (rank[c] > d ? d1 : 0)
+                        rank[c] += wrap
+                        rem0[c] += wrap
+                    }
+                    // Barycentric weights: with v_r the scaled residual of the coordinate of
+                    // rank r, w_0 = 1 + v_d − v_0 and w_k = v_(d−k) − v_(d+1−k) (Adams et
+                    // al. 2010, §3.1). The residuals are put in rank order with selects (a
+                    // scatter through memory indexed by rank made a chain of store-to-load
+                    // forwards).
+                    for r in 0...d {
+                        var v = 0.0
+                        for c in 0...d { v += rank[c] == r ? elevated[c] - Double(rem0[c]) : 0 }
+                        sorted[r] = v * inverseD1
+                    }
+                    weightOut[i * d1] = Float(1 + sorted[d] - sorted[0])
+                    for k in 1...d { weightOut[i * d1 + k] = Float(sorted[d - k] - sorted[d1 - k]) }
+                    let r0 = bRem0 + (local + 1) * d1, rk = bRank + (local + 1) * d1
+                    for c in 0...d { r0[c] = Int32(rem0[c]); rk[c] = Int32(rank[c]) }
+                }
+            }
+            tables.withUnsafeMutableBufferPointer { tp in
+                failures.withUnsafeMutableBufferPointer { fp in
+                    nonisolated(unsafe) let (tp, fp) = (tp, fp)
+                    parallelChunks(shards, threads: shards) { shard, _ in
+                        let key = keys + shard * d1
+                        for local in 0..<m {
+                            let i = first + local
+                            let r0 = bRem0 + (local + 1) * d1, rk = bRank + (local + 1) * d1
+                            var repeated = true
+                            for c in 0...d where r0[c] != r0[c - d1] || rk[c] != rk[c - d1] { repeated = false; break }
+                            if repeated {
+                                if shard == 0 { same[i] = 1 }
+                                continue
+                            }
+                            for k in 0...d {
+                                for c in 0..<d { key[c] = r0[c] + Int32(rk[c] <= d - k ? k : k - d1) }
+                                let h = VertexTable<D>.hash(key)
+                                guard VertexTable<D>.shard(of: h, shards: shards) == shard else { continue }
+                                do {
+                                    let v = try tp[shard].findOrInsert(key, hash: h)
+                                    vertexOut[i * d1 + k] = v &* Int32(shards) &+ Int32(shard)
+                                } catch let error as LiversegError {
+                                    fp[shard] = error
+                                    return
+                                } catch {
+                                    fp[shard] = .internalError("lattice: \(error)")
+                                    return
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            if let failure = failures.lazy.compactMap({ $0 }).first { throw failure }
+            (bRem0).update(from: bRem0 + m * d1, count: d1)
+            (bRank).update(from: bRank + m * d1, count: d1)
+        }
+
+        // Number the vertices shard after shard, and resolve the repeated simplices in order.
+        var offsets = [Int](repeating: 0, count: shards + 1)
+        for s in 0..<shards { offsets[s + 1] = offsets[s] + tables[s].count }
+        let vertices = offsets[shards]
+        let shardOffsets = offsets
+        if shards > 1 {
+            parallelChunks(n, threads: shards) { _, range in
+                for i in range where same[i] == 0 {
+                    for e in (i * d1)..<(i * d1 + d1) {
+                        let x = Int(vertexOut[e])
+                        vertexOut[e] = Int32(shardOffsets[x & (shards - 1)] + x >> shardBits)
+                    }
+                }
+            }
+        }
+        for i in 0..<n where same[i] != 0 {
+            for e in (i * d1)..<(i * d1 + d1) { vertexOut[e] = vertexOut[e - d1] }
+        }
+        let allKeys = try Buffer<Int32>(count: vertices * d, zeroed: false)
+        for s in 0..<shards { (allKeys.pointer + offsets[s] * d).update(from: tables[s].keys.pointer, count: tables[s].count * d) }
+        Log.write(.debug, "\(kernelName): lattice d=\(d), \(n) points, \(vertices) vertices, \(shards) shard(s)")
+
+        let incidences: (start: Buffer<Int32>, point: Buffer<Int32>, weight: Buffer<Float>)?
+        // Group incidences by vertex for the parallel splat: count serially, then each
+        // shard fills its own vertices' entries scanning points in order.
+        if threads > 1 {
+            let vertexStart = try Buffer<Int32>(count: vertices + 1)
+            let entryPoint = try Buffer<Int32>(count: n * d1, zeroed: false)
+            let entryWeight = try Buffer<Float>(count: n * d1, zeroed: false)
+            let cursor = try Buffer<Int32>(count: vertices, zeroed: false)
+            let start = vertexStart.pointer
+            for e in 0..<(n * d1) { start[Int(vertexOut[e]) + 1] += 1 }
+            for v in 0..<vertices { start[v + 1] += start[v] }
+            cursor.pointer.update(from: start, count: vertices)
+            nonisolated(unsafe) let next = cursor.pointer, pointOut = entryPoint.pointer, entryOut = entryWeight.pointer
+            let parts = shards
+            parallelChunks(parts, threads: parts) { part, _ in
+                let (low, high) = (vertices * part / parts, vertices * (part + 1) / parts)
+                for i in 0..<n {
+                    for e in (i * d1)..<(i * d1 + d1) {
+                        let v = Int(vertexOut[e])
+                        guard v >= low, v < high else { continue }
+                        let slot = Int(next[v])
+                        next[v] += 1
+                        pointOut[slot] = Int32(i)
+                        entryOut[slot] = weightOut[e]
+                    }
+                }
+            }
+            incidences = (vertexStart, entryPoint, entryWeight)
+        } else {
+            incidences = nil
+        }
+
+        // Blur neighbours along direction j: the lattice step is +1 in every coordinate
+        // except −d in coordinate j (for j = d, the coordinate left out of the key); a
+        // missing neighbour is the sentinel. Look up only the −step neighbour u of each v:
+        // then v is u's +step neighbour. Each (direction, u) has one such v, so the
+        // parallel writes never collide.
+        let neighbours = try Buffer<Int32>(count: vertices * d1 * 2, zeroed: false)
+        neighbours.pointer.initialize(repeating: Int32(vertices), count: vertices * d1 * 2)
+        nonisolated(unsafe) let keyOf = allKeys.pointer, nb = neighbours.pointer
+        let lookup = tables
+        parallelChunks(vertices, threads: shards) { worker, range in
+            let p = keys + worker * d1
+            for v in range {
+                let own = keyOf + v * d
+                for j in 0...d {
+                    for c in 0..<d { p[c] = own[c] &- 1 }
+                    if j < d { p[j] = own[j] &+ Int32(d) }
+                    let h = VertexTable<D>.hash(p)
+                    let s = VertexTable<D>.shard(of: h, shards: shards)
+                    let local = lookup[s].find(p, hash: h)
+                    if local >= 0 {
+                        let u = Int32(shardOffsets[s]) + local
+                        nb[(j * vertices + v) * 2] = u
+                        nb[(j * vertices + Int(u)) * 2 + 1] = Int32(v)
+                    }
+                }
+            }
+        }
+        return LatticeTables(pointVertex: pointVertex, pointWeight: pointWeight, incidences: incidences,
+                             neighbours: neighbours, vertexCount: vertices)
+    }
+}
+
 /// Open-addressing hash table from lattice keys (d Int32 coordinates) to vertex indices.
 /// Each slot holds the vertex index and a copy of its key, so a probe touches one cache
 /// line. It starts sized from the number of points and doubles when three quarters full, so it never
 /// overflows; vertex indices are Int32 because points × (d+1) is checked to fit.
-private struct VertexTable {
-    let dimension: Int
+private struct VertexTable<let D: Int> {
     /// Keys of vertices 0..<count, d coordinates each.
     var keys: Buffer<Int32>
     /// Slots of d+1 Int32: the vertex index (−1 when empty), then its key. The slot count
@@ -400,30 +439,35 @@ private struct VertexTable {
     private(set) var count = 0
     private var mask: Int
 
-    init(dimension: Int, expectedVertices: Int) throws {
-        self.dimension = dimension
+    init(expectedVertices: Int) throws {
         var capacity = 16
         while 3 * capacity < 4 * expectedVertices { capacity <<= 1 }
-        keys = try Buffer(count: expectedVertices * dimension, zeroed: false)
-        slots = try filledBuffer(-1, count: capacity * (dimension + 1))
+        keys = try Buffer(count: expectedVertices * D, zeroed: false)
+        slots = try filledBuffer(-1, count: capacity * (D + 1))
         mask = capacity - 1
     }
 
-    /// The key's hash; its low bits pick the table slot and the cache entry, its high bits
-    /// the shard. The low 2 bits of each coordinate pass through unmixed below a mix of the
-    /// rest, so the vertices of one 4^d block of the lattice share a few cache lines of the
-    /// table: lookups of nearby vertices (the blur neighbours) then mostly hit the CPU cache.
+    /// The key's hash; its low bits pick the table slot, its high bits the shard. A vertex
+    /// key's coordinates are all congruent modulo d+1: key_c = (d+1)·q_c + r. The low bits
+    /// hold r unmixed, above a mix of the lattice cell q, so the vertices of one cell share
+    /// a cache line of the table and probes rarely go past it. (An earlier version passed
+    /// the low 2 bits of each coordinate through unmixed: for d = 3 those are all r, so
+    /// most slots were never a key's home and probe runs were long.)
     @inline(__always)
-    static func hash(_ key: UnsafePointer<Int32>, dimension: Int) -> Int {
-        var h: UInt64 = 0x243F_6A88_85A3_08D3
-        var fine: UInt64 = 0
-        for c in 0..<dimension {
-            let k = UInt32(bitPattern: key[c])
-            h = (h ^ UInt64(k >> 2)) &* 0x9E37_79B9_7F4A_7C15
-            fine = fine << 2 | UInt64(k & 3)
+    static func hash(_ key: UnsafePointer<Int32>) -> Int {
+        // Bits to hold 0...D, and a multiple of d+1 that makes every coordinate positive
+        // (|key| < 2^30, checked at the build).
+        let classBits = Int.bitWidth - D.leadingZeroBitCount, offset = (D + 1) << 32
+        var h: UInt64 = 0
+        var remainder = 0
+        for c in 0..<D {
+            let u = Int(key[c]) + offset, q = u / (D + 1)
+            if c == 0 { remainder = u - q * (D + 1) }
+            h = (h ^ UInt64(q)) &* 0x9E37_79B9_7F4A_7C15
         }
-        h ^= h >> 29
-        return Int(truncatingIfNeeded: (h << UInt64(2 * dimension)) | fine)
+        h = (h ^ (h >> 32)) &* 0xFF51_AFD7_ED55_8CCD
+        h ^= h >> 32
+        return Int(truncatingIfNeeded: h << UInt64(classBits)) | remainder
     }
 
     /// Which of `shards` (a power of two) tables holds keys with this hash.
@@ -433,13 +477,13 @@ private struct VertexTable {
     /// The slot holding `key`, or the empty slot where it would go.
     @inline(__always)
     private func slot(of key: UnsafePointer<Int32>, hash: Int) -> UnsafeMutablePointer<Int32> {
-        let stride = dimension + 1, table = slots.pointer
+        let stride = D + 1, table = slots.pointer
         var s = hash & mask
         while true {
             let entry = table + s * stride
             if entry[0] < 0 { return entry }
             var same = true
-            for c in 0..<dimension where entry[c + 1] != key[c] { same = false; break }
+            for c in 0..<D where entry[c + 1] != key[c] { same = false; break }
             if same { return entry }
             s = (s + 1) & mask
         }
@@ -449,72 +493,36 @@ private struct VertexTable {
     func find(_ key: UnsafePointer<Int32>, hash: Int) -> Int32 { slot(of: key, hash: hash)[0] }
 
     /// The vertex with this key, inserting a new one if absent.
+    @inline(__always)
     mutating func findOrInsert(_ key: UnsafePointer<Int32>, hash: Int) throws -> Int32 {
         let entry = slot(of: key, hash: hash)
-        if entry[0] >= 0 { return entry[0] }
-        if (count + 1) * dimension > keys.count {
-            let grown = try Buffer<Int32>(count: 2 * keys.count + dimension, zeroed: false)
-            grown.pointer.update(from: keys.pointer, count: count * dimension)
+        return entry[0] >= 0 ? entry[0] : try insert(key, into: entry)
+    }
+
+    /// Adds `key` as a new vertex in the empty slot `entry`.
+    @inline(never)
+    private mutating func insert(_ key: UnsafePointer<Int32>, into entry: UnsafeMutablePointer<Int32>) throws -> Int32 {
+        if (count + 1) * D > keys.count {
+            let grown = try Buffer<Int32>(count: 2 * keys.count + D, zeroed: false)
+            grown.pointer.update(from: keys.pointer, count: count * D)
             keys = grown
         }
-        (keys.pointer + count * dimension).update(from: key, count: dimension)
+        (keys.pointer + count * D).update(from: key, count: D)
         entry[0] = Int32(count)
-        (entry + 1).update(from: key, count: dimension)
+        (entry + 1).update(from: key, count: D)
         count += 1
         if 4 * count > 3 * (mask + 1) { try rehash(capacity: 2 * (mask + 1)) }
         return Int32(count - 1)
     }
 
     private mutating func rehash(capacity: Int) throws {
-        slots = try filledBuffer(-1, count: capacity * (dimension + 1))
+        slots = try filledBuffer(-1, count: capacity * (D + 1))
         mask = capacity - 1
         for v in 0..<count {
-            let key = keys.pointer + v * dimension
-            let entry = slot(of: key, hash: VertexTable.hash(key, dimension: dimension))
+            let key = keys.pointer + v * D
+            let entry = slot(of: key, hash: VertexTable.hash(key))
             entry[0] = Int32(v)
-            (entry + 1).update(from: key, count: dimension)
+            (entry + 1).update(from: key, count: D)
         }
-    }
-}
-
-/// A direct-mapped cache of recent lookups in front of a `VertexTable`. Nearby points,
-/// and the blur neighbours of nearby vertices, share lattice vertices, so most lookups hit
-/// this small cache-resident array instead of the large table. Absent keys (−1) are cached
-/// too, which is valid while the table is only read (the neighbour search).
-private struct RecentVertices {
-    static let entries = 4096
-    /// Marks an unused entry.
-    static let unused = Int32.min
-    let dimension: Int
-    /// `entries` slots of d+1 Int32: the vertex (−1 absent, `unused`), then its key.
-    let storage: UnsafeMutablePointer<Int32>
-
-    static func storageCount(dimension: Int) -> Int { entries * (dimension + 1) }
-
-    /// A cache over `storageCount(dimension:)` Int32 at `storage`, emptied.
-    init(dimension: Int, storage: UnsafeMutablePointer<Int32>) {
-        self.dimension = dimension
-        self.storage = storage
-        clear()
-    }
-
-    /// Forgets every entry.
-    func clear() {
-        storage.initialize(repeating: RecentVertices.unused, count: RecentVertices.storageCount(dimension: dimension))
-    }
-
-    /// The cached answer for `key`, else `miss()`'s answer, remembered.
-    @inline(__always)
-    func lookup(_ key: UnsafePointer<Int32>, hash: Int, miss: () throws -> Int32) rethrows -> Int32 {
-        let entry = storage + (hash & (RecentVertices.entries - 1)) * (dimension + 1)
-        if entry[0] != RecentVertices.unused {
-            var same = true
-            for c in 0..<dimension where entry[c + 1] != key[c] { same = false; break }
-            if same { return entry[0] }
-        }
-        let vertex = try miss()
-        entry[0] = vertex
-        (entry + 1).update(from: key, count: dimension)
-        return vertex
     }
 }
