@@ -49,7 +49,9 @@ def liver_slab(ircadb01):
 
 def test_default_params_are_documented_values():
     p = liverseg.crf_default_params()
-    assert p["mode"] == "slice2d" and p["normalisation"] == "symmetric" and p["n_iterations"] == 5
+    # docs/crf.md: volume3d and μ1 = 10 chosen on real network outputs.
+    assert p["mode"] == "volume3d" and p["normalisation"] == "symmetric" and p["n_iterations"] == 5
+    assert p["mu1"] == 10 and p["mu2"] == 3 and p["theta_beta_hu"] == 15
     assert p["uncertain_only"] is True and 0 < p["uncertain_probability"] < 0.5
     for key in ("mu1", "mu2", "theta_alpha_mm", "theta_beta_hu", "theta_gamma_mm"):
         assert p[key] > 0, key
@@ -59,8 +61,10 @@ def test_default_params_are_documented_values():
 def test_refined_mask_beats_thresholded_probability_on_real_ct(liver_slab):
     ct, truth, prob, spacing, affine = liver_slab
     before = dice(prob >= 0.5, truth)
+    # μ1 = 3, the weight searched on degraded masks like this one; the library's default
+    # (10) was chosen on network outputs, whose errors differ (docs/crf.md).
     for mode in ("slice2d", "volume3d"):
-        refined = liverseg.refine_crf(ct, prob, affine=affine, mode=mode)
+        refined = liverseg.refine_crf(ct, prob, affine=affine, mode=mode, mu1=3.0)
         after = dice(refined, truth)
         print(f"{mode}: Dice thresholded {before:.4f}, CRF {after:.4f}")
         assert after > before + 0.005, mode
