@@ -124,17 +124,10 @@ struct LeaveOneOut: ParsableCommand {
     }
 
     private func crfGrid() throws -> [CRFParameters] {
-        func values(_ text: String, _ name: String) throws -> [Double] {
-            let v = text.split(separator: ",").compactMap { Double($0.trimmingCharacters(in: .whitespaces)) }
-            guard !v.isEmpty, v.count == text.split(separator: ",").count else {
-                throw LiversegError.invalidArgument("--\(name) needs comma-separated numbers, got \(text)")
-            }
-            return v
-        }
         var grid: [CRFParameters] = []
-        for mu1 in try values(crfMu1, "crf-mu1") {
-            for alpha in try values(crfThetaAlpha, "crf-theta-alpha") {
-                for beta in try values(crfThetaBeta, "crf-theta-beta") {
+        for mu1 in try commaSeparatedNumbers(crfMu1, option: "crf-mu1") {
+            for alpha in try commaSeparatedNumbers(crfThetaAlpha, option: "crf-theta-alpha") {
+                for beta in try commaSeparatedNumbers(crfThetaBeta, option: "crf-theta-beta") {
                     var p = CRFParameters()
                     p.bilateralWeight = mu1
                     p.thetaAlphaMM = alpha

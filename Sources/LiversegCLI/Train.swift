@@ -92,8 +92,7 @@ func trainWithCheckpoints(_ trainer: Trainer, _ sampler: PatchSampler, epochs: I
                           validation: (Model) throws -> Double? = { _ in nil },
                           progress: (Int, Int, Int) -> Void = { _, _, _ in },
                           report: (EpochSummary, Double?) throws -> Void) throws {
-    let header = "epoch,seconds,loss,main,branch1,branch2,validation_dice\n"
-    var csv = header
+    var csv = "epoch,seconds,loss,main,branch1,branch2,validation_dice\n"
     if let log, trainer.epochsDone > 0, let old = try? String(contentsOfFile: log, encoding: .utf8) {
         for line in old.split(separator: "\n").dropFirst() {
             if let epoch = Int(line.prefix { $0 != "," }), epoch <= trainer.epochsDone { csv += line + "\n" }
@@ -102,14 +101,25 @@ func trainWithCheckpoints(_ trainer: Trainer, _ sampler: PatchSampler, epochs: I
     while trainer.epochsDone < epochs {
         let epoch = trainer.epochsDone + 1
         let summary = try trainer.trainEpoch(sampler) { done, total, _ in progress(epoch, done, total) }
-        let dice = try validation(try trainer.model())
-        try writeFileAtomically(try trainer.model(extraMetadata: metadata(epoch)).fileBytes(), to: out)
+        let model = try trainer.model(extraMetadata: metadata(epoch))
+        let dice = try validation(model)
+        try writeFileAtomically(model.fileBytes(), to: out)
         csv += String(format: "%d,%.1f,%.6f,%.6f,%.6f,%.6f,%@\n", epoch, summary.seconds, summary.total, summary.main,
                       summary.branch1, summary.branch2, dice.map { String(format: "%.4f", $0) } ?? "")
         if let log { try writeFileAtomically(Array(csv.utf8), to: log) }
         try writeFileAtomically(trainer.checkpointBytes(), to: checkpoint)
         try report(summary, dice)
     }
+}
+
+/// The finite numbers of a comma-separated option value; an error names `--option`.
+func commaSeparatedNumbers(_ text: String, option: String) throws -> [Double] {
+    let parts = text.split(separator: ",", omittingEmptySubsequences: false)
+    let v = parts.compactMap { Double($0.trimmingCharacters(in: .whitespaces)) }
+    guard !v.isEmpty, v.count == parts.count, v.allSatisfy(\.isFinite) else {
+        throw LiversegError.invalidArgument("--\(option) needs comma-separated numbers, got \(text)")
+    }
+    return v
 }
 
 /// CT and mask paths of the cases named by --data / --val values.
@@ -235,8 +245,8 @@ struct TrainingOptions: ParsableArguments {
         if huShift != nil || huScale != nil {
             func range(_ text: String?, _ name: String, _ identity: Double) throws -> ClosedRange<Double> {
                 guard let text else { return identity...identity }
-                let v = text.split(separator: ",").compactMap { Double($0.trimmingCharacters(in: .whitespaces)) }
-                guard v.count == 2, v.allSatisfy(\.isFinite), v[0] <= v[1] else {
+                let v = try commaSeparatedNumbers(text, option: name)
+                guard v.count == 2, v[0] <= v[1] else {
                     throw LiversegError.invalidArgument("--\(name) needs LOW,HIGH with LOW ≤ HIGH, got \(text)")
                 }
                 return v[0]...v[1]
