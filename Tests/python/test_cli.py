@@ -1,5 +1,6 @@
 """The `liverseg` command end to end on a real CT: segment, then eval, then info; exit
 codes, the written files' geometry, the preview PNG, and one-line errors."""
+import csv
 import json
 import os
 import struct
@@ -192,14 +193,32 @@ def test_train_writes_model_log_and_resumes_exactly(synthetic_cases, tmp_path):
 
 def test_leave_one_out_writes_table_1(synthetic_cases, tmp_path):
     result = run("loo", "--data", synthetic_cases, *TRAIN_ARGS, "--epochs", "1", "--crf-mu1", "3",
-                 "--crf-theta-beta", "15", "--out", tmp_path)
+                 "--crf-theta-beta", "15", "--crf-mode", "slice2d", "--out", tmp_path)
     assert result.returncode == 0, result.stderr
     rows = [line.split()[0] for line in result.stdout.splitlines()[1:5]]
     assert rows == ["3D-CNN", "3D-DSN", "3D-CNN+CRF", "3D-DSN+CRF"]
     table = (tmp_path / "table.csv").read_text().splitlines()
     assert table[0] == "method,VOE[%],VD[%],AvgD[mm],RMSD[mm],MaxD[mm],Dice" and len(table) == 5
-    folds = (tmp_path / "folds.csv").read_text().splitlines()
-    assert len(folds) == 1 + 3 * 4
+    folds = list(csv.DictReader((tmp_path / "folds.csv").open()))
+    assert len(folds) == 3 * 4 and {row["crf_mode"] for row in folds} == {"slice2d"}
+    # The collapse check: each run's training-case Dice, recomputed here from its model file.
+    cases = sorted(synthetic_cases.iterdir())
+    collapsed = []
+    for row in folds[::2]:
+        k, arm = int(row["fold"]), row["method"]
+        model = liverseg.Model(tmp_path / f"fold{k}-{arm}.safetensors")
+        dice = []
+        for case in cases[:k - 1] + cases[k:]:
+            ct = nib.load(case / "ct.nii.gz")
+            mask = model.segment(np.asarray(ct.dataobj), affine=ct.affine) > 0
+            truth = np.asarray(nib.load(case / "liver.nii.gz").dataobj) > 0
+            dice.append(2 * np.sum(mask & truth) / (np.sum(mask) + np.sum(truth)))
+        assert float(row["training_dice"]) == pytest.approx(np.mean(dice), abs=1e-4)
+        assert row["collapsed"] == ("yes" if np.mean(dice) < 0.5 else "no")
+        if row["collapsed"] == "yes":
+            collapsed.append(f"fold {k} {arm}")
+    summary = (tmp_path / "table.txt").read_text()
+    assert "collapsed runs (mean training-case Dice < 0.5): " + (", ".join(collapsed) or "none") in summary
     assert (tmp_path / "table.md").read_text().startswith("| method |")
     assert sorted(p.name for p in tmp_path.glob("fold*.safetensors")) == sorted(
         f"fold{k}-{m}.safetensors" for k in (1, 2, 3) for m in ("3D-CNN", "3D-DSN"))
@@ -214,6 +233,12 @@ def test_leave_one_out_writes_table_1(synthetic_cases, tmp_path):
             log = (tmp_path / f"fold{k}-{m}.csv").read_text().splitlines()
             assert [row.split(",")[0] for row in log[1:]] == ["1", "2"]
             assert liverseg.Model(tmp_path / f"fold{k}-{m}.safetensors").metadata["provenance"]["epochs"] == 2
+
+
+def test_leave_one_out_rejects_unknown_crf_mode_before_training(synthetic_cases, tmp_path):
+    result = run("loo", "--data", synthetic_cases, *TRAIN_ARGS, "--epochs", "1", "--crf-mode", "3d", "--out", tmp_path)
+    assert result.returncode == 65 and "--crf-mode must be slice2d or volume3d" in result.stderr
+    assert not list(tmp_path.glob("fold*"))
 
 
 def test_train_intensity_augmentation_options(synthetic_cases, tmp_path):

@@ -8,6 +8,15 @@ public enum CRFMode: Int, Sendable, CaseIterable {
     case slice2d = 0
     /// One CRF over the whole volume with 3-D positions in mm.
     case volume3d = 1
+
+    /// The mode's name in model files and on the command line.
+    public var name: String { self == .slice2d ? "slice2d" : "volume3d" }
+
+    /// The mode called `name` ("slice2d" or "volume3d"), or nil.
+    public init?(name: String) {
+        guard let mode = Self.allCases.first(where: { $0.name == name }) else { return nil }
+        self = mode
+    }
 }
 
 /// Parameters of `refineWithCRF`. Positions are in mm and grey values in HU, so one
@@ -86,7 +95,7 @@ extension CRFParameters {
         for (key, value) in members {
             switch key {
             case "mode":
-                guard let name = value.stringValue, let m = ["slice2d": CRFMode.slice2d, "volume3d": .volume3d][name] else {
+                guard let name = value.stringValue, let m = CRFMode(name: name) else {
                     throw LiversegError.invalidModel("metadata crf.mode must be \"slice2d\" or \"volume3d\"")
                 }
                 mode = m
@@ -122,7 +131,7 @@ extension CRFParameters {
     /// `init(modelMetadata:)`; the thread count is not a model property and is left out).
     public var modelMetadata: JSONValue {
         .object([
-            ("mode", .string(mode == .slice2d ? "slice2d" : "volume3d")),
+            ("mode", .string(mode.name)),
             ("n_iterations", .number(Double(iterations))),
             ("mu1", .number(bilateralWeight)), ("mu2", .number(spatialWeight)),
             ("theta_alpha_mm", .number(thetaAlphaMM)), ("theta_beta_hu", .number(thetaBetaHU)),
