@@ -76,6 +76,8 @@ struct LeaveOneOut: ParsableCommand {
                             say("fold \(k + 1)/\(all.count) \(name) epoch \(summary.epoch)/\(training.epochs) loss \(String(format: "%.4f", summary.total)) main \(String(format: "%.4f", summary.main))")
                         })
                     let model = try trainer.model(extraMetadata: provenance(training.epochs))
+                    // A run finished earlier is re-scored with today's model-building rules.
+                    try writeFileAtomically(model.fileBytes(), to: stem + ".safetensors")
                     // CRF setting chosen on the training cases only.
                     let trainingOutputs = try trainingCases.map { try segmentCase(model, all[$0]) }
                     let trainingDice = try trainingOutputs.map { try $0.metrics(of: $0.thresholded).dice }
@@ -123,7 +125,9 @@ struct LeaveOneOut: ParsableCommand {
                 let v = means(row)
                 text += row.padding(toLength: 12, withPad: " ", startingAt: 0) + v.map { String(format: "%.4f", $0).leftPadded(to: 10) }.joined() + "\n"
                 csv += row + "," + v.map { String(format: "%.4f", $0) }.joined(separator: ",") + "\n"
-                markdown += "| \(row) | " + v.map { String(format: "%.2f", $0) }.joined(separator: " | ") + " |\n"
+                // Dice is a fraction: two decimals would hide differences of up to 0.01.
+                markdown += "| \(row) | " + v.dropLast().map { String(format: "%.2f", $0) }.joined(separator: " | ")
+                    + String(format: " | %.3f |\n", v[v.count - 1])
             }
             text += "\nleave-one-out over \(all.count) cases, means over folds; VD signed; surface distances pooled, 18-connected borders\n"
             text += "collapsed runs (mean training-case Dice < \(Self.collapseDice)): "

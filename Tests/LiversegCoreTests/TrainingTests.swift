@@ -71,6 +71,15 @@ final class TrainingTests: XCTestCase {
         XCTAssertThrowsError(try Trainer(configuration: other).resume(fromCheckpoint: checkpoint))
     }
 
+    /// The plain 3D-CNN's branches stay untrained, so its model must fuse the main output alone.
+    func testPlainCNNModelFusesItsMainOutputAlone() throws {
+        var c = tinyConfiguration()
+        c.fusionTau = [0.2, 0.3]
+        XCTAssertEqual(try Trainer(configuration: c).model().fusionTau, [0.2, 0.3])
+        c.deepSupervision = false
+        XCTAssertEqual(try Trainer(configuration: c).model().fusionTau, [0, 0])
+    }
+
     func testSchedulesAndSamplerAreDeterministic() throws {
         var c = tinyConfiguration()
         XCTAssertEqual(c.eta(epoch: 9).0, 0.3)

@@ -219,7 +219,13 @@ def test_leave_one_out_writes_table_1(synthetic_cases, tmp_path):
             collapsed.append(f"fold {k} {arm}")
     summary = (tmp_path / "table.txt").read_text()
     assert "collapsed runs (mean training-case Dice < 0.5): " + (", ".join(collapsed) or "none") in summary
-    assert (tmp_path / "table.md").read_text().startswith("| method |")
+    markdown = (tmp_path / "table.md").read_text().splitlines()
+    assert markdown[0].startswith("| method |") and len(markdown) == 2 + 4
+    for md_row, csv_row in zip(markdown[2:], table[1:]):
+        cells, values = md_row.strip("| ").split(" | "), csv_row.split(",")
+        assert cells[0] == values[0]
+        assert [float(c) for c in cells[1:]] == pytest.approx([float(v) for v in values[1:]], abs=0.0051)
+        assert len(cells[-1].split(".")[1]) == 3, "Dice to 3 decimals"
     assert sorted(p.name for p in tmp_path.glob("fold*.safetensors")) == sorted(
         f"fold{k}-{m}.safetensors" for k in (1, 2, 3) for m in ("3D-CNN", "3D-DSN"))
     assert all((tmp_path / f"fold{k}-curves.png").read_bytes().startswith(b"\x89PNG") for k in (1, 2, 3))

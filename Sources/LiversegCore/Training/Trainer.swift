@@ -17,7 +17,8 @@ public struct TrainingConfiguration: Sendable {
     public var architecture = DSNArchitecture.paper
     /// Model grid and intensity conventions (stored in the model file).
     public var preprocessing: Preprocessing
-    /// Eq. 4 weights written to the model file.
+    /// Eq. 4 weights written to the model file (with deep supervision; the plain 3D-CNN's
+    /// model uses its main output alone).
     public var fusionTau: [Double] = [0.1, 0.1]
     /// Training patch extents (multiples of 4).
     public var patch = GridSize(x: 64, y: 64, z: 48)
@@ -123,9 +124,13 @@ public final class Trainer {
     }
 
     /// The current weights as a model (ready to segment or to write with `fileBytes()`).
+    /// Without deep supervision the fusion is the main output alone.
     public func model(extraMetadata: [(String, JSONValue)] = []) throws -> Model {
+        // The plain 3D-CNN's branch layers never receive a gradient (η = 0): they keep their
+        // initial random weights, and any τ > 0 would mix that noise into its output.
         try Model(network: try network(), preprocessing: configuration.preprocessing,
-                  fusionTau: configuration.fusionTau, extraMetadata: extraMetadata)
+                  fusionTau: configuration.deepSupervision ? configuration.fusionTau : [0, 0],
+                  extraMetadata: extraMetadata)
     }
 
     /// Trains one epoch on `sampler`'s patches; `progress(done, total, loss)` after each
