@@ -149,17 +149,18 @@ struct LeaveOneOut: ParsableCommand {
     }
 
     private func crfGrid() throws -> [CRFParameters] {
+        let mode = try crfMode.map { name in
+            guard let mode = CRFMode(name: name) else {
+                throw LiversegError.invalidArgument("--crf-mode must be slice2d or volume3d, not \"\(name)\"")
+            }
+            return mode
+        } ?? CRFParameters().mode
         var grid: [CRFParameters] = []
         for mu1 in try commaSeparatedNumbers(crfMu1, option: "crf-mu1") {
             for alpha in try commaSeparatedNumbers(crfThetaAlpha, option: "crf-theta-alpha") {
                 for beta in try commaSeparatedNumbers(crfThetaBeta, option: "crf-theta-beta") {
                     var p = CRFParameters()
-                    if let crfMode {
-                        guard let mode = CRFMode(name: crfMode) else {
-                            throw LiversegError.invalidArgument("--crf-mode must be slice2d or volume3d, not \"\(crfMode)\"")
-                        }
-                        p.mode = mode
-                    }
+                    p.mode = mode
                     p.bilateralWeight = mu1
                     p.thetaAlphaMM = alpha
                     p.thetaBetaHU = beta
