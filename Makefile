@@ -8,9 +8,11 @@
 
 PREFIX ?= /usr/local
 DESTDIR ?=
-VERSION_MAJOR := 0
-VERSION_MINOR := 1
-VERSION_PATCH := 0
+# The version is written once, in include/liverseg.h.
+version_part = $(shell sed -n 's/^\#define LIVERSEG_VERSION_$(1) \([0-9]*\)$$/\1/p' include/liverseg.h)
+VERSION_MAJOR := $(call version_part,MAJOR)
+VERSION_MINOR := $(call version_part,MINOR)
+VERSION_PATCH := $(call version_part,PATCH)
 VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
 SONAME := libliverseg.so.$(VERSION_MAJOR)
 PYTHON ?= python3

@@ -55,16 +55,22 @@ extern "C" {
  * Versions
  * ------------------------------------------------------------------------------------- */
 
+/* The one place the version is written: the Makefile, the Swift layer and the tests read it
+ * from here. */
 #define LIVERSEG_VERSION_MAJOR 0
-#define LIVERSEG_VERSION_MINOR 1
+#define LIVERSEG_VERSION_MINOR 2
 #define LIVERSEG_VERSION_PATCH 0
-/** Bumped whenever a released struct, enum value or function signature changes. */
+/** Bumped when a change breaks programs built against an older header (a released
+ *  function signature, enum value or struct field changes meaning). Additions — new
+ *  functions, enum values, fields appended to a struct versioned by struct_size — keep it:
+ *  programs built against 0.1 run unchanged with this library. */
 #define LIVERSEG_ABI_VERSION 0
 
 /** The library's version, "MAJOR.MINOR.PATCH". Static storage; never free it. */
 const char *liverseg_version(void);
 
-/** The library's LIVERSEG_ABI_VERSION. Compare with the header's to detect a mismatch. */
+/** The library's LIVERSEG_ABI_VERSION. A program built against this header runs with any
+ *  library of the same ABI version whose version is at least this header's. */
 int liverseg_abi_version(void);
 
 /* ---------------------------------------------------------------------------------------
@@ -220,9 +226,35 @@ typedef int (*liverseg_progress_callback)(double fraction, liverseg_stage stage,
 
 struct liverseg_crf_params; /* see "CRF refinement" below */
 
+/**
+ * Clean-up steps applied to the mask after thresholding or the CRF (a bit set). The liver
+ * is one solid organ: what the network labels apart from its largest piece (spleen, heart,
+ * bowel) is wrong, and dark tumours or vessels enclosed by liver belong to it.
+ */
+typedef enum liverseg_postprocess {
+    LIVERSEG_POSTPROCESS_NONE = 0,
+    /** Keep only the largest 6-connected component of liver voxels. */
+    LIVERSEG_POSTPROCESS_LARGEST_COMPONENT = 1,
+    /** Fill background regions that do not reach the volume's border (6-connected, 3D). */
+    LIVERSEG_POSTPROCESS_FILL_HOLES_3D = 2,
+    /** Fill the holes of each axial slice (slices across the input axis that runs head to
+     *  foot; 4-connected background not reaching the slice's border). */
+    LIVERSEG_POSTPROCESS_FILL_HOLES_SLICES = 4,
+    /** All of the above, in that order: the default. */
+    LIVERSEG_POSTPROCESS_ALL = 7
+} liverseg_postprocess;
+
+/**
+ * Options of liverseg_segment. The struct grows at its end between releases: start from
+ * liverseg_segment_params_init (or the inline liverseg_segment_default_params below), which
+ * records the size this program was compiled with in struct_size. The library accepts every
+ * struct_size from the first release's (LIVERSEG_SEGMENT_PARAMS_SIZE_0_1) up to its own and
+ * gives fields beyond the caller's struct_size their defaults, so a program built against
+ * an older header keeps working with a newer library.
+ */
 typedef struct liverseg_segment_params {
-    size_t struct_size;                  /**< sizeof(liverseg_segment_params); set by the
-                                              default_params function, keep it */
+    size_t struct_size;                  /**< the size of the caller's struct; set by
+                                              liverseg_segment_params_init, keep it */
     int n_threads;                       /**< worker threads; 0 = all cores */
     /** Largest network tile, in model-grid voxels (halo included); 0 = default (8 Mi).
      *  Bounds memory: a tile needs about 40 bytes per voxel per 8 channels. */
@@ -239,10 +271,36 @@ typedef struct liverseg_segment_params {
     const struct liverseg_crf_params *crf_params;
     liverseg_progress_callback progress; /**< may be NULL */
     void *progress_user_data;
+    /* ---- since 0.2 ---- */
+    /** Bit set of liverseg_postprocess applied to the mask (after the CRF when crf is set);
+     *  default LIVERSEG_POSTPROCESS_ALL; LIVERSEG_POSTPROCESS_NONE gives the raw
+     *  thresholded (or CRF) mask. Unknown bits are LIVERSEG_ERROR_INVALID_ARGUMENT. */
+    unsigned int postprocess;
 } liverseg_segment_params;
 
-/** Default parameters; always start from these. */
-liverseg_segment_params liverseg_segment_default_params(void);
+/** struct_size of liverseg_segment_params in 0.1, the first release (no postprocess). */
+#define LIVERSEG_SEGMENT_PARAMS_SIZE_0_1 offsetof(liverseg_segment_params, postprocess)
+
+/**
+ * Fills the first `struct_size` bytes of *params with the defaults and sets
+ * params->struct_size = struct_size. Pass sizeof(liverseg_segment_params) of the header you
+ * compile with; a library newer than that header never writes beyond it.
+ * Returns LIVERSEG_ERROR_INVALID_ARGUMENT for NULL or a size outside
+ * [LIVERSEG_SEGMENT_PARAMS_SIZE_0_1, the library's sizeof].
+ */
+liverseg_status liverseg_segment_params_init(liverseg_segment_params *params, size_t struct_size);
+
+/**
+ * Default parameters, by value; always start from these (or from
+ * liverseg_segment_params_init). Inline, so that the size is this header's: the library's
+ * exported symbol of the same name is 0.1's and fills the 0.1 layout, for programs
+ * compiled against 0.1.
+ */
+static inline liverseg_segment_params liverseg_segment_default_params(void) {
+    liverseg_segment_params params;
+    liverseg_segment_params_init(&params, sizeof params);
+    return params;
+}
 
 /**
  * Segments the liver in `volume`.
@@ -451,9 +509,11 @@ typedef enum liverseg_crf_normalisation {
     LIVERSEG_CRF_NORMALISE_AFTER = 1
 } liverseg_crf_normalisation;
 
+/** Options of the CRF. Versioned like liverseg_segment_params: start from
+ *  liverseg_crf_params_init (or the inline liverseg_crf_default_params). */
 typedef struct liverseg_crf_params {
-    size_t struct_size;              /**< sizeof(liverseg_crf_params); set by
-                                          liverseg_crf_default_params, keep it */
+    size_t struct_size;              /**< the size of the caller's struct; set by
+                                          liverseg_crf_params_init, keep it */
     liverseg_crf_mode mode;          /**< default LIVERSEG_CRF_VOLUME3D */
     int n_iterations;                /**< mean-field iterations, 0...10000; 0 gives the
                                           thresholded probability. Default 5 */
@@ -481,8 +541,22 @@ typedef struct liverseg_crf_params {
     void *progress_user_data;
 } liverseg_crf_params;
 
-/** Default CRF parameters; always start from these. */
-liverseg_crf_params liverseg_crf_default_params(void);
+/** struct_size of liverseg_crf_params in 0.1, the first release (unchanged since). */
+#define LIVERSEG_CRF_PARAMS_SIZE_0_1 sizeof(liverseg_crf_params)
+
+/**
+ * Fills the first `struct_size` bytes of *params with the defaults and sets
+ * params->struct_size = struct_size (pass sizeof(liverseg_crf_params)).
+ * LIVERSEG_ERROR_INVALID_ARGUMENT for NULL or a size this library does not know.
+ */
+liverseg_status liverseg_crf_params_init(liverseg_crf_params *params, size_t struct_size);
+
+/** Default CRF parameters, by value, in this header's layout; always start from these. */
+static inline liverseg_crf_params liverseg_crf_default_params(void) {
+    liverseg_crf_params params;
+    liverseg_crf_params_init(&params, sizeof params);
+    return params;
+}
 
 /**
  * Refines a liver probability on `ct`'s own grid into a mask with the CRF above.

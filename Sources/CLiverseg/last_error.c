@@ -2,7 +2,14 @@
 // portable way to give each host thread its own message buffer.
 #include "../../include/liverseg.h"
 #include "include/liverseg_internal.h"
+#include <stddef.h>
 #include <string.h>
+
+_Static_assert(sizeof(lvs_segment_params_0_1) == LIVERSEG_SEGMENT_PARAMS_SIZE_0_1,
+               "the 0.1 segment params layout must be the prefix of the current one");
+_Static_assert(offsetof(lvs_segment_params_0_1, progress_user_data) ==
+                   offsetof(liverseg_segment_params, progress_user_data),
+               "the 0.1 segment params layout must be the prefix of the current one");
 
 static _Thread_local char last_error[1024];
 

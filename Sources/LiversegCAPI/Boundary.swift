@@ -44,11 +44,43 @@ func checkedSize(_ value: UInt, _ name: String) throws -> Int {
     return Int(value)
 }
 
-/// Checks a params struct's declared size against the one this library was built with.
+/// Checks a struct's declared size against the one this library was built with.
 func checkStructSize(_ declared: Int, expected: Int, _ name: String) throws {
-    guard declared == expected else {
+    try checkStructSize(declared, released: [expected], name)
+}
+
+/// Checks a struct's declared size against the sizes of its released layouts.
+func checkStructSize(_ declared: Int, released: [Int], _ name: String) throws {
+    guard released.contains(declared) else {
+        let sizes = released.map(String.init).joined(separator: " or ")
+        let hint = declared > released.max()! ? " (built against a newer liverseg header?)" : ""
         throw LiversegError.invalidArgument(
-            "\(name).struct_size is \(declared) but this library expects \(expected); start from the *_default_params() function")
+            "\(name).struct_size is \(declared) but this library knows \(sizes)\(hint); start from the *_params_init() function")
+    }
+}
+
+/// A caller's params struct whose layout grows at its end between releases: the caller's
+/// struct_size (its first field, one of `released`) bytes are read — never more — over
+/// `defaults`, so fields an older caller does not have keep their default values. NULL
+/// gives `defaults`.
+func versionedParams<T>(_ pointer: UnsafePointer<T>?, defaults: T, released: [Int], _ name: String) throws -> T {
+    guard let pointer else { return defaults }
+    let declared = UnsafeRawPointer(pointer).load(as: Int.self)
+    try checkStructSize(declared, released: released, name)
+    var result = defaults
+    withUnsafeMutableBytes(of: &result) { $0.copyMemory(from: UnsafeRawBufferPointer(start: pointer, count: declared)) }
+    return result
+}
+
+/// Fills the first `size` bytes of a caller's params struct (one of `released`) with
+/// `defaults` and records `size` in its struct_size (the first field).
+func initialiseParams<T>(_ pointer: UnsafeMutablePointer<T>?, size: Int, defaults: T, released: [Int], _ name: String) throws {
+    let pointer = try required(pointer, name)
+    try checkStructSize(size, released: released, "\(name) (struct_size argument)")
+    var value = defaults
+    withUnsafeMutableBytes(of: &value) { bytes in
+        bytes.storeBytes(of: size, as: Int.self)
+        UnsafeMutableRawPointer(pointer).copyMemory(from: bytes.baseAddress!, byteCount: size)
     }
 }
 

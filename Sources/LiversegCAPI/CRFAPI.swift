@@ -1,8 +1,20 @@
 import CLiverseg
 import LiversegCore
 
+/// struct_size of each released liverseg_crf_params layout, oldest first.
+private let crfParamsSizes = [MemoryLayout<liverseg_crf_params>.size]
+
+@_cdecl("liverseg_crf_params_init")
+public func liverseg_crf_params_init(_ params: UnsafeMutablePointer<liverseg_crf_params>?, _ size: Int) -> liverseg_status {
+    boundary("liverseg_crf_params_init") {
+        try initialiseParams(params, size: size, defaults: crfDefaultParams01(), released: crfParamsSizes, "params")
+    }
+}
+
+/// The defaults; also 0.1's exported liverseg_crf_default_params (the layout is unchanged
+/// since 0.1, so returning it by value fits every caller).
 @_cdecl("liverseg_crf_default_params")
-public func liverseg_crf_default_params() -> liverseg_crf_params {
+public func crfDefaultParams01() -> liverseg_crf_params {
     let core = CRFParameters()
     var p = liverseg_crf_params()
     p.struct_size = MemoryLayout<liverseg_crf_params>.size
@@ -25,8 +37,7 @@ public func liverseg_crf_default_params() -> liverseg_crf_params {
 
 /// Core CRF parameters and progress handler from C params (NULL: defaults), validated.
 func crfParameters(_ params: UnsafePointer<liverseg_crf_params>?) throws -> (CRFParameters, ProgressHandler?) {
-    let p = params?.pointee ?? liverseg_crf_default_params()
-    try checkStructSize(p.struct_size, expected: MemoryLayout<liverseg_crf_params>.size, "params")
+    let p = try versionedParams(params, defaults: crfDefaultParams01(), released: crfParamsSizes, "params")
     var core = CRFParameters()
     guard let mode = CRFMode(rawValue: Int(p.mode.rawValue)) else {
         throw LiversegError.invalidArgument("params->mode \(p.mode.rawValue) is not a liverseg_crf_mode")

@@ -1,18 +1,42 @@
 import CLiverseg
 import LiversegCore
 
-@_cdecl("liverseg_segment_default_params")
-public func liverseg_segment_default_params() -> liverseg_segment_params {
+/// struct_size of each released liverseg_segment_params layout, oldest first.
+private let segmentParamsSizes = [MemoryLayout<lvs_segment_params_0_1>.size, MemoryLayout<liverseg_segment_params>.size]
+
+/// The current layout's defaults.
+private func defaultSegmentParams() -> liverseg_segment_params {
+    let core = SegmentationOptions()
     var p = liverseg_segment_params()
     p.struct_size = MemoryLayout<liverseg_segment_params>.size
-    p.n_threads = 0
+    p.n_threads = Int32(core.threads)
     p.max_tile_voxels = 0
-    p.threshold = 0.5
+    p.threshold = core.threshold
     p.crf = 0
     p.crf_params = nil
     p.progress = nil
     p.progress_user_data = nil
+    p.postprocess = core.postProcessing.rawValue
     return p
+}
+
+@_cdecl("liverseg_segment_params_init")
+public func liverseg_segment_params_init(_ params: UnsafeMutablePointer<liverseg_segment_params>?, _ size: Int) -> liverseg_status {
+    boundary("liverseg_segment_params_init") {
+        try initialiseParams(params, size: size, defaults: defaultSegmentParams(), released: segmentParamsSizes, "params")
+    }
+}
+
+/// 0.1's exported default-params function, for programs compiled against 0.1: it fills
+/// the 0.1 layout only (a larger struct returned by value would overrun their stack).
+/// Newer headers define liverseg_segment_default_params inline over the init function.
+@_cdecl("liverseg_segment_default_params")
+public func segmentDefaultParams01() -> lvs_segment_params_0_1 {
+    var old = lvs_segment_params_0_1()
+    var current = defaultSegmentParams()
+    current.struct_size = MemoryLayout<lvs_segment_params_0_1>.size
+    withUnsafeMutableBytes(of: &old) { o in withUnsafeBytes(of: &current) { o.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0.prefix(o.count))) } }
+    return old
 }
 
 /// Checks a C volume descriptor and borrows it as a core `VolumeInput`.
@@ -42,8 +66,7 @@ func volumeInput(_ volume: UnsafePointer<liverseg_volume>?) throws -> VolumeInpu
 /// `model`'s.
 private func segmentationOptions(_ params: UnsafePointer<liverseg_segment_params>?,
                                  model: Model) throws -> (SegmentationOptions, ProgressHandler?) {
-    let p = params?.pointee ?? liverseg_segment_default_params()
-    try checkStructSize(p.struct_size, expected: MemoryLayout<liverseg_segment_params>.size, "params")
+    let p = try versionedParams(params, defaults: defaultSegmentParams(), released: segmentParamsSizes, "params")
     var options = SegmentationOptions()
     guard p.n_threads >= 0, p.n_threads <= 4096 else {
         throw LiversegError.invalidArgument("params->n_threads \(p.n_threads) must be in 0...4096")
@@ -54,6 +77,11 @@ private func segmentationOptions(_ params: UnsafePointer<liverseg_segment_params
         throw LiversegError.invalidArgument("params->threshold \(p.threshold) must be in (0, 1)")
     }
     options.threshold = p.threshold
+    let steps = MaskPostProcessing(rawValue: p.postprocess)
+    guard MaskPostProcessing.all.isSuperset(of: steps) else {
+        throw LiversegError.invalidArgument("params->postprocess \(p.postprocess) has bits outside LIVERSEG_POSTPROCESS_ALL")
+    }
+    options.postProcessing = steps
     if p.crf != 0 {
         if let crf = p.crf_params {
             options.crf = try crfParameters(UnsafeRawPointer(crf).assumingMemoryBound(to: liverseg_crf_params.self)).0

@@ -24,6 +24,9 @@ struct Segment: ParsableCommand {
     @Flag(help: "Refine the mask with the dense CRF (paper §2.3), with the model file's CRF parameters (the library's defaults where it has none).")
     var crf = false
 
+    @Option(help: "Mask clean-up after thresholding or the CRF: all (default: largest connected component, 3D and per-slice hole filling), none, or a comma-separated list of largest_component, fill_holes_3d, fill_holes_slices.")
+    var postprocess = "all"
+
     @Option(help: "Write a PNG with axial, coronal and sagittal slices and the mask outline.")
     var preview: String?
 
@@ -36,6 +39,9 @@ struct Segment: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            var options = SegmentationOptions()
+            options.threads = threads
+            options.postProcessing = try MaskPostProcessing(parsing: postprocess)
             let progress = ProgressBar(quiet: quiet)
             defer { progress.finish() }
             progress.update("reading", 0)
@@ -43,8 +49,6 @@ struct Segment: ParsableCommand {
             let ct = try readImage(input)
             var mask = [UInt8](repeating: 0, count: ct.size.voxelCount)
             var probabilities = probability == nil ? [] : [Float](repeating: 0, count: ct.size.voxelCount)
-            var options = SegmentationOptions()
-            options.threads = threads
             if crf {
                 var parameters = try CRFParameters(modelMetadata: loaded.metadata["crf"])
                 parameters.threads = threads

@@ -191,6 +191,9 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Weight initialisation: he, or gaussian (σ = 0.01, the paper's).")
     var initialization = "he"
 
+    @Option(help: "Geometric augmentation: anatomical (small rotations and scaling, field-of-view crops; never mirrors), symmetric (90° turns and x mirroring, as models before 0.2) or none.")
+    var augmentation = "anatomical"
+
     @Option(help: "Grey-value augmentation: range of a random HU shift per patch, LOW,HIGH (e.g. -70,30); with --hu-scale.")
     var huShift: String?
 
@@ -242,6 +245,10 @@ struct TrainingOptions: ParsableArguments {
         c.initialization = initialization == "he" ? .he : .gaussian(sigma: 0.01)
         c.seed = seed
         c.threads = threads
+        guard let spatial = SpatialAugmentation.presets.first(where: { $0.name == augmentation }) else {
+            throw LiversegError.invalidArgument("--augmentation \(augmentation): use \(SpatialAugmentation.presets.map(\.name).joined(separator: ", "))")
+        }
+        c.spatialAugmentation = spatial.augmentation
         if huShift != nil || huScale != nil {
             func range(_ text: String?, _ name: String, _ identity: Double) throws -> ClosedRange<Double> {
                 guard let text else { return identity...identity }
@@ -267,6 +274,7 @@ struct TrainingOptions: ParsableArguments {
                  ("lr_drop", .number(c.learningRateDrop)), ("lr_step_epochs", .number(Double(c.learningRateStepEpochs))),
                  ("momentum", .number(c.momentum)), ("weight_decay", .number(c.weightDecay)),
                  ("deep_supervision", .bool(c.deepSupervision)), ("initialization", .string(initialization)),
+                 ("augmentation", .string(augmentation)),
                  ("seed", .string(String(c.seed)))]
                 + (c.intensityAugmentation.map { a in
                     [("hu_shift", .array([.number(a.shiftHU.lowerBound), .number(a.shiftHU.upperBound)])),

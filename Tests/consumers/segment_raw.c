@@ -18,10 +18,11 @@ static void *read_file(const char *path, size_t size) {
 int main(int argc, char **argv) {
     printf("layout volume %zu %zu %zu %zu %zu\n", sizeof(liverseg_volume), offsetof(liverseg_volume, dtype),
            offsetof(liverseg_volume, dims), offsetof(liverseg_volume, spacing), offsetof(liverseg_volume, ijk_to_ras));
-    printf("layout params %zu %zu %zu %zu %zu %zu %zu\n", sizeof(liverseg_segment_params),
+    printf("layout params %zu %zu %zu %zu %zu %zu %zu %zu\n", sizeof(liverseg_segment_params),
            offsetof(liverseg_segment_params, max_tile_voxels), offsetof(liverseg_segment_params, threshold),
            offsetof(liverseg_segment_params, crf), offsetof(liverseg_segment_params, crf_params),
-           offsetof(liverseg_segment_params, progress), offsetof(liverseg_segment_params, progress_user_data));
+           offsetof(liverseg_segment_params, progress), offsetof(liverseg_segment_params, progress_user_data),
+           offsetof(liverseg_segment_params, postprocess));
     printf("layout info %zu %zu %zu %zu\n", sizeof(liverseg_model_info), offsetof(liverseg_model_info, spacing),
            offsetof(liverseg_model_info, orientation), offsetof(liverseg_model_info, n_parameters));
     if (argc != 11) { fprintf(stderr, "usage: %s MODEL CT NX NY NZ SX SY SZ MATRIX MASK\n", argv[0]); return 2; }

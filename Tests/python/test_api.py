@@ -31,7 +31,8 @@ def call_segment(model, v, params=None, mask_size=None):
 
 
 def test_version_and_status_names():
-    assert liverseg.version() == "0.1.0"
+    from test_consumers import header_version
+    assert liverseg.version() == header_version()
     assert lib.liverseg_abi_version() == 0
     assert lib.liverseg_status_name(6) == b"LIVERSEG_CANCELLED"
     assert lib.liverseg_status_name(99) == b"unknown status"
@@ -97,17 +98,17 @@ def test_nan_voxels_are_rejected(small_model):
 
 def test_bad_params(small_model):
     a, v = volume_for(np.zeros((8, 8, 8), np.int16))
-    params = lib.liverseg_segment_default_params()
+    params = _lib.segment_params()
     assert params.struct_size == ctypes.sizeof(_lib.SegmentParams)
     params.struct_size = 3
     assert "struct_size is 3" in call_segment(small_model, v, params)[1]
-    params = lib.liverseg_segment_default_params()
+    params = _lib.segment_params()
     params.threshold = 1.5
     assert "threshold" in call_segment(small_model, v, params)[1]
-    params = lib.liverseg_segment_default_params()
+    params = _lib.segment_params()
     params.n_threads = -2
     assert "n_threads" in call_segment(small_model, v, params)[1]
-    params = lib.liverseg_segment_default_params()
+    params = _lib.segment_params()
     params.max_tile_voxels = 10
     assert "max_tile_voxels 10 is too small" in call_segment(small_model, v, params)[1]
     info = _lib.ModelInfo()

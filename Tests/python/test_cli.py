@@ -64,8 +64,26 @@ def test_segment_writes_mask_probability_and_preview_on_the_input_grid(segmented
     probability = nib.load(out / "prob.nii.gz")
     assert np.array_equal(probability.affine, reference.affine)
     p = np.asarray(probability.dataobj)
-    assert p.dtype == np.float32 and np.array_equal(p >= 0.5, mask == 1)
+    # The mask is the thresholded probability after the default post-processing (the CT's
+    # head-to-foot axis is its third).
+    from test_postprocess import scipy_postprocess
+    assert p.dtype == np.float32 and np.array_equal(scipy_postprocess(p >= 0.5), mask)
     assert png_size(out / "preview.png") == (768, 256)
+
+
+def test_segment_without_post_processing_writes_the_thresholded_probability(segmented, small_model_path, tmp_path):
+    ct, out, _ = segmented
+    result = run("segment", ct, tmp_path / "raw.nii.gz", "--model", small_model_path, "--postprocess", "none")
+    assert result.returncode == 0, result.stderr
+    p = np.asarray(nib.load(out / "prob.nii.gz").dataobj)
+    assert np.array_equal(np.asarray(nib.load(tmp_path / "raw.nii.gz").dataobj), (p >= 0.5).astype(np.uint8))
+
+
+def test_bad_post_processing_is_refused_before_reading(tmp_path, small_model_path):
+    result = run("segment", tmp_path / "missing.nii.gz", tmp_path / "m.nii.gz", "--model", small_model_path,
+                 "--postprocess", "largest")
+    assert result.returncode != 0 and "largest_component" in result.stderr
+    assert not (tmp_path / "m.nii.gz").exists()
 
 
 def test_segment_without_probability_gives_the_same_mask(segmented, small_model_path, tmp_path):

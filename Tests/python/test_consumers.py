@@ -15,6 +15,12 @@ from liverseg import _lib
 CONSUMERS = ROOT / "Tests" / "consumers"
 
 
+def header_version():
+    """MAJOR.MINOR.PATCH from the header, the one place the version is written."""
+    text = (ROOT / "include" / "liverseg.h").read_text()
+    return ".".join(re.search(rf"#define LIVERSEG_VERSION_{part} (\d+)", text).group(1) for part in ("MAJOR", "MINOR", "PATCH"))
+
+
 def run(cmd, **kw):
     result = subprocess.run(cmd, capture_output=True, text=True, **kw)
     assert result.returncode == 0, f"{cmd} failed:\n{result.stdout}\n{result.stderr}"
@@ -35,16 +41,17 @@ def env(prefix):
 
 def test_installed_layout(prefix):
     lib = prefix / "lib"
-    assert (lib / "libliverseg.so.0.1.0").is_file()
-    assert os.readlink(lib / "libliverseg.so.0") == "libliverseg.so.0.1.0"
+    version = header_version()
+    assert (lib / f"libliverseg.so.{version}").is_file()
+    assert os.readlink(lib / "libliverseg.so.0") == f"libliverseg.so.{version}"
     assert os.readlink(lib / "libliverseg.so") == "libliverseg.so.0"
     assert (prefix / "include" / "liverseg.h").is_file() and (prefix / "include" / "liverseg.hpp").is_file()
     assert (prefix / "bin" / "liverseg").is_file()
     assert (prefix / "share" / "liverseg" / "liver-default.safetensors").read_bytes() == \
         (ROOT / "models" / "liver-default.safetensors").read_bytes()
     pc = (lib / "pkgconfig" / "liverseg.pc").read_text()
-    assert f"prefix={prefix}" in pc and "Requires.private: openblas" in pc and "Version: 0.1.0" in pc
-    so = str(lib / "libliverseg.so.0.1.0")
+    assert f"prefix={prefix}" in pc and "Requires.private: openblas" in pc and f"Version: {version}" in pc
+    so = str(lib / f"libliverseg.so.{version}")
     assert "SONAME" in run(["readelf", "-d", so]) and "[libliverseg.so.0]" in run(["readelf", "-d", so])
     needed = re.findall(r"NEEDED.*\[(.*)\]", run(["readelf", "-d", so]))
     assert not [n for n in needed if "swift" in n or "Foundation" in n or "dispatch" in n], needed
@@ -65,6 +72,10 @@ def programs(prefix, env, tmp_path_factory):
     built = {}
     built["c-pkgconfig"] = out / "c_pkg"
     run(["cc", "-std=c11", "-Wall", "-Werror", str(CONSUMERS / "segment_raw.c"), *flags, rpath, "-o", str(built["c-pkgconfig"])])
+    # A program written for 0.1 and compiled against 0.1's header, linked to this library.
+    built["c-abi-0.1"] = out / "c_abi_0_1"
+    run(["cc", "-std=c11", "-Wall", "-Werror", "-I", str(CONSUMERS / "abi-0.1"), str(CONSUMERS / "segment_abi_0_1.c"),
+         f"-L{prefix / 'lib'}", "-lliverseg", rpath, "-o", str(built["c-abi-0.1"])])
     built["cpp-pkgconfig"] = out / "cpp_pkg"
     run(["c++", "-std=c++17", "-Wall", "-Werror", str(CONSUMERS / "segment_raw.cpp"), *flags, rpath,
          "-o", str(built["cpp-pkgconfig"])])
@@ -83,7 +94,7 @@ def test_struct_layout_matches_python_binding(programs):
     V, P, I = _lib.Volume, _lib.SegmentParams, _lib.ModelInfo
     assert layout["volume"] == [ctypes.sizeof(V), V.dtype.offset, V.dims.offset, V.spacing.offset, V.ijk_to_ras.offset]
     assert layout["params"] == [ctypes.sizeof(P), P.max_tile_voxels.offset, P.threshold.offset, P.crf.offset,
-                                P.crf_params.offset, P.progress.offset, P.progress_user_data.offset]
+                                P.crf_params.offset, P.progress.offset, P.progress_user_data.offset, P.postprocess.offset]
     assert layout["info"] == [ctypes.sizeof(I), I.spacing.offset, I.orientation.offset, I.n_parameters.offset]
 
 

@@ -55,7 +55,9 @@ def test_default_params_are_documented_values():
     assert p["uncertain_only"] is True and 0 < p["uncertain_probability"] < 0.5
     for key in ("mu1", "mu2", "theta_alpha_mm", "theta_beta_hu", "theta_gamma_mm"):
         assert p[key] > 0, key
-    assert _lib.lib.liverseg_crf_default_params().struct_size == ctypes.sizeof(CRFParams)
+    params = CRFParams()
+    assert _lib.lib.liverseg_crf_params_init(ctypes.byref(params), ctypes.sizeof(params)) == 0
+    assert params.struct_size == ctypes.sizeof(CRFParams)
 
 
 def test_refined_mask_beats_thresholded_probability_on_real_ct(liver_slab):
@@ -129,7 +131,8 @@ def test_invalid_inputs_get_clear_errors():
     volume.data, volume.dtype = a.ctypes.data, _lib.DTYPE_INT16
     volume.dims[:], volume.spacing[:] = a.shape, (1.0, 1.0, 2.0)
     out = np.zeros(a.shape, np.uint8, order="F")
-    params = lib.liverseg_crf_default_params()
+    params = CRFParams()
+    assert lib.liverseg_crf_params_init(ctypes.byref(params), ctypes.sizeof(params)) == 0
     assert lib.liverseg_refine_crf(ctypes.byref(volume), None, ctypes.byref(params), out.ctypes.data) == _lib.INVALID_ARGUMENT
     assert b"probability is NULL" in lib.liverseg_last_error()
     assert lib.liverseg_refine_crf(None, prob.ctypes.data, ctypes.byref(params), out.ctypes.data) == _lib.INVALID_ARGUMENT
@@ -261,7 +264,8 @@ def test_cli_segment_crf_refines_the_written_probability(tmp_path, small_model_p
         pytest.fail(f"{cli} is missing: build it with `make cli` (or set LIVERSEG_CLI)")
     ct_path = require_data("totalseg-example/ct-3mm.nii.gz")
     result = subprocess.run([str(cli), "segment", str(ct_path), str(tmp_path / "mask.nii.gz"), "--model", str(small_model_path),
-                             "--probability", str(tmp_path / "prob.nii.gz"), "--crf", "--threads", "2"],
+                             "--probability", str(tmp_path / "prob.nii.gz"), "--crf", "--threads", "2",
+                             "--postprocess", "none"],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     mask, _ = liverseg.read_image(tmp_path / "mask.nii.gz")
@@ -279,12 +283,12 @@ def test_segment_with_crf_equals_refine_crf_of_its_probability(small_model, irca
     ct = ct[::2, ::2, 40:80]
     affine = affine @ np.diag([2.0, 2.0, 1.0, 1.0])
     plain, probability = small_model.segment(ct, affine=affine, return_probability=True)
-    refined = small_model.segment(ct, affine=affine, crf=True)
+    refined = small_model.segment(ct, affine=affine, crf=True, postprocess=False)
     assert np.array_equal(refined, liverseg.refine_crf(ct, probability, affine=affine))
     assert not np.array_equal(refined, plain)
     custom = dict(n_iterations=2, mu1=1.0, theta_beta_hu=30.0)
     stages = []
-    given = small_model.segment(ct, affine=affine, crf=True, crf_params=custom,
+    given = small_model.segment(ct, affine=affine, crf=True, crf_params=custom, postprocess=False,
                                 progress=lambda f, s: stages.append(s) and False)
     assert np.array_equal(given, liverseg.refine_crf(ct, probability, affine=affine, **custom))
     assert stages[-1] == 3 and 1 in stages   # network, then the CRF stage

@@ -64,6 +64,8 @@ struct SegmentOptions {
     /// Refine with the dense CRF (the model file's CRF parameters unless crf_params is set).
     bool crf = false;
     const liverseg_crf_params *crf_params = nullptr;
+    /// Bit set of liverseg_postprocess steps applied to the mask.
+    unsigned postprocess = LIVERSEG_POSTPROCESS_ALL;
     /// Return true to cancel (the call then throws Error with LIVERSEG_CANCELLED).
     std::function<bool(double, liverseg_stage)> progress;
 };
@@ -102,6 +104,7 @@ public:
         p.threshold = options.threshold;
         p.crf = options.crf ? 1 : 0;
         p.crf_params = options.crf_params;
+        p.postprocess = options.postprocess;
         if (options.progress) {
             p.progress = [](double f, liverseg_stage s, void *user) -> int {
                 auto *fn = static_cast<const std::function<bool(double, liverseg_stage)> *>(user);

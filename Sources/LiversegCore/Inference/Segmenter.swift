@@ -16,6 +16,8 @@ public struct SegmentationOptions: Sendable {
     public var threshold: Float = 0.5
     /// When set, the mask comes from the dense CRF on the fused probability (paper §2.3).
     public var crf: CRFParameters? = nil
+    /// Clean-up of the mask after thresholding or the CRF.
+    public var postProcessing = MaskPostProcessing.all
 
     /// 8 Mi voxels: about 1.5 GB of activations for the paper's network.
     public static let defaultMaxTileVoxels = 8 << 20
@@ -31,8 +33,8 @@ private let preprocessShare = 0.05, networkShare = 0.9, crfShare = 0.15
 extension Model {
     /// Runs the whole pipeline on `volume`: reorient + resample + normalise, tiled network,
     /// eq. 4 fusion, resampling back, then thresholding — or the dense CRF when
-    /// `options.crf` is set. Writes `mask` (0/1, input grid) and, if given, the fused liver
-    /// probability.
+    /// `options.crf` is set — and `options.postProcessing`. Writes `mask` (0/1, input grid)
+    /// and, if given, the fused liver probability.
     public func segment(_ volume: VolumeInput, options: SegmentationOptions,
                         mask: UnsafeMutablePointer<UInt8>, probability: UnsafeMutablePointer<Float>?,
                         progress: ProgressHandler? = nil) throws {
@@ -81,6 +83,12 @@ extension Model {
             parallelChunks(voxels, threads: threads) { _, range in
                 for i in range { maskOut[i] = source[i] >= threshold ? 1 : 0 }
             }
+        }
+        if !options.postProcessing.isEmpty {
+            // Slices across the input axis that runs head to foot.
+            let headToFoot = preprocessing.orientation.rasAxis.firstIndex(of: 2) ?? 2
+            try postProcess(mask: UnsafeMutableBufferPointer(start: mask, count: voxels), size: volume.size,
+                            sliceAxis: grid.mapping.sourceAxis[headToFoot], steps: options.postProcessing)
         }
         try report(1, options.crf == nil ? .postprocess : .crf)
     }

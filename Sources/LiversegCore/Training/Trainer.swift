@@ -45,6 +45,8 @@ public struct TrainingConfiguration: Sendable {
     public var seed: UInt64 = 0
     /// Worker threads; 0 = all cores.
     public var threads = 0
+    /// Geometric augmentation of the training patches.
+    public var spatialAugmentation = SpatialAugmentation.anatomical
     /// Grey-value augmentation of the training patches, or nil for none.
     public var intensityAugmentation: IntensityAugmentation?
 
@@ -54,7 +56,7 @@ public struct TrainingConfiguration: Sendable {
     /// The patch sampler this configuration trains with on `volumes`.
     public func sampler(_ volumes: [TrainingVolume]) throws -> PatchSampler {
         try PatchSampler(volumes: volumes, patch: patch, padValue: preprocessing.normalise(-.infinity), seed: seed,
-                         intensityAugmentation: intensityAugmentation.map { ($0, preprocessing) })
+                         spatialAugmentation: spatialAugmentation, intensityAugmentation: intensityAugmentation.map { ($0, preprocessing) })
     }
 
     /// η for an epoch (0-based).

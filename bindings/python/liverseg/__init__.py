@@ -140,18 +140,22 @@ class Model:
         return json.loads(lib.liverseg_model_metadata_json(self._handle).decode())
 
     def segment(self, array, spacing=None, affine=None, return_probability=False, threads=0,
-                max_tile_voxels=0, threshold=0.5, progress=None, crf=False, crf_params=None):
+                max_tile_voxels=0, threshold=0.5, progress=None, crf=False, crf_params=None, postprocess=True):
         """Segments a CT volume indexed [x, y, z] (HU). Returns the uint8 mask (0/1), or
         (mask, probability) with return_probability. `affine` is the voxel→RAS 4×4
         matrix (nibabel's img.affine); without it the array's axes must already follow
         the model's orientation. `progress(fraction, stage)` may return True to cancel.
         crf=True refines the mask with the dense CRF, with the model file's CRF parameters
-        or `crf_params` (a dict of refine_crf's keyword parameters)."""
+        or `crf_params` (a dict of refine_crf's keyword parameters). `postprocess`: True
+        (largest component, 3D and per-slice hole filling: the default), False (the raw
+        thresholded or CRF mask), or a collection of step names from
+        "largest_component", "fill_holes_3d", "fill_holes_slices"."""
         a = _as_volume_array(array)
         spacing, matrix = _spacing_and_matrix(a.shape, spacing, affine)
         volume = _volume_struct(a, spacing, matrix)
-        params = lib.liverseg_segment_default_params()
+        params = _lib.segment_params()
         params.n_threads = threads
+        params.postprocess = _postprocess_bits(postprocess)
         params.max_tile_voxels = max_tile_voxels
         params.threshold = threshold
         params.crf = int(bool(crf))
@@ -227,6 +231,22 @@ def set_log_callback(callback, level=1):
         return
     _log_callback_ref = _lib.LOG_CALLBACK(lambda lvl, msg, _u: callback(lvl, msg.decode("utf-8", "replace")))
     lib.liverseg_set_log_callback(_log_callback_ref, level, None)
+
+
+def _postprocess_bits(postprocess):
+    """The liverseg_postprocess bit set for segment's `postprocess` argument."""
+    if postprocess is True:
+        return _lib.POSTPROCESS_ALL
+    if postprocess is False or postprocess is None:
+        return 0
+    if isinstance(postprocess, str):
+        postprocess = [postprocess]
+    bits = 0
+    for name in postprocess:
+        if name not in _lib.POSTPROCESS:
+            raise ValueError(f"unknown post-processing step {name!r}; known: {', '.join(_lib.POSTPROCESS)}")
+        bits |= _lib.POSTPROCESS[name]
+    return bits
 
 
 from .crf import refine_crf, crf_default_params  # noqa: E402

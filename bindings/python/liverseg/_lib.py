@@ -75,7 +75,20 @@ class SegmentParams(ctypes.Structure):
         ("crf_params", ctypes.c_void_p),
         ("progress", PROGRESS_CALLBACK),
         ("progress_user_data", ctypes.c_void_p),
+        ("postprocess", ctypes.c_uint),
     ]
+
+
+# liverseg_postprocess bits (include/liverseg.h).
+POSTPROCESS = {"largest_component": 1, "fill_holes_3d": 2, "fill_holes_slices": 4}
+POSTPROCESS_ALL = 7
+
+
+def segment_params():
+    """A liverseg_segment_params holding the library's defaults (liverseg_segment_params_init)."""
+    params = SegmentParams()
+    check(lib.liverseg_segment_params_init(ctypes.byref(params), ctypes.sizeof(params)))
+    return params
 
 
 def _candidates():
@@ -120,7 +133,7 @@ def _declare(lib):
     lib.liverseg_model_get_info.argtypes = [ctypes.c_void_p, P(ModelInfo)]
     lib.liverseg_model_metadata_json.argtypes = [ctypes.c_void_p]
     lib.liverseg_model_metadata_json.restype = ctypes.c_char_p
-    lib.liverseg_segment_default_params.restype = SegmentParams
+    lib.liverseg_segment_params_init.argtypes = [P(SegmentParams), ctypes.c_size_t]
     lib.liverseg_segment.argtypes = [ctypes.c_void_p, P(Volume), P(SegmentParams), ctypes.c_void_p, ctypes.c_void_p]
     lib.liverseg_network_forward.argtypes = [ctypes.c_void_p, ctypes.c_void_p, P(ctypes.c_size_t), ctypes.c_int,
                                              ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
@@ -129,7 +142,7 @@ def _declare(lib):
                                                    ctypes.c_void_p]
     lib.liverseg_model_grid_dims.argtypes = [ctypes.c_void_p, P(Volume), P(ctypes.c_size_t)]
     lib.liverseg_preprocess.argtypes = [ctypes.c_void_p, P(Volume), ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
-    for name in ("liverseg_network_loss_gradient", "liverseg_model_grid_dims", "liverseg_preprocess", "liverseg_model_load_file", "liverseg_model_load_memory", "liverseg_model_get_info",
+    for name in ("liverseg_segment_params_init", "liverseg_network_loss_gradient", "liverseg_model_grid_dims", "liverseg_preprocess", "liverseg_model_load_file", "liverseg_model_load_memory", "liverseg_model_get_info",
                  "liverseg_segment", "liverseg_network_forward"):
         getattr(lib, name).restype = ctypes.c_int
     return lib

@@ -48,8 +48,8 @@ _declared = False
 def _declare():
     global _declared
     if not _declared:
-        lib.liverseg_crf_default_params.restype = CRFParams
-        lib.liverseg_crf_default_params.argtypes = []
+        lib.liverseg_crf_params_init.restype = ctypes.c_int
+        lib.liverseg_crf_params_init.argtypes = [ctypes.POINTER(CRFParams), ctypes.c_size_t]
         lib.liverseg_refine_crf.restype = ctypes.c_int
         lib.liverseg_refine_crf.argtypes = [ctypes.POINTER(_lib.Volume), ctypes.c_void_p, ctypes.POINTER(CRFParams),
                                             ctypes.c_void_p]
@@ -60,10 +60,17 @@ def _name(table, value):
     return next((k for k, v in table.items() if v == value), value)
 
 
+def _defaults():
+    """A liverseg_crf_params holding the library's defaults (liverseg_crf_params_init)."""
+    _declare()
+    p = CRFParams()
+    _lib.check(lib.liverseg_crf_params_init(ctypes.byref(p), ctypes.sizeof(p)))
+    return p
+
+
 def crf_default_params():
     """The library's default CRF parameters as a dict (keyword names of refine_crf)."""
-    _declare()
-    p = lib.liverseg_crf_default_params()
+    p = _defaults()
     params = {name: getattr(p, name) for name in _PARAM_NAMES}
     params["mode"] = _name(MODES, p.mode)
     params["normalisation"] = _name(NORMALISATIONS, p.normalisation)
@@ -73,8 +80,7 @@ def crf_default_params():
 
 def crf_params_struct(params, threads=0):
     """A liverseg_crf_params from the defaults and a dict of refine_crf's keyword parameters."""
-    _declare()
-    p = lib.liverseg_crf_default_params()
+    p = _defaults()
     for key, value in params.items():
         if key not in _PARAM_NAMES:
             raise TypeError(f"unknown CRF parameter {key!r}; known: {', '.join(_PARAM_NAMES)}")
