@@ -49,6 +49,11 @@ install: build cli
 	install -m 644 include/liverseg.h bindings/cpp/liverseg.hpp $(DESTDIR)$(PREFIX)/include/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' pkgconfig/liverseg.pc.in \
 		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/liverseg.pc
+	install -d $(DESTDIR)$(PREFIX)/lib/cmake/liverseg
+	for f in liversegConfig liversegConfigVersion; do \
+		sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@VERSION_MAJOR@|$(VERSION_MAJOR)|g' cmake/$$f.cmake.in \
+			> $(DESTDIR)$(PREFIX)/lib/cmake/liverseg/$$f.cmake; \
+	done
 	install -d $(DESTDIR)$(PREFIX)/share/liverseg
 	install -m 644 models/liver-default.safetensors $(DESTDIR)$(PREFIX)/share/liverseg/
 

@@ -50,7 +50,11 @@ def test_installed_layout(prefix):
     assert (prefix / "share" / "liverseg" / "liver-default.safetensors").read_bytes() == \
         (ROOT / "models" / "liver-default.safetensors").read_bytes()
     pc = (lib / "pkgconfig" / "liverseg.pc").read_text()
-    assert f"prefix={prefix}" in pc and "Requires.private: openblas" in pc and f"Version: {version}" in pc
+    assert f"prefix={prefix}" in pc and f"Version: {version}" in pc
+    # A dynamic link must not need openblas.pc or zlib.pc (only a static link needs them).
+    assert not [line for line in pc.splitlines() if line.startswith("Requires")] and "Libs.private: -lopenblas -lz" in pc
+    cmake = lib / "cmake" / "liverseg"
+    assert (cmake / "liversegConfig.cmake").is_file() and f'"{version}"' in (cmake / "liversegConfigVersion.cmake").read_text()
     so = str(lib / f"libliverseg.so.{version}")
     assert "SONAME" in run(["readelf", "-d", so]) and "[libliverseg.so.0]" in run(["readelf", "-d", so])
     needed = re.findall(r"NEEDED.*\[(.*)\]", run(["readelf", "-d", so]))
@@ -85,7 +89,27 @@ def programs(prefix, env, tmp_path_factory):
     run(["cmake", "--build", str(out / "cmake")], env=env)
     built["c-cmake"] = out / "cmake" / "segment_raw_c"
     built["cpp-cmake"] = out / "cmake" / "segment_raw_cpp"
+    # find_package(liverseg 0.2 CONFIG) through the installed CMake package, no pkg-config.
+    clean = {k: v for k, v in env.items() if k != "PKG_CONFIG_PATH"}
+    run(["cmake", "-S", str(CONSUMERS / "find-package"), "-B", str(out / "find-package"), "-DCMAKE_BUILD_TYPE=Release",
+         f"-DCMAKE_PREFIX_PATH={prefix}"], env=clean)
+    run(["cmake", "--build", str(out / "find-package")], env=clean)
+    built["c-find-package"] = out / "find-package" / "segment_raw_c"
+    built["cpp-find-package"] = out / "find-package" / "segment_raw_cpp"
     return built
+
+
+def test_find_package_checks_the_version(prefix, tmp_path):
+    """find_package(liverseg X.Y): same major and at least as new fits, a newer minor does not."""
+    major, minor, _ = map(int, header_version().split("."))
+    for asked, fits in [(f"{major}.{minor}", True), (f"{major}.0", True), (f"{major}.{minor + 1}", False), (f"{major + 1}.0", False)]:
+        src = tmp_path / asked
+        src.mkdir()
+        (src / "CMakeLists.txt").write_text(f"cmake_minimum_required(VERSION 3.16)\nproject(v NONE)\n"
+                                            f"find_package(liverseg {asked} CONFIG REQUIRED)\n")
+        result = subprocess.run(["cmake", "-S", str(src), "-B", str(src / "b"), f"-DCMAKE_PREFIX_PATH={prefix}"],
+                                capture_output=True, text=True)
+        assert (result.returncode == 0) == fits, (asked, result.stderr)
 
 
 def test_struct_layout_matches_python_binding(programs):
