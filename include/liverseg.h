@@ -181,16 +181,36 @@ const char *liverseg_model_metadata_json(const liverseg_model *model);
  * Volumes
  * ------------------------------------------------------------------------------------- */
 
+/**
+ * The element type of voxels, host byte order: of a liverseg_volume and of an image file
+ * (liverseg_image_info.dtype), one enum for both, so that an image read with
+ * liverseg_image_read can be segmented as `ct.dtype = info.dtype`. INT16, INT32 and
+ * FLOAT32 keep their 0.1 values; the others were added in 0.2 (0.1's image reader had
+ * its own numbering, see liverseg_image_info.voxel_type_0_1).
+ */
 typedef enum liverseg_dtype {
     LIVERSEG_DTYPE_INT16 = 1,
     LIVERSEG_DTYPE_INT32 = 2,
-    LIVERSEG_DTYPE_FLOAT32 = 3
+    LIVERSEG_DTYPE_FLOAT32 = 3,
+    /* ---- since 0.2 ---- */
+    LIVERSEG_DTYPE_UINT8 = 4,
+    LIVERSEG_DTYPE_INT8 = 5,
+    LIVERSEG_DTYPE_UINT16 = 6,
+    LIVERSEG_DTYPE_UINT32 = 7,
+    LIVERSEG_DTYPE_UINT64 = 8,
+    LIVERSEG_DTYPE_INT64 = 9,
+    LIVERSEG_DTYPE_FLOAT64 = 10
 } liverseg_dtype;
 
-/** A CT volume the caller owns. Voxel values are Hounsfield units. */
+/**
+ * A CT volume the caller owns. Voxel values are Hounsfield units, finite: a NaN or ±Inf
+ * voxel is LIVERSEG_INVALID_ARGUMENT, naming its flat index. INT16, INT32 and FLOAT32
+ * voxels are read in place; the other types are first converted to float32 (a copy of
+ * 4 bytes per voxel), where a float64 value beyond float32's range counts as infinite.
+ */
 typedef struct liverseg_volume {
     const void *data;          /**< dims[0]*dims[1]*dims[2] voxels of `dtype`, x fastest */
-    liverseg_dtype dtype;
+    liverseg_dtype dtype;      /**< any liverseg_dtype */
     size_t dims[3];            /**< (nx, ny, nz), each >= 1 */
     double spacing[3];         /**< voxel size in mm along i, j, k; finite and > 0 */
     /**
@@ -326,8 +346,15 @@ liverseg_status liverseg_segment(const liverseg_model *model, const liverseg_vol
 /**
  * The extents (x, y, z) of the model grid that `volume` is resampled onto: the volume
  * reoriented to the model's orientation, each extent max(1, round(n * spacing / model
- * spacing)).
+ * spacing)). Every function taking a model and a volume refuses (INVALID_ARGUMENT) a
+ * model grid with an extent above LIVERSEG_MAX_MODEL_GRID_EXTENT or more than
+ * LIVERSEG_MAX_MODEL_GRID_VOXELS voxels.
  */
+/** The largest model-grid extent along one axis, in voxels. */
+#define LIVERSEG_MAX_MODEL_GRID_EXTENT 4096
+/** The most voxels a model grid may have (2^30: 4 GiB of float32 network input). */
+#define LIVERSEG_MAX_MODEL_GRID_VOXELS ((size_t)1 << 30)
+
 liverseg_status liverseg_model_grid_dims(const liverseg_model *model, const liverseg_volume *volume,
                                          size_t out_dims[3]);
 
@@ -380,24 +407,16 @@ liverseg_status liverseg_network_loss_gradient(const liverseg_model *model, cons
  * thread-safe (no shared state). See docs/image-files-and-evaluation.md.
  * ------------------------------------------------------------------------------------- */
 
-/** Element type of an image file's voxels. */
-typedef enum liverseg_voxel_type {
-    LIVERSEG_VOXEL_UINT8 = 1,
-    LIVERSEG_VOXEL_INT8 = 2,
-    LIVERSEG_VOXEL_UINT16 = 3,
-    LIVERSEG_VOXEL_INT16 = 4,
-    LIVERSEG_VOXEL_UINT32 = 5,
-    LIVERSEG_VOXEL_INT32 = 6,
-    LIVERSEG_VOXEL_UINT64 = 7,
-    LIVERSEG_VOXEL_INT64 = 8,
-    LIVERSEG_VOXEL_FLOAT32 = 9,
-    LIVERSEG_VOXEL_FLOAT64 = 10
-} liverseg_voxel_type;
-
-/** The grid, geometry and voxel type of an image file. */
+/** The grid, geometry and voxel type of an image file. Versioned by struct_size like the
+ *  params structs: set it to sizeof(liverseg_image_info); a program built against 0.1's
+ *  header passes LIVERSEG_IMAGE_INFO_SIZE_0_1 and gets 0.1's behaviour. */
 typedef struct liverseg_image_info {
     size_t struct_size;             /**< set to sizeof(liverseg_image_info) before the call */
-    liverseg_voxel_type voxel_type; /**< element type of the voxels */
+    /** The voxel type in 0.1's numbering (1 uint8, 2 int8, 3 uint16, 4 int16, 5 uint32,
+     *  6 int32, 7 uint64, 8 int64, 9 float32, 10 float64), which differs from
+     *  liverseg_dtype's: kept, and filled by reads, for programs built against 0.1, and
+     *  the type writes take from a 0.1-sized struct. Use `dtype`. */
+    int voxel_type_0_1;
     size_t dims[3];                 /**< (nx, ny, nz), each >= 1; x fastest in memory */
     double spacing[3];              /**< voxel size in mm: the column norms of ijk_to_ras
                                          (filled by reads; ignored by writes) */
@@ -405,14 +424,23 @@ typedef struct liverseg_image_info {
                                          sform convention; LPS files are converted) */
     double scl_slope;               /**< intensity = stored value * scl_slope + scl_inter */
     double scl_inter;               /**< (NIfTI scaling; 1 and 0 for NRRD and MetaImage) */
+    /* ---- since 0.2 ---- */
+    liverseg_dtype dtype;           /**< element type of the voxels */
 } liverseg_image_info;
+
+/** struct_size of liverseg_image_info in 0.1, the first release (no dtype). */
+#define LIVERSEG_IMAGE_INFO_SIZE_0_1 offsetof(liverseg_image_info, dtype)
 
 /**
  * Reads an image file. On success `info` describes it and *out_data points to its voxels:
- * dims[0]*dims[1]*dims[2] elements of voxel_type, x fastest, host byte order, unscaled.
+ * dims[0]*dims[1]*dims[2] elements of info->dtype, x fastest, host byte order, unscaled.
  * The buffer is allocated by the library; free it with liverseg_free. On failure
  * *out_data is NULL and the message names the file and the offending header field.
  * NIfTI geometry: the sform when sform_code > 0, else the qform, else nibabel's fallback.
+ * Limits: only regular files are read (a FIFO or a device, also as a detached data file,
+ * is LIVERSEG_IO_ERROR), of at most 8 GiB; compressed data may inflate to exactly the
+ * size its header describes (NIfTI: vox_offset + the voxels), more is
+ * LIVERSEG_INVALID_ARGUMENT, and never beyond 8 GiB.
  */
 liverseg_status liverseg_image_read(const char *path, liverseg_image_info *info, void **out_data);
 
@@ -420,7 +448,8 @@ liverseg_status liverseg_image_read(const char *path, liverseg_image_info *info,
  * Writes `data` (laid out as liverseg_image_read returns it) to `path` in the format its
  * extension names, with the geometry `info->ijk_to_ras` (whose 3x3 part must be invertible
  * and last row 0 0 0 1). scl_slope must be finite and non-zero; NRRD and MetaImage have no
- * scaling, so a scaled image is written to them as float intensities.
+ * scaling, so a scaled image is written to them as float intensities. NIfTI-1 holds
+ * extents up to 32767: a larger image is LIVERSEG_UNSUPPORTED there (use NRRD or MetaImage).
  */
 liverseg_status liverseg_image_write(const char *path, const void *data, const liverseg_image_info *info);
 
@@ -562,8 +591,8 @@ static inline liverseg_crf_params liverseg_crf_default_params(void) {
  * Refines a liver probability on `ct`'s own grid into a mask with the CRF above.
  *
  * ct: the CT in HU (any liverseg_dtype); its spacing gives positions in mm and its
- *     ijk_to_ras (may be NULL) picks the slice axis. Validated as by liverseg_segment;
- *     a non-finite voxel the CRF reads is an error.
+ *     ijk_to_ras (may be NULL) picks the slice axis. Validated as by liverseg_segment:
+ *     a NaN or ±Inf voxel is an error.
  * probability: dims[0]*dims[1]*dims[2] floats in [0, 1] (x fastest), e.g. the
  *     out_probability of liverseg_segment. NaN or values outside [0, 1] are errors.
  * params: NULL means liverseg_crf_default_params().

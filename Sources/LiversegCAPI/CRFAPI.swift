@@ -72,10 +72,11 @@ func crfParameters(_ params: UnsafePointer<liverseg_crf_params>?) throws -> (CRF
 public func liverseg_refine_crf(_ ct: UnsafePointer<liverseg_volume>?, _ probability: UnsafePointer<Float>?,
                                 _ params: UnsafePointer<liverseg_crf_params>?, _ outMask: UnsafeMutablePointer<UInt8>?) -> liverseg_status {
     boundary("liverseg_refine_crf") {
-        let input = try volumeInput(ct)
         let probability = try required(probability, "probability")
         let mask = try required(outMask, "out_mask")
         let (parameters, progress) = try crfParameters(params)
-        try refineWithCRF(input, probability: probability, parameters: parameters, mask: mask, progress: progress)
+        try withVolumeInput(ct) { input in
+            try refineWithCRF(input, probability: probability, parameters: parameters, mask: mask, progress: progress)
+        }
     }
 }

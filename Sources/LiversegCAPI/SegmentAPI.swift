@@ -39,27 +39,23 @@ public func segmentDefaultParams01() -> lvs_segment_params_0_1 {
     return old
 }
 
-/// Checks a C volume descriptor and borrows it as a core `VolumeInput`.
-func volumeInput(_ volume: UnsafePointer<liverseg_volume>?) throws -> VolumeInput {
+/// Checks a C volume descriptor and lends it to `body` as a core `VolumeInput` (converted
+/// to float32 for types other than int16, int32 and float32), validated.
+func withVolumeInput<R>(_ volume: UnsafePointer<liverseg_volume>?, _ body: (VolumeInput) throws -> R) throws -> R {
     let v = try required(volume, "volume").pointee
     let data = try required(v.data, "volume->data")
     let dims = try (0..<3).map { i -> Int in
         let d = withUnsafeBytes(of: v.dims) { $0.load(fromByteOffset: i * MemoryLayout<Int>.size, as: UInt.self) }
         return try checkedSize(d, "volume->dims[\(i)]")
     }
-    let size = GridSize(x: dims[0], y: dims[1], z: dims[2])
-    let voxels: VoxelStorage
-    switch v.dtype {
-    case LIVERSEG_DTYPE_INT16: voxels = .int16(data.assumingMemoryBound(to: Int16.self))
-    case LIVERSEG_DTYPE_INT32: voxels = .int32(data.assumingMemoryBound(to: Int32.self))
-    case LIVERSEG_DTYPE_FLOAT32: voxels = .float32(data.assumingMemoryBound(to: Float.self))
-    default: throw LiversegError.invalidArgument("volume->dtype \(v.dtype.rawValue) is not a liverseg_dtype")
-    }
+    let type = try voxelType(v.dtype, "volume->dtype")
     let spacing = [v.spacing.0, v.spacing.1, v.spacing.2]
     let matrix = v.ijk_to_ras.map { m in (0..<16).map { m[$0] } }
-    let input = VolumeInput(voxels: voxels, size: size, spacing: spacing, ijkToRAS: matrix)
-    try input.validate()
-    return input
+    return try VolumeInput.lending(data, type: type, size: GridSize(x: dims[0], y: dims[1], z: dims[2]),
+                                   spacing: spacing, ijkToRAS: matrix) { input in
+        try input.validate()
+        return try body(input)
+    }
 }
 
 /// Core options from C params (NULL: defaults), validated; the CRF's parameters default to
@@ -105,10 +101,11 @@ public func liverseg_segment(_ model: OpaquePointer?, _ volume: UnsafePointer<li
                              _ outMask: UnsafeMutablePointer<UInt8>?, _ outProbability: UnsafeMutablePointer<Float>?) -> liverseg_status {
     boundary("liverseg_segment") {
         let model = try handle(model).model
-        let input = try volumeInput(volume)
         let mask = try required(outMask, "out_mask")
         let (options, progress) = try segmentationOptions(params, model: model)
-        try model.segment(input, options: options, mask: mask, probability: outProbability, progress: progress)
+        try withVolumeInput(volume) { input in
+            try model.segment(input, options: options, mask: mask, probability: outProbability, progress: progress)
+        }
     }
 }
 
@@ -186,9 +183,8 @@ public func liverseg_model_grid_dims(_ model: OpaquePointer?, _ volume: UnsafePo
                                      _ outDims: UnsafeMutablePointer<Int>?) -> liverseg_status {
     boundary("liverseg_model_grid_dims") {
         let model = try handle(model).model
-        let input = try volumeInput(volume)
         let out = try required(outDims, "out_dims")
-        let grid = try ModelGrid(volume: input, preprocessing: model.preprocessing)
+        let grid = try withVolumeInput(volume) { try ModelGrid(volume: $0, preprocessing: model.preprocessing) }
         (out[0], out[1], out[2]) = (grid.size.x, grid.size.y, grid.size.z)
     }
 }
@@ -198,13 +194,14 @@ public func liverseg_preprocess(_ model: OpaquePointer?, _ volume: UnsafePointer
                                 _ out: UnsafeMutablePointer<Float>?, _ outCount: Int) -> liverseg_status {
     boundary("liverseg_preprocess") {
         let model = try handle(model).model
-        let input = try volumeInput(volume)
         let out = try required(out, "out")
         guard nThreads >= 0 else { throw LiversegError.invalidArgument("n_threads \(nThreads) must be >= 0") }
-        let grid = try ModelGrid(volume: input, preprocessing: model.preprocessing)
-        guard outCount == grid.size.voxelCount else {
-            throw LiversegError.invalidArgument("out_count \(UInt(bitPattern: outCount)) but the model grid \(grid.size) has \(grid.size.voxelCount) voxels")
+        try withVolumeInput(volume) { input in
+            let grid = try ModelGrid(volume: input, preprocessing: model.preprocessing)
+            guard outCount == grid.size.voxelCount else {
+                throw LiversegError.invalidArgument("out_count \(UInt(bitPattern: outCount)) but the model grid \(grid.size) has \(grid.size.voxelCount) voxels")
+            }
+            grid.preprocess(input, model.preprocessing, into: out, threads: resolvedThreadCount(Int(nThreads)))
         }
-        grid.preprocess(input, model.preprocessing, into: out, threads: resolvedThreadCount(Int(nThreads)))
     }
 }

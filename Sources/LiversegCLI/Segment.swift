@@ -42,6 +42,9 @@ struct Segment: ParsableCommand {
             var options = SegmentationOptions()
             options.threads = threads
             options.postProcessing = try MaskPostProcessing(parsing: postprocess)
+            // Refuse an output that cannot be written before the long computation.
+            for path in [output] + [probability].compactMap({ $0 }) { try checkImageOutput(path) }
+            if let preview { try checkOutputFolder(preview) }
             let progress = ProgressBar(quiet: quiet)
             defer { progress.finish() }
             progress.update("reading", 0)
@@ -70,11 +73,11 @@ struct Segment: ParsableCommand {
                 }
             }
             progress.update("writing", 1)
-            try writeImage(try ct.withVoxels(mask), to: output)
-            if let probability { try writeImage(try ct.withVoxels(probabilities), to: probability) }
-            if let preview {
-                try writeFileAtomically(try Preview().render(ct, mask: mask).pngData(), to: preview)
-            }
+            // Every output is staged before any is put in place: a failure leaves none of them.
+            var files = try stageImage(try ct.withVoxels(mask), to: output)
+            if let probability { files += try stageImage(try ct.withVoxels(probabilities), to: probability) }
+            if let preview { files.append(try StagedFile(try Preview().render(ct, mask: mask).pngData(), for: preview)) }
+            try commitAll(files)
             progress.finish()
             if !quiet {
                 let voxels = mask.reduce(0) { $0 + Int($1) }

@@ -25,6 +25,25 @@ final class GeometryTests: XCTestCase {
         XCTAssertThrowsError(try AxisMapping.axisCodes(ofIJKToRAS: [1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]))
     }
 
+    func testModelGridIsBoundedBeforeConvertingToInt() throws {
+        let preprocessing = Preprocessing(spacing: [2.5, 2.5, 2.5], orientation: AxisCodes("RAS")!,
+                                          huWindow: (-200, 300), mean: 0, std: 1)
+        var voxel: Float = 0
+        func grid(_ size: GridSize, _ spacing: [Double]) throws -> ModelGrid {
+            try ModelGrid(volume: VolumeInput(voxels: .float32(&voxel), size: size, spacing: spacing, ijkToRAS: nil),
+                          preprocessing: preprocessing)
+        }
+        XCTAssertEqual(try grid(GridSize(x: 1, y: 1, z: 1), [10240, 1, 1]).size, GridSize(x: 4096, y: 1, z: 1))
+        for spacing in [[3e38, 1, 1], [1, 1.7e308, 1], [10243, 1, 1]] {
+            XCTAssertThrowsError(try grid(GridSize(x: 1, y: 1, z: 1), spacing)) { error in
+                XCTAssertTrue("\(error)".contains("more than the 4096"), "\(error)")
+            }
+        }
+        XCTAssertThrowsError(try grid(GridSize(x: 1, y: 1, z: 1), [5000, 5000, 5000])) { error in  // 2000³
+            XCTAssertTrue("\(error)".contains("more than the 1073741824"), "\(error)")
+        }
+    }
+
     func testAxisSamplesFollowTheCentreAlignedRule() {
         // 4 source voxels onto 2: centres at source coordinates 0.5 and 2.5.
         let down = AxisSamples(outputCount: 2, sourceCount: 4, sourceStride: 10, flipOutput: false, flipSource: false)

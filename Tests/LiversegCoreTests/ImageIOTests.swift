@@ -75,7 +75,7 @@ final class ImageIOTests: XCTestCase {
 
     func testNIfTIQformIsUsedWhenSformCodeIsZero() throws {
         let image = try sampleImage(.uint8)
-        var bytes = NIfTI.serialize(image)
+        var bytes = try NIfTI.serialize(image)
         bytes[254] = 0  // sform_code = 0
         let q = try NIfTI.parse(bytes[...])
         for (x, y) in zip(q.ijkToRAS, image.ijkToRAS) { XCTAssertEqual(x, y, accuracy: 1e-5) }
@@ -85,7 +85,7 @@ final class ImageIOTests: XCTestCase {
     }
 
     func testNIfTIScalingAndBigEndianNRRDAndMetaImage() throws {
-        var bytes = NIfTI.serialize(try sampleImage(.int16))
+        var bytes = try NIfTI.serialize(try sampleImage(.int16))
         bytes.replaceSubrange(112..<120, with: [Float(2), Float(-1024)].withUnsafeBytes { Array($0) })
         let scaled = try NIfTI.parse(bytes[...])
         XCTAssertEqual(scaled.slope, 2)
@@ -120,7 +120,7 @@ final class ImageIOTests: XCTestCase {
     }
 
     func testMalformedHeadersFailNamingTheField() throws {
-        let nifti = NIfTI.serialize(try sampleImage(.int16))
+        let nifti = try NIfTI.serialize(try sampleImage(.int16))
         func niftiError(_ edit: (inout [UInt8]) -> Void) -> String {
             var b = nifti
             edit(&b)
@@ -195,7 +195,7 @@ final class ImageIOHostileInputTests: XCTestCase {
         var rng = SplitMix(state: 99)
         let image = try sampleImage(.int16)
         let files: [(String, [UInt8], (ArraySlice<UInt8>) throws -> Image)] = [
-            ("NIfTI", NIfTI.serialize(image), NIfTI.parse),
+            ("NIfTI", try NIfTI.serialize(image), NIfTI.parse),
             ("NIfTI.gz", try deflate(NIfTI.serialize(image), container: .gzip), { try NIfTI.parse(try inflate($0, what: "gz")[...]) }),
             ("NRRD", try NRRD.serialize(image, encoding: .gzip).header, NRRD.parse),
             ("MetaImage", try MetaImage.serialize(image, compressed: true).header, MetaImage.parse),
@@ -212,5 +212,38 @@ final class ImageIOHostileInputTests: XCTestCase {
             }
             XCTAssertEqual(try parse(bytes[...]), image, name)
         }
+    }
+
+    func testDecompressionBeyondTheHeaderSizeIsRefused() throws {
+        // 64 MiB of zeros compress to ~64 KiB: a small file the header says holds 2×2×2 bytes.
+        let bomb = try deflate([UInt8](repeating: 0, count: 64 << 20), container: .gzip)
+        XCTAssertLessThan(bomb.count, 1 << 20)
+        XCTAssertThrowsError(try inflate(bomb[...], expected: 8, what: "x")) { error in
+            XCTAssertTrue("\(error)".contains("decompresses to more than the 8 bytes its header describes"), "\(error)")
+        }
+        XCTAssertEqual(try inflate(bomb[...], expected: 100, prefix: true, what: "x"), [UInt8](repeating: 0, count: 100))
+        XCTAssertEqual(try inflate(bomb[...], expected: 64 << 20, what: "x").count, 64 << 20)  // exactly: fine
+        let nrrd = "NRRD0004\ntype: uchar\ndimension: 3\nsizes: 2 2 2\nencoding: gzip\n\n"
+        XCTAssertThrowsError(try NRRD.parse((Array(nrrd.utf8) + bomb)[...])) { error in
+            XCTAssertTrue("\(error)".contains("more than the 8 bytes"), "\(error)")
+        }
+        let zbomb = try deflate([UInt8](repeating: 0, count: 64 << 20), container: .zlib)
+        let mha = "NDims = 3\nDimSize = 2 2 2\nElementType = MET_UCHAR\nCompressedData = True\nElementDataFile = LOCAL\n"
+        XCTAssertThrowsError(try MetaImage.parse((Array(mha.utf8) + zbomb)[...])) { error in
+            XCTAssertTrue("\(error)".contains("more than the 8 bytes"), "\(error)")
+        }
+    }
+
+    func testNIfTIRefusesExtentsBeyondInt16() throws {
+        let image = try Image(values: [UInt8](repeating: 1, count: 40000), size: GridSize(x: 40000, y: 1, z: 1),
+                              ijkToRAS: [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1])
+        XCTAssertThrowsError(try NIfTI.serialize(image)) { error in
+            XCTAssertTrue("\(error)".contains("32767"), "\(error)")
+        }
+        let folder = try temporaryFolder()
+        XCTAssertThrowsError(try writeImage(image, to: folder + "/wide.nii.gz"))
+        try writeImage(image, to: folder + "/wide.nrrd")  // NRRD has no such limit
+        XCTAssertEqual(try readImage(folder + "/wide.nrrd"), image)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder), ["wide.nrrd"])
     }
 }

@@ -63,7 +63,7 @@ def test_stale_or_foreign_model_pointer():
 
 
 @pytest.mark.parametrize("mutate,pattern", [
-    (lambda v: setattr(v, "dtype", 9), "volume->dtype 9"),
+    (lambda v: setattr(v, "dtype", 11), "volume->dtype 11 is not a liverseg_dtype"),
     (lambda v: v.dims.__setitem__(1, 0), "dims"),
     (lambda v: v.dims.__setitem__(2, 2**62), "overflows|too large"),
     (lambda v: v.spacing.__setitem__(0, float("nan")), "spacing"),
@@ -94,6 +94,66 @@ def test_nan_voxels_are_rejected(small_model):
     ct[3, 2, 1] = np.nan
     with pytest.raises(liverseg.Error, match="NaN"):
         small_model.segment(ct, spacing=(4, 4, 4))
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+def test_non_finite_voxels_are_rejected_by_segment_and_crf(small_model, value):
+    ct = np.zeros((8, 8, 8), np.float32)
+    ct[3, 2, 1] = value  # flat index 3 + 8 * (2 + 8 * 1) = 83
+    with pytest.raises(liverseg.Error, match=r"voxel 83 \(flat index\).*NaN and ±Inf") as e:
+        small_model.segment(ct, spacing=(4, 4, 4))
+    assert e.value.status == _lib.INVALID_ARGUMENT
+    with pytest.raises(liverseg.Error, match=r"voxel 83 \(flat index\)"):
+        liverseg.refine_crf(ct, np.full(ct.shape, 0.5, np.float32), spacing=(4, 4, 4))
+    # float64 beyond float32's range would become Inf in the network's float32 arithmetic.
+    big = np.zeros((8, 8, 8), np.float64)
+    big[3, 2, 1] = 1e300
+    with pytest.raises(liverseg.Error, match=r"voxel 83 \(flat index\)"):
+        small_model.segment(big, spacing=(4, 4, 4))
+
+
+@pytest.mark.parametrize("key,value", [("mean", 1e308), ("std", 1e-300), ("hu_window", [-1e300, 400.0])])
+def test_preprocessing_not_finite_in_float32_is_refused_at_load(tmp_path, key, value):
+    from conftest import small_architecture
+    arch = small_architecture()
+    pre = dict(liverseg.model_file.DEFAULT_PREPROCESSING, **{key: value})
+    liverseg.save_model(tmp_path / "m.safetensors", arch, liverseg.random_weights(arch), preprocessing=pre)
+    with pytest.raises(liverseg.Error, match="non-finite float32 network inputs") as e:
+        liverseg.Model(tmp_path / "m.safetensors")
+    assert e.value.status == _lib.INVALID_MODEL
+
+
+@pytest.mark.parametrize("dims,spacing", [((1, 1, 1), (3e38, 1, 1)), ((2, 1, 1), (1, 1.7e308, 1)),
+                                          ((1, 1, 1), (1e5, 1, 1)), ((1000, 1000, 1000), (5, 5, 5))])
+def test_model_grid_beyond_its_limits_is_refused(small_model, dims, spacing):
+    """The small model's grid is 4 mm: 3e38 mm overflowed Int; 1e5 mm is 25000 voxels;
+    1000³ voxels of 5 mm is 1250³ > 2^30 model voxels."""
+    a = np.zeros(1, np.int16)  # never read: the grid is refused first
+    v = _lib.Volume()
+    v.data = a.ctypes.data
+    v.dtype = _lib.DTYPE_INT16
+    v.dims[:] = dims
+    v.spacing[:] = spacing
+    out = (ctypes.c_size_t * 3)()
+    assert lib.liverseg_model_grid_dims(small_model._handle, ctypes.byref(v), out) == _lib.INVALID_ARGUMENT
+    message = lib.liverseg_last_error().decode()
+    assert "more than the 4096" in message or "more than the 1073741824" in message, message
+
+
+def test_every_dtype_segments_like_float32(small_model):
+    rng = np.random.default_rng(1)
+    base = rng.integers(0, 120, size=(12, 10, 8)).astype(np.float32)  # fits int8
+    expected = small_model.segment(base, spacing=(4, 4, 4), return_probability=True)[1]
+    for code, dtype in _lib.NUMPY_DTYPES.items():
+        a = np.asfortranarray(base.astype(dtype))
+        _, v = volume_for(np.zeros((1, 1, 1), np.int16))
+        v.data, v.dtype = a.ctypes.data, code
+        v.dims[:], v.spacing[:] = a.shape, (4, 4, 4)
+        probability = np.empty(a.shape, np.float32, order="F")
+        mask = np.empty(a.shape, np.uint8, order="F")
+        assert lib.liverseg_segment(small_model._handle, ctypes.byref(v), None, mask.ctypes.data,
+                                    probability.ctypes.data) == _lib.OK, (dtype, lib.liverseg_last_error())
+        assert np.array_equal(probability, expected), dtype
 
 
 def test_bad_params(small_model):
@@ -131,7 +191,7 @@ def test_progress_reports_and_cancels(small_model):
 
 def test_errors_are_thread_local(small_model):
     a, v = volume_for(np.zeros((8, 8, 8), np.int16))
-    v.dtype = 9
+    v.dtype = 11  # not a liverseg_dtype
     call_segment(small_model, v)
     other = []
     t = threading.Thread(target=lambda: other.append(lib.liverseg_last_error()))

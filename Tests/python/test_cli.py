@@ -86,6 +86,43 @@ def test_bad_post_processing_is_refused_before_reading(tmp_path, small_model_pat
     assert not (tmp_path / "m.nii.gz").exists()
 
 
+def test_unwritable_outputs_are_refused_before_reading(tmp_path, small_model_path):
+    """Every output is checked before the input is read (here it does not even exist)."""
+    missing_input = tmp_path / "missing.nii.gz"
+    cases = [
+        (["--probability", tmp_path / "no_dir" / "p.nii.gz"], 74, "no_dir"),
+        (["--probability", tmp_path / "p.png"], 65, "unknown image file extension"),
+        (["--preview", tmp_path / "no_dir" / "preview.png"], 74, "no_dir"),
+    ]
+    for extra, code, message in cases:
+        result = run("segment", missing_input, tmp_path / "out.nii.gz", "--model", small_model_path, *extra)
+        assert result.returncode == code and message in result.stderr, (extra, result.returncode, result.stderr)
+    result = run("segment", missing_input, tmp_path / "out.txt", "--model", small_model_path)
+    assert result.returncode == 65 and "out.txt" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_segment_with_a_bad_probability_path_leaves_no_mask(tmp_path, small_model_path):
+    ct = require_data("totalseg-example/ct-3mm.nii.gz")
+    result = run("segment", ct, tmp_path / "out.nii.gz", "--model", small_model_path,
+                 "--probability", tmp_path / "missing_dir" / "p.nii.gz")
+    assert result.returncode == 74 and "missing_dir" in result.stderr, result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failing_late_output_removes_the_others(tmp_path, small_model_path):
+    """A probability that NIfTI-1 cannot hold (an extent > 32767) fails only when written:
+    the mask written before it must not stay behind, nor any temporary file."""
+    ct = tmp_path / "ct.nrrd"
+    liverseg.write_image(ct, np.zeros((40000, 2, 2), np.int16), np.diag([0.1, 4.0, 4.0, 1.0]))
+    out = tmp_path / "out"
+    out.mkdir()
+    result = run("segment", ct, out / "mask.nrrd", "--model", small_model_path, "--probability", out / "p.nii",
+                 "--preview", out / "preview.png")
+    assert result.returncode == 69 and "32767" in result.stderr, result.stderr
+    assert list(out.iterdir()) == []
+
+
 def test_segment_without_probability_gives_the_same_mask(segmented, small_model_path, tmp_path):
     """The common call: no --probability (the library is then passed no probability buffer)."""
     ct, out, _ = segmented

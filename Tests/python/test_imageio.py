@@ -1,7 +1,10 @@
 """Image files through liverseg's Swift readers and writers, checked against nibabel
 (NIfTI), pynrrd (NRRD) and SimpleITK (all three formats), on synthetic images of every
 dtype and on every real file in ../shared/data."""
+import ctypes
 import gzip
+import os
+import zlib
 
 import nibabel as nib
 import nrrd
@@ -257,3 +260,116 @@ def test_writes_are_atomic(tmp_path):
         liverseg.write_image(tmp_path / "no" / "such" / "folder.nii", sample(np.uint8), OBLIQUE)
     assert e.value.status == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.nii.gz"]
+
+
+def zeros_stream(wbits, prefix=b"", gib=1):
+    """`prefix` then `gib` GiB of zeros as one gzip (wbits 31) or zlib (15) stream: ~4 MB."""
+    c = zlib.compressobj(1, zlib.DEFLATED, wbits)
+    chunk = bytes(1 << 24)
+    parts = [c.compress(prefix)] + [c.compress(chunk) for _ in range(64 * gib)]
+    return b"".join(parts) + c.flush()
+
+
+def read_in_subprocess(path, timeout=60):
+    """liverseg.read_image(path) in a child process with 4 GiB of address space and a
+    timeout, so that a hang or a runaway allocation fails the test instead of the machine.
+    Returns (exit code, the liverseg.Error message or "read")."""
+    import resource
+    import subprocess
+    import sys
+    code = ("import sys, liverseg\ntry:\n    liverseg.read_image(sys.argv[1]); print('read')\n"
+            "except liverseg.Error as e:\n    print(f'{e.status} {e}')")
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+    result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=timeout,
+                            preexec_fn=limit)
+    return result.returncode, result.stdout.strip() + result.stderr.strip()[-300:]
+
+
+def test_decompression_bombs_are_refused(tmp_path):
+    header = nib.Nifti1Header()
+    header.set_data_dtype(np.uint8)
+    header.set_data_shape((2, 2, 2))
+    header["vox_offset"] = 352
+    nifti_prefix = header.binaryblock + b"\0" * 4
+    files = {
+        # 360 bytes described, 1 GiB inside.
+        "bomb.nii.gz": (zeros_stream(31, nifti_prefix), "more than the 360 bytes its header describes"),
+        "bomb.nrrd": (b"NRRD0004\ntype: uchar\ndimension: 3\nsizes: 2 2 2\nencoding: gzip\n\n" + zeros_stream(31),
+                      "more than the 8 bytes its header describes"),
+        "bomb.mha": (b"NDims = 3\nDimSize = 2 2 2\nElementType = MET_UCHAR\nCompressedData = True\n"
+                     b"ElementDataFile = LOCAL\n" + zeros_stream(15), "more than the 8 bytes its header describes"),
+    }
+    for name, (content, message) in files.items():
+        assert len(content) < 8 << 20
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(liverseg.Error) as e:
+            liverseg.read_image(tmp_path / name)
+        assert e.value.status == 1 and message in str(e.value) and name in str(e.value), str(e.value)
+    # The header's size itself is allowed: exactly 8 bytes inflate fine.
+    exact = nifti_prefix + bytes(range(8))
+    (tmp_path / "exact.nii.gz").write_bytes(gzip.compress(exact))
+    assert np.array_equal(liverseg.read_image(tmp_path / "exact.nii.gz")[0].ravel(order="F"), np.arange(8))
+
+
+def test_fifo_and_device_files_are_refused_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "pipe.nii.gz")
+    (tmp_path / "zero.nhdr").write_text("NRRD0004\ntype: uchar\ndimension: 3\nsizes: 2 2 2\nencoding: raw\n"
+                                        "data file: /dev/zero\n")
+    (tmp_path / "zero.mhd").write_text("NDims = 3\nDimSize = 2 2 2\nElementType = MET_UCHAR\nElementDataFile = /dev/zero\n")
+    for name, culprit in [("pipe.nii.gz", "pipe.nii.gz"), ("zero.nhdr", "/dev/zero"), ("zero.mhd", "/dev/zero")]:
+        code, output = read_in_subprocess(tmp_path / name)
+        assert code == 0 and output.startswith("2 ") and "not a regular file" in output and culprit in output, output
+
+
+def test_nifti_refuses_extents_beyond_int16(tmp_path):
+    wide = np.ones((40000, 1, 1), np.uint8)
+    for ext in ("nii", "nii.gz"):
+        with pytest.raises(liverseg.Error, match="32767") as e:
+            liverseg.write_image(tmp_path / f"wide.{ext}", wide, np.eye(4))
+        assert e.value.status == 4  # LIVERSEG_UNSUPPORTED
+    liverseg.write_image(tmp_path / "wide.nrrd", wide, np.eye(4))
+    assert np.array_equal(liverseg.read_image(tmp_path / "wide.nrrd")[0], wide)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wide.nrrd"]
+
+
+def test_image_info_dtype_is_the_volume_dtype(tmp_path, small_model):
+    """liverseg_image_info.dtype is a liverseg_dtype: a read uint16 image is segmented by
+    passing its dtype on, and 0.1's struct_size still gets 0.1's voxel type codes."""
+    from liverseg import _lib
+    from liverseg._lib import lib
+    from liverseg.imageio import ImageInfo
+    array = np.asfortranarray(np.random.default_rng(2).integers(0, 300, (12, 10, 8)).astype(np.uint16))
+    liverseg.write_image(tmp_path / "ct.nii", array, np.diag([4.0, 4.0, 4.0, 1.0]))
+    info = ImageInfo()
+    info.struct_size = ctypes.sizeof(ImageInfo)
+    data = ctypes.c_void_p()
+    assert lib.liverseg_image_read(str(tmp_path / "ct.nii").encode(), ctypes.byref(info), ctypes.byref(data)) == 0
+    try:
+        assert info.dtype == _lib.DTYPE_UINT16 and info.voxel_type_0_1 == 3
+        volume = _lib.Volume()
+        volume.data, volume.dtype = data.value, info.dtype
+        volume.dims[:], volume.spacing[:] = list(info.dims), list(info.spacing)
+        probability = np.empty(array.shape, np.float32, order="F")
+        mask = np.empty(array.shape, np.uint8, order="F")
+        assert lib.liverseg_segment(small_model._handle, ctypes.byref(volume), None, mask.ctypes.data,
+                                    probability.ctypes.data) == 0, lib.liverseg_last_error()
+    finally:
+        lib.liverseg_free(data)
+    expected = small_model.segment(array.astype(np.float32), spacing=(4, 4, 4), return_probability=True)[1]
+    assert np.array_equal(probability, expected)
+
+    # A program built against 0.1: the struct ends before dtype, the codes are 0.1's.
+    old_size = ImageInfo.dtype.offset
+    old = ImageInfo()
+    old.struct_size, old.dtype = old_size, 12345  # beyond the 0.1 struct: must stay untouched
+    assert lib.liverseg_image_read(str(tmp_path / "ct.nii").encode(), ctypes.byref(old), ctypes.byref(data)) == 0
+    try:
+        assert old.voxel_type_0_1 == 3 and old.dtype == 12345 and old.struct_size == old_size
+        assert lib.liverseg_image_write(str(tmp_path / "again.nrrd").encode(), data, ctypes.byref(old)) == 0
+    finally:
+        lib.liverseg_free(data)
+    back, _ = liverseg.read_image(tmp_path / "again.nrrd")
+    assert back.dtype == np.uint16 and np.array_equal(back, array)

@@ -307,7 +307,7 @@ private struct CRFProblem: @unchecked Sendable {
         let inverseBeta = Float(1 / parameters.thetaBetaHU)
         let slots = (0..<3).map { a in spatialAxes.firstIndex(of: a) ?? -1 }
 
-        func gather<T: HounsfieldVoxel>(_ data: UnsafePointer<T>) throws {
+        func gather<T: HounsfieldVoxel>(_ data: UnsafePointer<T>) {
             var point = 0
             for k in 0..<extent[2] {
                 for j in 0..<extent[1] {
@@ -315,8 +315,7 @@ private struct CRFProblem: @unchecked Sendable {
                     for i in 0..<extent[0] {
                         q[point] = probability[row + i]
                         if withFeatures {
-                            let hu = data[row + i].hounsfield
-                            guard hu.isFinite else { throw LiversegError.invalidArgument("volume voxel \(row + i) (flat index) is not finite") }
+                            let hu = data[row + i].hounsfield  // finite: the volume is validated
                             let f = b + point * db
                             if slots[0] >= 0 { f[slots[0]] = Float(i) * step[0] }
                             if slots[1] >= 0 { f[slots[1]] = Float(j) * step[1] }
@@ -329,9 +328,9 @@ private struct CRFProblem: @unchecked Sendable {
             }
         }
         switch volume.voxels {
-        case .int16(let data): try gather(data)
-        case .int32(let data): try gather(data)
-        case .float32(let data): try gather(data)
+        case .int16(let data): gather(data)
+        case .int32(let data): gather(data)
+        case .float32(let data): gather(data)
         }
         var kernels: [CRFKernel] = []
         if withFeatures {

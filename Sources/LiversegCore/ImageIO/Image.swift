@@ -15,6 +15,24 @@ public enum VoxelType: String, CaseIterable, Sendable {
 
     /// Whether the type is a floating-point type.
     public var isFloatingPoint: Bool { self == .float32 || self == .float64 }
+
+    /// Element `index` of voxels of this type at `raw` (host byte order), as a Double.
+    @inlinable
+    public func storedValue(in raw: UnsafeRawPointer, at index: Int) -> Double {
+        let offset = index * size
+        switch self {
+        case .uint8: return raw.loadUnaligned(fromByteOffset: offset, as: UInt8.self).doubleValue
+        case .int8: return raw.loadUnaligned(fromByteOffset: offset, as: Int8.self).doubleValue
+        case .uint16: return raw.loadUnaligned(fromByteOffset: offset, as: UInt16.self).doubleValue
+        case .int16: return raw.loadUnaligned(fromByteOffset: offset, as: Int16.self).doubleValue
+        case .uint32: return raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self).doubleValue
+        case .int32: return raw.loadUnaligned(fromByteOffset: offset, as: Int32.self).doubleValue
+        case .uint64: return raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self).doubleValue
+        case .int64: return raw.loadUnaligned(fromByteOffset: offset, as: Int64.self).doubleValue
+        case .float32: return raw.loadUnaligned(fromByteOffset: offset, as: Float.self).doubleValue
+        case .float64: return raw.loadUnaligned(fromByteOffset: offset, as: Double.self)
+        }
+    }
 }
 
 /// A Swift scalar type that can be an image voxel.
@@ -97,21 +115,7 @@ public struct Image: Equatable, Sendable {
     /// The stored value of voxel `index` (flat, x fastest), without scaling.
     @inlinable
     public func storedValue(at index: Int) -> Double {
-        data.withUnsafeBytes { raw in
-            let offset = index * voxelType.size
-            switch voxelType {
-            case .uint8: return raw.loadUnaligned(fromByteOffset: offset, as: UInt8.self).doubleValue
-            case .int8: return raw.loadUnaligned(fromByteOffset: offset, as: Int8.self).doubleValue
-            case .uint16: return raw.loadUnaligned(fromByteOffset: offset, as: UInt16.self).doubleValue
-            case .int16: return raw.loadUnaligned(fromByteOffset: offset, as: Int16.self).doubleValue
-            case .uint32: return raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self).doubleValue
-            case .int32: return raw.loadUnaligned(fromByteOffset: offset, as: Int32.self).doubleValue
-            case .uint64: return raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self).doubleValue
-            case .int64: return raw.loadUnaligned(fromByteOffset: offset, as: Int64.self).doubleValue
-            case .float32: return raw.loadUnaligned(fromByteOffset: offset, as: Float.self).doubleValue
-            case .float64: return raw.loadUnaligned(fromByteOffset: offset, as: Double.self)
-            }
-        }
+        data.withUnsafeBytes { raw in voxelType.storedValue(in: raw.baseAddress!, at: index) }
     }
 
     /// The intensity (scaling applied) of voxel `index` (flat, x fastest).
@@ -198,24 +202,18 @@ func axisVectorsAndOrigin(_ m: [Double], flip: [Double]) -> (columns: [[Double]]
 let lpsFlip: [Double] = [-1, -1, 1]
 
 extension Image {
-    /// Lends the image to `body` as segmentation input: int16 and int32 voxels directly,
-    /// anything else (or scaled values) converted to float32 intensities.
+    /// Lends the image to `body` as segmentation input: int16, int32 and float32 voxels
+    /// directly, anything else (or scaled values) converted to float32 intensities.
     public func withVolumeInput<R>(_ body: (VolumeInput) throws -> R) throws -> R {
-        func input(_ voxels: VoxelStorage) -> VolumeInput {
-            VolumeInput(voxels: voxels, size: size, spacing: spacing, ijkToRAS: ijkToRAS)
+        if isUnscaled {
+            return try data.withUnsafeBytes { raw in
+                try VolumeInput.lending(raw.baseAddress!, type: voxelType, size: size, spacing: spacing,
+                                        ijkToRAS: ijkToRAS, body)
+            }
         }
-        if isUnscaled, let v = values(as: Int16.self) {
-            return try v.withUnsafeBufferPointer { p in try body(input(.int16(try baseAddress(p)))) }
+        return try floatIntensities().withUnsafeBytes { raw in
+            try VolumeInput.lending(raw.baseAddress!, type: .float32, size: size, spacing: spacing,
+                                    ijkToRAS: ijkToRAS, body)
         }
-        if isUnscaled, let v = values(as: Int32.self) {
-            return try v.withUnsafeBufferPointer { p in try body(input(.int32(try baseAddress(p)))) }
-        }
-        return try floatIntensities().withUnsafeBufferPointer { p in try body(input(.float32(try baseAddress(p)))) }
     }
-}
-
-/// The start of a non-empty buffer (images always hold at least one voxel).
-private func baseAddress<T>(_ buffer: UnsafeBufferPointer<T>) throws -> UnsafePointer<T> {
-    guard let base = buffer.baseAddress else { throw LiversegError.internalError("empty voxel buffer") }
-    return base
 }

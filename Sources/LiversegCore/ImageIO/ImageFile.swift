@@ -55,8 +55,11 @@ public func readImage(_ path: String) throws -> Image {
     do {
         switch format {
         case .nifti, .niftiGzip:
-            let inflated = hasGzipMagic(bytes[...]) ? try inflate(bytes[...], what: "gzip data") : bytes
-            return try NIfTI.parse(inflated[...])
+            guard hasGzipMagic(bytes[...]) else { return try NIfTI.parse(bytes[...]) }
+            // The header says how large the file is: inflate that much and no more.
+            let header = try inflate(bytes[...], expected: NIfTI.headerSize, prefix: true, what: "gzip data")
+            let size = try NIfTI.fileSize(header: header[...])
+            return try NIfTI.parse(try inflate(bytes[...], expected: size, what: "gzip data")[...])
         case .nrrd, .nrrdDetached:
             let header = try NRRD.parseHeader(bytes[...])
             guard let name = header.dataFile else { return try NRRD.decode(header, data: bytes[header.dataStart...]) }
@@ -79,9 +82,9 @@ public func encodeImageFiles(_ image: Image, path: String) throws -> [(path: Str
     let format = try ImageFormat(path: path)
     switch format {
     case .nifti:
-        return [(path, NIfTI.serialize(image))]
+        return [(path, try NIfTI.serialize(image))]
     case .niftiGzip:
-        return [(path, try deflate(NIfTI.serialize(image), container: .gzip))]
+        return [(path, try deflate(try NIfTI.serialize(image), container: .gzip))]
     case .nrrd:
         return [(path, try NRRD.serialize(image, encoding: .gzip).header)]
     case .nrrdDetached:
@@ -97,50 +100,117 @@ public func encodeImageFiles(_ image: Image, path: String) throws -> [(path: Str
     }
 }
 
-/// Writes `image` to `path` in the format its extension names. Each file is written
-/// atomically (see `writeFileAtomically`); a detached data file is written before its header.
+/// Writes `image` to `path` in the format its extension names, atomically: every file is
+/// staged first (see `StagedFile`), a detached data file is put in place before its header,
+/// and a failure leaves none of them under their names.
 public func writeImage(_ image: Image, to path: String) throws {
-    for file in try encodeImageFiles(image, path: path).reversed() {
-        try writeFileAtomically(file.bytes, to: file.path)
-    }
+    try commitAll(try stageImage(image, to: path))
+}
+
+/// The files that writing `image` to `path` creates, staged and not yet in place, in the
+/// order to commit them (a detached data file before its header).
+public func stageImage(_ image: Image, to path: String) throws -> [StagedFile] {
+    try encodeImageFiles(image, path: path).reversed().map { try StagedFile($0.bytes, for: $0.path) }
 }
 
 /// Writes `bytes` to a temporary file next to `path`, flushes it to disk and renames it
 /// over `path`: readers see the old file or the whole new one, never a partial one, and a
 /// failure leaves nothing under `path` (the temporary file is removed).
 public func writeFileAtomically(_ bytes: [UInt8], to path: String) throws {
-    var temporary = "", fd: Int32 = -1
-    for _ in 0..<16 where fd < 0 {
-        temporary = folder(of: path) + "." + fileName(of: path) + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
-        if fd < 0, errno != EEXIST { break }
-    }
-    guard fd >= 0 else { throw LiversegError.io("cannot create a temporary file next to \(path): \(String(cString: strerror(errno)))") }
-    var success = false
-    defer {
-        if !success { unlink(temporary) }
-    }
-    var written = 0
-    let writeError: Int32? = bytes.withUnsafeBytes { raw in
-        while written < raw.count {
-            let n = write(fd, raw.baseAddress! + written, raw.count - written)
-            if n < 0 {
-                if errno == EINTR { continue }
-                return errno
-            }
-            written += n
+    try StagedFile(bytes, for: path).commit()
+}
+
+/// Puts staged files in place in order. If one fails, those this call already put in
+/// place are removed and the rest discarded: all of them appear, or none.
+public func commitAll(_ files: [StagedFile]) throws {
+    var committed: [StagedFile] = []
+    do {
+        for file in files {
+            try file.commit()
+            committed.append(file)
         }
-        return nil
+    } catch {
+        for file in committed { unlink(file.path) }
+        throw error
     }
-    let syncFailed = writeError == nil && fsync(fd) != 0
-    let syncErrno = errno
-    let closeFailed = close(fd) != 0
-    if let writeError { throw LiversegError.io("cannot write \(path): \(String(cString: strerror(writeError)))") }
-    if syncFailed || closeFailed {
-        throw LiversegError.io("cannot write \(path): \(String(cString: strerror(syncFailed ? syncErrno : errno)))")
+}
+
+/// Throws unless `path` can be written as an image: a known extension and an existing,
+/// writable folder. Lets a command refuse a bad output before a long computation.
+public func checkImageOutput(_ path: String) throws {
+    _ = try ImageFormat(path: path)
+    try checkOutputFolder(path)
+}
+
+/// Throws `io` unless the folder that would hold `path` exists and is writable.
+public func checkOutputFolder(_ path: String) throws {
+    let dir = folder(of: path).isEmpty ? "." : folder(of: path)
+    var info = stat()
+    guard stat(dir, &info) == 0 else {
+        throw LiversegError.io("cannot write \(path): folder \(dir): \(String(cString: strerror(errno)))")
     }
-    guard rename(temporary, path) == 0 else {
-        throw LiversegError.io("cannot rename the temporary file to \(path): \(String(cString: strerror(errno)))")
+    guard info.st_mode & S_IFMT == S_IFDIR else { throw LiversegError.io("cannot write \(path): \(dir) is not a folder") }
+    guard access(dir, W_OK | X_OK) == 0 else {
+        throw LiversegError.io("cannot write \(path): folder \(dir): \(String(cString: strerror(errno)))")
     }
-    success = true
+}
+
+/// A file's bytes written under a temporary name next to its destination and flushed to
+/// disk, not yet visible under its name: `commit` renames it into place; a staged file
+/// never committed is removed when released.
+public final class StagedFile {
+    /// Where `commit` puts the file.
+    public let path: String
+    private let temporary: String
+    private var pending = true
+
+    /// Writes and flushes `bytes` to a new temporary file in `path`'s folder.
+    public init(_ bytes: [UInt8], for path: String) throws {
+        var temporary = "", fd: Int32 = -1
+        for _ in 0..<16 where fd < 0 {
+            temporary = folder(of: path) + "." + fileName(of: path) + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+            fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
+            if fd < 0, errno != EEXIST { break }
+        }
+        guard fd >= 0 else { throw LiversegError.io("cannot create a temporary file next to \(path): \(String(cString: strerror(errno)))") }
+        var success = false
+        defer {
+            if !success { unlink(temporary) }
+        }
+        var written = 0
+        let writeError: Int32? = bytes.withUnsafeBytes { raw in
+            while written < raw.count {
+                let n = write(fd, raw.baseAddress! + written, raw.count - written)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return errno
+                }
+                written += n
+            }
+            return nil
+        }
+        let syncFailed = writeError == nil && fsync(fd) != 0
+        let syncErrno = errno
+        let closeFailed = close(fd) != 0
+        if let writeError { throw LiversegError.io("cannot write \(path): \(String(cString: strerror(writeError)))") }
+        if syncFailed || closeFailed {
+            throw LiversegError.io("cannot write \(path): \(String(cString: strerror(syncFailed ? syncErrno : errno)))")
+        }
+        success = true
+        self.path = path
+        self.temporary = temporary
+    }
+
+    /// Renames the file into place (atomically replacing any file there).
+    public func commit() throws {
+        guard pending else { return }
+        guard rename(temporary, path) == 0 else {
+            throw LiversegError.io("cannot rename the temporary file to \(path): \(String(cString: strerror(errno)))")
+        }
+        pending = false
+    }
+
+    deinit {
+        if pending { unlink(temporary) }
+    }
 }

@@ -108,7 +108,7 @@ public enum MetaImage {
             guard header.headerSize <= block.count else { throw bad("HeaderSize \(header.headerSize) passes the end of the data") }
             block = block.dropFirst(header.headerSize)
         }
-        if header.compressed { block = try inflate(block, sizeHint: bytes, what: "MetaImage compressed data")[...] }
+        if header.compressed { block = try inflate(block, expected: bytes, what: "MetaImage compressed data")[...] }
         let voxels = try decodeVoxels(block, type: header.voxelType, size: header.size, bigEndian: header.bigEndian, format: "MetaImage")
         return try Image(voxelType: header.voxelType, data: voxels, size: header.size, ijkToRAS: header.ijkToRAS)
     }

@@ -5,15 +5,24 @@ public enum NIfTI {
         (2, .uint8), (4, .int16), (8, .int32), (16, .float32), (64, .float64),
         (256, .int8), (512, .uint16), (768, .uint32), (1024, .int64), (1280, .uint64),
     ]
-    private static let headerSize = 348, dataOffset = 352
+    /// Bytes of a NIfTI-1 header.
+    static let headerSize = 348
+    private static let dataOffset = 352
 
-    /// Parses a NIfTI-1 file's (already inflated) bytes. Either byte order. Geometry: the
-    /// sform when sform_code > 0, else the qform when qform_code > 0, else nibabel's
-    /// fallback (diag(−dx, dy, dz) centred on the volume). vox_offset 0 means 352. Negative or zero pixdim[1...3]
-    /// are taken as their absolute value, 0 as 1 (as nibabel fixes them). Only 3D data
-    /// (dims 4...7 equal to 1) is accepted. Pure.
-    public static func parse(_ bytes: ArraySlice<UInt8>) throws -> Image {
-        func bad(_ m: String) -> LiversegError { .invalidArgument("NIfTI header: \(m)") }
+    /// The fields of a NIfTI-1 header that place the voxels.
+    private struct Layout {
+        let fields: BinaryFields
+        let dims: [Int]
+        let type: VoxelType
+        let voxOffset: Int
+        /// Bytes of voxel data from voxOffset.
+        let dataBytes: Int
+    }
+
+    private static func bad(_ m: String) -> LiversegError { .invalidArgument("NIfTI header: \(m)") }
+
+    /// Reads and checks the header fields that place the voxels; needs only the first 348 bytes.
+    private static func layout(_ bytes: ArraySlice<UInt8>) throws -> Layout {
         guard bytes.count >= headerSize else {
             throw bad("file has \(bytes.count) bytes, fewer than the 348-byte header (truncated)")
         }
@@ -48,14 +57,38 @@ public enum NIfTI {
         }
         // 0 (left unset by some writers) means right after the header and extension flag.
         let voxOffset = f.float32(108) == 0 ? Double(dataOffset) : f.float32(108)
-        guard voxOffset.isFinite, voxOffset >= Double(headerSize), voxOffset <= Double(bytes.count) else {
+        guard voxOffset.isFinite, voxOffset >= Double(headerSize), voxOffset <= Double(maximumDataBytes) else {
+            throw bad("vox_offset \(voxOffset) must lie between 348 and \(maximumDataBytes)")
+        }
+        let count = try checkedProduct([dims[0], dims[1], dims[2], type.size], what: "NIfTI dim")
+        return Layout(fields: f, dims: dims, type: type, voxOffset: Int(voxOffset), dataBytes: count)
+    }
+
+    /// The size in bytes of the NIfTI-1 file whose first 348 or more bytes are `header`:
+    /// vox_offset plus the voxel data. A compressed file is inflated to this size and no
+    /// further. Pure.
+    public static func fileSize(header: ArraySlice<UInt8>) throws -> Int {
+        let l = try layout(header)
+        let (size, overflow) = l.voxOffset.addingReportingOverflow(l.dataBytes)
+        guard !overflow else { throw bad("vox_offset \(l.voxOffset) plus \(l.dataBytes) bytes of voxels overflows") }
+        return size
+    }
+
+    /// Parses a NIfTI-1 file's (already inflated) bytes. Either byte order. Geometry: the
+    /// sform when sform_code > 0, else the qform when qform_code > 0, else nibabel's
+    /// fallback (diag(−dx, dy, dz) centred on the volume). vox_offset 0 means 352. Negative or zero pixdim[1...3]
+    /// are taken as their absolute value, 0 as 1 (as nibabel fixes them). Only 3D data
+    /// (dims 4...7 equal to 1) is accepted. Pure.
+    public static func parse(_ bytes: ArraySlice<UInt8>) throws -> Image {
+        let l = try layout(bytes)
+        let (f, dims, type, voxOffset, count) = (l.fields, l.dims, l.type, l.voxOffset, l.dataBytes)
+        guard voxOffset <= bytes.count else {
             throw bad("vox_offset \(voxOffset) must lie between 348 and the file size \(bytes.count)")
         }
         let size = GridSize(x: dims[0], y: dims[1], z: dims[2])
-        let count = try checkedProduct([size.x, size.y, size.z, type.size], what: "NIfTI dim")
-        let start = bytes.startIndex + Int(voxOffset)
+        let start = bytes.startIndex + voxOffset
         guard bytes.endIndex - start >= count else {
-            throw bad("data is truncated: \(size) \(type) voxels need \(count) bytes after vox_offset \(Int(voxOffset)), the file has \(bytes.endIndex - start)")
+            throw bad("data is truncated: \(size) \(type) voxels need \(count) bytes after vox_offset \(voxOffset), the file has \(bytes.endIndex - start)")
         }
         var data = Array(bytes[start..<(start + count)])
         if f.bigEndian { swapByteOrder(&data, elementSize: type.size) }
@@ -125,8 +158,13 @@ public enum NIfTI {
 
     /// Serialises `image` as a little-endian NIfTI-1 file: the voxels in their own type, the
     /// matrix as sform (code 1, exact to float32) and as the nearest qform (code 1), spacing
-    /// in pixdim, units mm, scl_slope/scl_inter from the image. Pure.
-    public static func serialize(_ image: Image) -> [UInt8] {
+    /// in pixdim, units mm, scl_slope/scl_inter from the image. NIfTI-1 stores each extent
+    /// as an int16: an image with an extent beyond 32767 is an error. Pure.
+    public static func serialize(_ image: Image) throws -> [UInt8] {
+        let extents = [image.size.x, image.size.y, image.size.z]
+        if let axis = extents.firstIndex(where: { $0 > Int(Int16.max) }) {
+            throw LiversegError.unsupported("NIfTI-1 stores extents up to 32767; the image is \(image.size) (axis \(axis) has \(extents[axis]) voxels): write it as .nrrd or .mha")
+        }
         var w = BinaryWriter()
         w.int32(headerSize)
         w.zeros(10 + 18)           // data_type, db_name

@@ -181,7 +181,9 @@ public enum NRRD {
         }
         let bytes = try checkedProduct([header.size.x, header.size.y, header.size.z, header.voxelType.size], what: "NRRD sizes")
         if header.encoding == .gzip {
-            block = try inflate(block, sizeHint: bytes, what: "NRRD gzip data")[...]
+            // byte skip applies to the inflated data (−1 is refused with gzip).
+            let (expected, overflow) = bytes.addingReportingOverflow(header.byteSkip)
+            block = try inflate(block, expected: overflow ? nil : expected, what: "NRRD gzip data")[...]
         }
         if header.byteSkip == -1 {
             guard block.count >= bytes else { throw bad("data is truncated: \(bytes) bytes needed, \(block.count) found") }

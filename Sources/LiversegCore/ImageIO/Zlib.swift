@@ -16,18 +16,25 @@ public func hasGzipMagic(_ bytes: ArraySlice<UInt8>) -> Bool {
     bytes.count >= 2 && bytes[bytes.startIndex] == 0x1F && bytes[bytes.startIndex + 1] == 0x8B
 }
 
+/// The most bytes liverseg reads from one file or decompresses from one stream (8 GiB): a
+/// bound on what a header, a file or a compressed stream can make it allocate.
+public let maximumDataBytes = 1 << 33
+
 /// Decompresses a zlib or gzip stream (detected from its header; concatenated gzip members
-/// are joined, as gunzip does). `sizeHint` pre-sizes the output (default: a gzip stream's
-/// size trailer). `what` names the data in errors. Pure.
-public func inflate(_ input: ArraySlice<UInt8>, sizeHint: Int = 0, what: String) throws -> [UInt8] {
-    var hint = sizeHint
-    if hint == 0, hasGzipMagic(input), input.count >= 18 {
+/// are joined, as gunzip does). `expected`: the size the file's header describes; more output
+/// is an error (a decompression bomb), and without it, or beyond it, `maximumDataBytes` is
+/// the limit. `prefix`: return the first `expected` bytes (fewer if the stream is shorter)
+/// and stop there, e.g. to read a header. `what` names the data in errors. Pure.
+public func inflate(_ input: ArraySlice<UInt8>, expected: Int? = nil, prefix: Bool = false, what: String) throws -> [UInt8] {
+    let limit = min(max(expected ?? maximumDataBytes, 0), maximumDataBytes)
+    var hint = expected ?? 0
+    if expected == nil, hasGzipMagic(input), input.count >= 18 {
         hint = input.suffix(4).reversed().reduce(0) { $0 << 8 | Int($1) }  // ISIZE, mod 2^32
     }
     // Deflate expands at most ~1032:1, so a forged header or trailer cannot make us
-    // allocate more than the data could hold.
+    // allocate more than the data could hold. One byte beyond the limit shows an excess.
     hint = min(max(hint, 0), input.count * 1032 + 1024)
-    var output = [UInt8](repeating: 0, count: max(hint, input.count * 3, 1024) + 1)
+    var output = [UInt8](repeating: 0, count: min(max(hint, min(input.count * 3, limit), 1024), limit) + 1)
     var produced = 0
     var stream = z_stream()
     // 15 + 32: accept both zlib and gzip headers.
@@ -39,10 +46,15 @@ public func inflate(_ input: ArraySlice<UInt8>, sizeHint: Int = 0, what: String)
         guard let base = src.baseAddress else { throw LiversegError.invalidArgument("\(what): compressed data is empty") }
         var consumed = 0
         while true {
+            if produced > limit {
+                if prefix { return }
+                if let expected, expected <= maximumDataBytes {
+                    throw LiversegError.invalidArgument("\(what) decompresses to more than the \(expected) bytes its header describes")
+                }
+                throw LiversegError.invalidArgument("\(what) decompresses to more than \(maximumDataBytes) bytes, the most liverseg reads")
+            }
             if produced == output.count {
-                let (grown, overflow) = output.count.multipliedReportingOverflow(by: 2)
-                guard !overflow else { throw LiversegError.outOfMemory("\(what) inflates beyond the address space") }
-                output.append(contentsOf: repeatElement(0, count: grown - output.count))
+                output.append(contentsOf: repeatElement(0, count: min(output.count, limit + 1 - output.count)))
             }
             let chunkIn = min(src.count - consumed, Int(UInt32.max))
             let chunkOut = min(output.count - produced, Int(UInt32.max))
@@ -67,6 +79,7 @@ public func inflate(_ input: ArraySlice<UInt8>, sizeHint: Int = 0, what: String)
                 continue
             case Z_BUF_ERROR:
                 if stream.avail_out == 0 { continue }
+                if prefix, produced >= limit { return }
                 throw LiversegError.invalidArgument("\(what): compressed data is truncated")
             case Z_MEM_ERROR:
                 throw LiversegError.outOfMemory("zlib ran out of memory inflating \(what)")
@@ -76,7 +89,7 @@ public func inflate(_ input: ArraySlice<UInt8>, sizeHint: Int = 0, what: String)
             }
         }
     }
-    output.removeSubrange(produced...)
+    output.removeSubrange(min(produced, limit)...)
     return output
 }
 

@@ -8,7 +8,14 @@ public struct ModelGrid: Equatable, Sendable {
     /// Extents of the model grid (x, y, z in model orientation).
     public let size: GridSize
 
-    /// The model grid of `volume` for a model with `preprocessing`.
+    /// The largest model-grid extent along any axis, in voxels (at 0.5 mm, 2 m).
+    public static let maximumExtent = 4096
+    /// The most model-grid voxels (2^30: 4 GiB of float32 network input alone).
+    public static let maximumVoxels = 1 << 30
+
+    /// The model grid of `volume` for a model with `preprocessing`; a grid beyond
+    /// `maximumExtent` along an axis or `maximumVoxels` in all is an error (a volume of
+    /// absurd spacing, which would also overflow Int).
     public init(volume: VolumeInput, preprocessing: Preprocessing) throws {
         let mapping = try volume.ijkToRAS.map {
             AxisMapping(from: try AxisMapping.axisCodes(ofIJKToRAS: $0), to: preprocessing.orientation)
@@ -16,13 +23,21 @@ public struct ModelGrid: Equatable, Sendable {
         self.mapping = mapping
         inputSize = volume.size
         let inputExtents = [volume.size.x, volume.size.y, volume.size.z]
-        let extents = (0..<3).map { j -> Int in
+        let extents = try (0..<3).map { j -> Int in
             let source = mapping.sourceAxis[j]
             let millimetres = Double(inputExtents[source]) * volume.spacing[source]
-            return max(1, Int((millimetres / preprocessing.spacing[j]).rounded()))
+            // In Double, checked before converting: the quotient may exceed Int's range.
+            let voxels = max(1, (millimetres / preprocessing.spacing[j]).rounded())
+            guard voxels <= Double(Self.maximumExtent) else {
+                throw LiversegError.invalidArgument(
+                    "the volume spans \(millimetres) mm along its axis \(source) (\(inputExtents[source]) voxels of \(volume.spacing[source]) mm): \(voxels) model voxels of \(preprocessing.spacing[j]) mm, more than the \(Self.maximumExtent) liverseg allows per axis")
+            }
+            return Int(voxels)
         }
         size = GridSize(x: extents[0], y: extents[1], z: extents[2])
-        _ = try checkedProduct([size.x, size.y, size.z, 64], what: "model grid \(size)")
+        guard size.voxelCount <= Self.maximumVoxels else {
+            throw LiversegError.invalidArgument("the model grid \(size) has \(size.voxelCount) voxels, more than the \(Self.maximumVoxels) liverseg allows")
+        }
     }
 
     private var inputExtents: [Int] { [inputSize.x, inputSize.y, inputSize.z] }

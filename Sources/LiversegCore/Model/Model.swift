@@ -202,7 +202,14 @@ private func parsePreprocessing(_ v: JSONValue?) throws -> Preprocessing {
     guard let mean = v["mean"]?.numberValue, let std = v["std"]?.numberValue, std > 0 else {
         throw invalid("preprocessing.mean and preprocessing.std (> 0) are required")
     }
-    return Preprocessing(spacing: spacing, orientation: orientation, huWindow: (window[0], window[1]), mean: mean, std: std)
+    let preprocessing = Preprocessing(spacing: spacing, orientation: orientation, huWindow: (window[0], window[1]), mean: mean, std: std)
+    // Normalisation runs in float32: values finite as doubles (mean 1e308, std 1e-300) can
+    // still give ±Inf or NaN network inputs. The window's ends bound every input.
+    let range = [preprocessing.normalise(-.infinity), preprocessing.normalise(.infinity)]
+    guard range.allSatisfy(\.isFinite) else {
+        throw invalid("preprocessing hu_window \(window), mean \(mean), std \(std) give non-finite float32 network inputs \(range)")
+    }
+    return preprocessing
 }
 
 private func parseTau(_ v: JSONValue?) throws -> [Double] {
@@ -213,22 +220,44 @@ private func parseTau(_ v: JSONValue?) throws -> [Double] {
     return tau
 }
 
-/// Reads a whole file, reporting failures as `LiversegError.io` with the path and reason.
+/// Reads a whole regular file of at most `maximumDataBytes`, reporting failures as
+/// `LiversegError.io` with the path and reason. Anything else (a FIFO, a device such as
+/// /dev/zero, a folder) is refused before reading: it could block or never end.
 public func readWholeFile(_ path: String) throws -> [UInt8] {
-    guard let file = fopen(path, "rb") else {
-        throw LiversegError.io("cannot open \(path): \(String(cString: strerror(errno)))")
+    func failure(_ what: String, _ code: Int32 = errno) -> LiversegError {
+        .io("cannot \(what) \(path): \(String(cString: strerror(code)))")
     }
-    defer { fclose(file) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 1 << 20)
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+    let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+    guard fd >= 0 else { throw failure("open") }
+    defer { close(fd) }
+    var info = stat()
+    guard fstat(fd, &info) == 0 else { throw failure("examine") }
+    guard info.st_mode & S_IFMT == S_IFREG else {
+        throw LiversegError.io("cannot read \(path): not a regular file")
+    }
+    guard Int(info.st_size) <= maximumDataBytes else {
+        throw LiversegError.io("cannot read \(path): \(info.st_size) bytes, more than the \(maximumDataBytes) liverseg reads")
+    }
+    // The size may change while reading: read at most one byte beyond the limit to tell.
+    var bytes = [UInt8](repeating: 0, count: Int(info.st_size) + 1)
+    var count = 0
     while true {
-        let n = chunk.withUnsafeMutableBytes { fread($0.baseAddress, 1, $0.count, file) }
-        if n > 0 { bytes.append(contentsOf: chunk[0..<n]) }
-        if n < chunk.count {
-            if ferror(file) != 0 { throw LiversegError.io("cannot read \(path): \(String(cString: strerror(errno)))") }
-            break
+        if count == bytes.count {
+            guard count <= maximumDataBytes else {
+                throw LiversegError.io("cannot read \(path): it grew beyond the \(maximumDataBytes) bytes liverseg reads")
+            }
+            bytes.append(contentsOf: repeatElement(0, count: min(max(count, 1 << 20), maximumDataBytes + 1 - count)))
         }
+        let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + count, $0.count - count) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw failure("read")
+        }
+        if n == 0 { break }
+        count += n
     }
+    bytes.removeSubrange(count...)
     return bytes
 }
 

@@ -33,12 +33,39 @@ public struct VolumeInput {
         self.ijkToRAS = ijkToRAS
     }
 
-    /// Throws `invalidArgument` naming the first problem with the geometry or values.
-    public func validate() throws {
+    /// Lends `data`, voxels of any image voxel type (x fastest, host byte order), to `body`
+    /// as a volume: int16, int32 and float32 in place, every other type converted to float32
+    /// HU first (a float64 value beyond float32's range becomes ±Inf, which `validate`
+    /// rejects). Only the dims are checked here; see `validate`.
+    public static func lending<R>(_ data: UnsafeRawPointer, type: VoxelType, size: GridSize, spacing: [Double],
+                                  ijkToRAS: [Double]?, _ body: (VolumeInput) throws -> R) throws -> R {
+        func lend(_ voxels: VoxelStorage) throws -> R {
+            try body(VolumeInput(voxels: voxels, size: size, spacing: spacing, ijkToRAS: ijkToRAS))
+        }
+        let count = try voxelCount(size)
+        switch type {
+        case .int16: return try data.withMemoryRebound(to: Int16.self, capacity: count) { try lend(.int16($0)) }
+        case .int32: return try data.withMemoryRebound(to: Int32.self, capacity: count) { try lend(.int32($0)) }
+        case .float32: return try data.withMemoryRebound(to: Float.self, capacity: count) { try lend(.float32($0)) }
+        default:
+            let converted = try FloatBuffer(count: count, zeroed: false)
+            for i in 0..<count { converted.pointer[i] = Float(type.storedValue(in: data, at: i)) }
+            return try withExtendedLifetime(converted) { try lend(.float32(converted.pointer)) }
+        }
+    }
+
+    /// The number of voxels of a volume of `size`, or an error when an extent is 0 or the
+    /// product overflows.
+    private static func voxelCount(_ size: GridSize) throws -> Int {
         guard size.x >= 1, size.y >= 1, size.z >= 1 else {
             throw LiversegError.invalidArgument("volume dims \(size) must all be at least 1")
         }
-        let voxelCount = try checkedProduct([size.x, size.y, size.z, 8], what: "volume dims") / 8
+        return try checkedProduct([size.x, size.y, size.z, 8], what: "volume dims") / 8
+    }
+
+    /// Throws `invalidArgument` naming the first problem with the geometry or values.
+    public func validate() throws {
+        let voxelCount = try Self.voxelCount(size)
         guard spacing.count == 3, spacing.allSatisfy({ $0.isFinite && $0 > 0 }) else {
             throw LiversegError.invalidArgument("volume spacing \(spacing) must be three finite values > 0 mm")
         }
@@ -54,9 +81,11 @@ public struct VolumeInput {
                 }
             }
         }
+        // One Inf would spread through the resampling and the network into NaN probabilities.
         if case .float32(let p) = voxels {
-            if let bad = (0..<voxelCount).first(where: { p[$0].isNaN }) {
-                throw LiversegError.invalidArgument("volume voxel \(bad) (flat index) is NaN")
+            if let bad = (0..<voxelCount).first(where: { !p[$0].isFinite }) {
+                throw LiversegError.invalidArgument(
+                    "volume voxel \(bad) (flat index) is \(p[bad]) as float32; NaN and ±Inf are not HU values")
             }
         }
     }

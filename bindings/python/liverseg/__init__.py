@@ -28,22 +28,15 @@ def version():
     return lib.liverseg_version().decode()
 
 
-_INPUT_DTYPES = {np.dtype(np.int16): _lib.DTYPE_INT16, np.dtype(np.int32): _lib.DTYPE_INT32,
-                 np.dtype(np.float32): _lib.DTYPE_FLOAT32}
-
-
 def _as_volume_array(array):
-    """A Fortran-ordered (x fastest) array of a dtype the library takes."""
+    """A Fortran-ordered (x fastest), native-byte-order array of a dtype the library takes
+    (every 8- to 64-bit integer, float32, float64; others become float32)."""
     a = np.asarray(array)
     if a.ndim != 3:
         raise ValueError(f"a CT volume must be 3-D [x, y, z], got shape {a.shape}")
-    if a.dtype not in _INPUT_DTYPES:
-        if np.issubdtype(a.dtype, np.integer) and a.size and -32768 <= a.min() and a.max() <= 32767:
-            a = a.astype(np.int16)
-        elif np.issubdtype(a.dtype, np.integer):
-            a = a.astype(np.int32)
-        else:
-            a = a.astype(np.float32)
+    a = a.astype(a.dtype.newbyteorder("="), copy=False)
+    if a.dtype not in _lib.DTYPES:
+        a = a.astype(np.float32)
     return np.asfortranarray(a)
 
 
@@ -67,7 +60,7 @@ def _spacing_and_matrix(shape, spacing, affine):
 def _volume_struct(a, spacing, matrix):
     v = _lib.Volume()
     v.data = a.ctypes.data
-    v.dtype = _INPUT_DTYPES[a.dtype]
+    v.dtype = _lib.DTYPES[a.dtype]
     v.dims[:] = a.shape
     v.spacing[:] = spacing
     v.ijk_to_ras = None if matrix is None else matrix.ctypes.data_as(ctypes.POINTER(ctypes.c_double))

@@ -8,6 +8,8 @@ import ctypes.util
 import os
 from pathlib import Path
 
+import numpy as np
+
 # Status codes (liverseg_status); values never change meaning.
 OK = 0
 INVALID_ARGUMENT = 1
@@ -18,10 +20,24 @@ OUT_OF_MEMORY = 5
 CANCELLED = 6
 INTERNAL_ERROR = 7
 
-# liverseg_dtype
+# liverseg_dtype: the voxel type of volumes and image files alike.
 DTYPE_INT16 = 1
 DTYPE_INT32 = 2
 DTYPE_FLOAT32 = 3
+DTYPE_UINT8 = 4
+DTYPE_INT8 = 5
+DTYPE_UINT16 = 6
+DTYPE_UINT32 = 7
+DTYPE_UINT64 = 8
+DTYPE_INT64 = 9
+DTYPE_FLOAT64 = 10
+
+# numpy dtype of each liverseg_dtype, and back.
+NUMPY_DTYPES = {DTYPE_INT16: np.dtype(np.int16), DTYPE_INT32: np.dtype(np.int32), DTYPE_FLOAT32: np.dtype(np.float32),
+                DTYPE_UINT8: np.dtype(np.uint8), DTYPE_INT8: np.dtype(np.int8), DTYPE_UINT16: np.dtype(np.uint16),
+                DTYPE_UINT32: np.dtype(np.uint32), DTYPE_UINT64: np.dtype(np.uint64), DTYPE_INT64: np.dtype(np.int64),
+                DTYPE_FLOAT64: np.dtype(np.float64)}
+DTYPES = {numpy: code for code, numpy in NUMPY_DTYPES.items()}
 
 
 class Error(RuntimeError):

@@ -14,22 +14,19 @@ import numpy as np
 from . import _lib
 from ._lib import lib, check
 
-# liverseg_voxel_type
-_VOXEL_TYPES = {1: np.uint8, 2: np.int8, 3: np.uint16, 4: np.int16, 5: np.uint32, 6: np.int32,
-                7: np.uint64, 8: np.int64, 9: np.float32, 10: np.float64}
-_CODES = {np.dtype(t): code for code, t in _VOXEL_TYPES.items()}
 
 
 class ImageInfo(ctypes.Structure):
     """ctypes mirror of liverseg_image_info."""
     _fields_ = [
         ("struct_size", ctypes.c_size_t),
-        ("voxel_type", ctypes.c_int),
+        ("voxel_type_0_1", ctypes.c_int),
         ("dims", ctypes.c_size_t * 3),
         ("spacing", ctypes.c_double * 3),
         ("ijk_to_ras", ctypes.c_double * 16),
         ("scl_slope", ctypes.c_double),
         ("scl_inter", ctypes.c_double),
+        ("dtype", ctypes.c_int),  # liverseg_dtype
     ]
 
 
@@ -72,7 +69,7 @@ def read_image(path, scaled=False):
     data = ctypes.c_void_p()
     check(lib.liverseg_image_read(str(path).encode(), ctypes.byref(info), ctypes.byref(data)))
     try:
-        dtype = np.dtype(_VOXEL_TYPES[info.voxel_type])
+        dtype = _lib.NUMPY_DTYPES[info.dtype]
         count = info.dims[0] * info.dims[1] * info.dims[2]
         raw = ctypes.string_at(data.value, count * dtype.itemsize)
     finally:
@@ -96,14 +93,14 @@ def write_image(path, array, geometry):
     if a.ndim != 3:
         raise ValueError(f"write_image takes a 3-D [x, y, z] array, got shape {a.shape}")
     a = np.asfortranarray(a.astype(a.dtype.newbyteorder("="), copy=False))
-    if a.dtype not in _CODES:
+    if a.dtype not in _lib.DTYPES:
         raise ValueError(f"dtype {a.dtype} cannot be written; use an 8- to 64-bit integer or float32/float64")
     affine = np.asarray(geometry.affine, dtype=np.float64)
     if affine.shape != (4, 4):
         raise ValueError(f"the affine must be 4x4, got {affine.shape}")
     info = ImageInfo()
     info.struct_size = ctypes.sizeof(ImageInfo)
-    info.voxel_type = _CODES[a.dtype]
+    info.dtype = _lib.DTYPES[a.dtype]
     info.dims[:] = a.shape
     info.ijk_to_ras[:] = [float(v) for v in affine.reshape(-1)]
     info.scl_slope = geometry.scl_slope
