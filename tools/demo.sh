@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: segment a real CT with the bundled model (network + dense CRF), write the mask, a picture and
-# the evaluation against the reference mask. The CT is the external test case (not used in
-# training): TotalSegmentator's 20-slice abdomen, whose reference is that tool's own output.
+# the evaluation against the reference mask. The CT is TotalSegmentator's 20-slice abdomen
+# (another scanner than IRCADb; its reference is that tool's own output). Since the data
+# roles of 2026-12 it is a training case; the external test set may not appear in pictures.
 set -euo pipefail
 DATA=${DATA:-../shared/data}
 OUT=${OUT:-out}
