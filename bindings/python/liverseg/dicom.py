@@ -25,7 +25,10 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 
 def is_dicom_file(path: PathLike) -> bool:
-    """Whether `path` is a DICOM Part 10 file (the "DICM" marker after the 128-byte preamble)."""
+    """Whether `path` is a DICOM Part 10 file (the "DICM" marker after the 128-byte preamble).
+    Only regular files are opened: reading a FIFO or a device could block."""
+    if not os.path.isfile(path):
+        return False
     try:
         with open(path, "rb") as f:
             return f.read(132)[128:] == b"DICM"
