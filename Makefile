@@ -2,6 +2,7 @@
 #   make build                 release libliverseg.so (static Swift runtime, SONAME, export list)
 #   make cli                   release `liverseg` command (.build/release/liverseg-cli)
 #   make install PREFIX=/usr/local [DESTDIR=...]
+#   make wheel                 the Python wheel (library, CLI, OpenBLAS, default model) in dist/
 #   make test                  the whole test suite (Swift unit tests + Python/C/C++ tests)
 #   make demo                  segment a real CT from ../shared/data with the bundled model: mask + pictures
 #   make bench                 forward-pass benchmark against OpenBLAS sgemm and PyTorch
@@ -24,10 +25,14 @@ SWIFT_RELEASE_FLAGS := -c release -Xswiftc -static-stdlib
 LIB := .build/release/libliverseg.so
 CLI := .build/release/liverseg-cli
 
-.PHONY: setup build cli install test test-swift test-python demo bench clean
+.PHONY: setup setup-demo build cli install wheel test test-swift test-python demo bench clean
 
+# setup: what the tests need; setup-demo: only what building and the demo need.
 setup:
-	bash tools/setup.sh
+	bash tools/setup.sh test
+
+setup-demo:
+	bash tools/setup.sh demo
 
 build:
 	swift build $(SWIFT_RELEASE_FLAGS) --product liverseg
@@ -57,6 +62,12 @@ install: build cli
 	install -d $(DESTDIR)$(PREFIX)/share/liverseg
 	install -m 644 models/liver-default.safetensors $(DESTDIR)$(PREFIX)/share/liverseg/
 
+# pyproject.toml + setup.py: the package with libliverseg.so, the `liverseg` program, the
+# default model and the OpenBLAS it runs on (see setup.py). pip fetches the build tools.
+WHEEL_DIR ?= dist
+wheel: build cli
+	$(PYTHON) -m pip wheel --no-deps -w $(WHEEL_DIR) .
+
 test: setup test-swift test-python
 
 test-swift:
@@ -65,11 +76,11 @@ test-swift:
 test-python: build cli
 	LIVERSEG_LIBRARY=$(CURDIR)/$(LIB) LIVERSEG_CLI=$(CURDIR)/$(CLI) PYTHONPATH=$(CURDIR)/bindings/python $(PYTHON) -m pytest -q Tests/python
 
-demo: setup cli
+demo: setup-demo cli
 	DATA=$(DATA) OUT=$(OUT) CLI=$(CLI) bash tools/demo.sh
 
 bench: build
 	LIVERSEG_LIBRARY=$(CURDIR)/$(LIB) PYTHONPATH=$(CURDIR)/bindings/python $(PYTHON) tools/bench_forward.py
 
 clean:
-	rm -rf .build $(OUT)
+	rm -rf .build $(OUT) build dist bindings/python/liverseg.egg-info

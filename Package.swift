@@ -36,9 +36,9 @@ let package = Package(
         .target(name: "LiversegCAPI", dependencies: ["LiversegCore", "CLiverseg"], exclude: ["exports.map"],
                 linkerSettings: [.unsafeFlags(["-use-ld=lld", "-Xlinker", "--version-script=\(exportList)",
                                                "-Xlinker", "-soname=libliverseg.so.0"])]),
-        // The command-line tool: segment, eval, info.
+        // The command-line tool: segment, eval, info, train, loo, curves (CLiverseg: the header's version).
         .executableTarget(name: "LiversegCLI", dependencies: [
-            "LiversegCore", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "LiversegCore", "CLiverseg", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "LiversegCoreTests", dependencies: ["LiversegCore"]),
     ],

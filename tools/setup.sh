@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
-# Installs what liverseg needs to build, test and run its demo, skipping what is present.
-# Debian packages: OpenBLAS, LAPACKE, zlib, pkg-config, cmake. Python: numpy, scipy,
-# nibabel, safetensors, pytest, PyTorch's CPU build (the test reference), and the image-file
-# and metric references pynrrd, SimpleITK and MedPy.
+# Installs what liverseg needs, skipping what is present.
+#   tools/setup.sh demo   building the library and the CLI, and `make demo`: a Swift 6
+#                         toolchain (not installed here) with OpenBLAS, zlib and pkg-config
+#   tools/setup.sh test   (the default) also what the tests need: cmake, and the Python
+#                         references numpy, scipy, nibabel, safetensors, pytest, PyTorch's CPU
+#                         build, pynrrd, SimpleITK, MedPy, and pydicom with pylibjpeg and its
+#                         OpenJPEG plug-in (DICOM series, JPEG 2000)
 set -euo pipefail
-apt_packages=(libopenblas-dev liblapacke-dev zlib1g-dev libpng-dev pkg-config cmake)
+need=${1:-test}
+case "$need" in
+    demo|test) ;;
+    *) echo "usage: tools/setup.sh [demo|test]" >&2; exit 64 ;;
+esac
+apt_packages=(libopenblas-dev zlib1g-dev pkg-config)
+[ "$need" = test ] && apt_packages+=(liblapacke-dev libpng-dev cmake)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -15,10 +24,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     $SUDO apt-get update -q
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
 fi
+[ "$need" = demo ] && exit 0
 PYTHON=${PYTHON:-python3}
 py_missing=()
 # Each entry: the module to import, then ":" and the pip requirement where they differ.
-for entry in numpy scipy nibabel safetensors pytest "torch:torch==2.13.0+cpu" "nrrd:pynrrd" SimpleITK medpy; do
+for entry in numpy scipy nibabel safetensors pytest "torch:torch==2.13.0+cpu" "nrrd:pynrrd" SimpleITK medpy \
+             pydicom pylibjpeg "openjpeg:pylibjpeg-openjpeg"; do
     module=${entry%%:*}
     spec=${entry#*:}
     "$PYTHON" -c "import $module" 2>/dev/null || py_missing+=("$spec")

@@ -19,10 +19,19 @@ struct Info: ParsableCommand {
                 print(JSONValue.object(fields).serialized)
             } else {
                 for (key, value) in fields {
-                    let text = value.stringValue ?? value.serialized
-                    print(key.padding(toLength: max(18, key.count + 2), withPad: " ", startingAt: 0) + text)
+                    print(key.padding(toLength: max(18, key.count + 2), withPad: " ", startingAt: 0) + readableText(value))
                 }
             }
+        }
+    }
+
+    /// A field as text: strings bare, numbers rounded as people read them (JSON keeps every digit).
+    private func readableText(_ value: JSONValue) -> String {
+        switch value {
+        case .string(let s): return s
+        case .number(let n): return n.readable
+        case .array(let a): return "[" + a.map(readableText).joined(separator: ", ") + "]"
+        default: return value.serialized
         }
     }
 

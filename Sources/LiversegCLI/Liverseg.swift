@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLiverseg
 import Foundation
 import LiversegCore
 
@@ -13,7 +14,7 @@ struct Liverseg: ParsableCommand {
         geometry and are written atomically.
 
         Exit status:
-          0   success
+          0   success (a batch: every case)
           64  bad command line (unknown option, missing or malformed argument)
           65  bad input data: a malformed or inconsistent image or model file, grids that differ
           69  unsupported input (e.g. a 4D image, a NIfTI-2 file, an unknown NRRD encoding)
@@ -23,6 +24,8 @@ struct Liverseg: ParsableCommand {
           130 cancelled
         Errors are printed as one line on standard error.
         """,
+        // The version is written once, in include/liverseg.h.
+        version: "\(LIVERSEG_VERSION_MAJOR).\(LIVERSEG_VERSION_MINOR).\(LIVERSEG_VERSION_PATCH)",
         subcommands: [Segment.self, Eval.self, Info.self, Train.self, LeaveOneOut.self, Curves.self])
 }
 

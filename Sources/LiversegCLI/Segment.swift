@@ -4,19 +4,34 @@ import LiversegCore
 
 struct Segment: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Segment the liver in a CT image and write a 0/1 mask on the same grid.")
+        abstract: "Segment the liver in CT images and write 0/1 masks on the same grids.",
+        discussion: """
+        One case:  liverseg segment ct.nii.gz liver.nii.gz
+        A batch:   liverseg segment CT... -o DIR     or     liverseg segment -i IN_DIR -o DIR
+        A batch loads the model once and writes each mask as DIR/<the input's file name> (the \
+        input's format). A failed case is reported and the batch goes on; a summary follows, and \
+        the exit status is the first failed case's (0 when every case succeeded). Every output is \
+        checked before any computation and written atomically. Warnings about inputs that do not \
+        look like CT in Hounsfield units go to standard error and never stop a run.
+        """)
 
-    @Argument(help: "The CT image (Hounsfield units).")
-    var input: String
+    @Argument(help: "The CT image (Hounsfield units) and the mask to write (uint8, 1 = liver); with --output-dir, the CT images.")
+    var paths: [String] = []
 
-    @Argument(help: "The mask to write (uint8, 1 = liver), with the input's geometry.")
-    var output: String
+    @Option(name: [.customShort("i"), .customLong("input-dir")], help: "Batch: segment every image file in this folder (with --output-dir).")
+    var inputDir: String?
+
+    @Option(name: [.customShort("o"), .customLong("output-dir")], help: "Batch: the folder for the masks (created if missing).")
+    var outputDir: String?
 
     @Option(help: "The model file (.safetensors); default: $LIVERSEG_MODEL, else the bundled liver-default.safetensors.")
     var model: String?
 
-    @Option(help: "Also write the fused liver probability (float32) to this image file.")
+    @Option(help: "Also write the fused liver probability (float32) to this image file (one case only).")
     var probability: String?
+
+    @Option(help: "Write liver statistics as JSON: volume (ml), HU mean/sd/median inside the mask, bounding box (voxels, mm), connected components. A batch writes one document with every case.")
+    var statistics: String?
 
     @Option(help: "Worker threads; 0 = all cores.")
     var threads = 0
@@ -27,7 +42,7 @@ struct Segment: ParsableCommand {
     @Option(help: "Mask clean-up after thresholding or the CRF: all (default: largest connected component, 3D and per-slice hole filling), none, or a comma-separated list of largest_component, fill_holes_3d, fill_holes_slices.")
     var postprocess = "all"
 
-    @Option(help: "Write a PNG with axial, coronal and sagittal slices and the mask outline.")
+    @Option(help: "Write a PNG with axial, coronal and sagittal slices and the mask outline (one case only).")
     var preview: String?
 
     @Flag(help: "No progress bar and no summary.")
@@ -35,6 +50,17 @@ struct Segment: ParsableCommand {
 
     func validate() throws {
         guard threads >= 0 else { throw ValidationError("--threads must be 0 (all cores) or more") }
+        if outputDir == nil {
+            guard inputDir == nil else { throw ValidationError("--input-dir needs --output-dir") }
+            guard paths.count == 2 else {
+                throw ValidationError("give a CT and the mask to write, or CT images with --output-dir DIR")
+            }
+        } else {
+            guard probability == nil, preview == nil else {
+                throw ValidationError("--probability and --preview name one case's file: not with --output-dir")
+            }
+            guard !paths.isEmpty || inputDir != nil else { throw ValidationError("give CT images or --input-dir with --output-dir") }
+        }
     }
 
     func run() throws {
@@ -42,50 +68,137 @@ struct Segment: ParsableCommand {
             var options = SegmentationOptions()
             options.threads = threads
             options.postProcessing = try MaskPostProcessing(parsing: postprocess)
-            // Refuse an output that cannot be written before the long computation.
-            for path in [output] + [probability].compactMap({ $0 }) { try checkImageOutput(path) }
-            if let preview { try checkOutputFolder(preview) }
-            let progress = ProgressBar(quiet: quiet)
-            defer { progress.finish() }
-            progress.update("reading", 0)
-            let loaded = try Model(contentsOfFile: try model ?? defaultModelPath())
-            let ct = try readImage(input)
-            var mask = [UInt8](repeating: 0, count: ct.size.voxelCount)
-            var probabilities = probability == nil ? [] : [Float](repeating: 0, count: ct.size.voxelCount)
-            if crf {
-                var parameters = try CRFParameters(modelMetadata: loaded.metadata["crf"])
-                parameters.threads = threads
-                options.crf = parameters
+            if let outputDir { try runBatch(into: outputDir, options: options) } else { try runOne(options: options) }
+        }
+    }
+
+    private func runOne(options: SegmentationOptions) throws {
+        let (input, output) = (paths[0], paths[1])
+        // Refuse an output that cannot be written before the long computation.
+        for path in [output] + [probability].compactMap({ $0 }) { try checkImageOutput(path) }
+        for path in [preview, statistics].compactMap({ $0 }) { try checkOutputFolder(path) }
+        let loaded = try Model(contentsOfFile: try model ?? defaultModelPath())
+        let result = try segmentCase(input, with: loaded, options: options, probability: probability != nil)
+        // Every output is staged before any is put in place: a failure leaves none of them.
+        var files = try stageImage(try result.ct.withVoxels(result.mask), to: output)
+        if let probability { files += try stageImage(try result.ct.withVoxels(result.probabilities), to: probability) }
+        if let preview { files.append(try StagedFile(try Preview().render(result.ct, mask: result.mask).pngData(), for: preview)) }
+        if let statistics {
+            files.append(try StagedFile(Array((caseReport(result, output: output).serialized + "\n").utf8), for: statistics))
+        }
+        try commitAll(files)
+        if !quiet { print(summaryLine(result, output: output)) }
+    }
+
+    private func runBatch(into folder: String, options: SegmentationOptions) throws {
+        var inputs = paths
+        if let inputDir { inputs += try imageFiles(in: inputDir) }
+        guard !inputs.isEmpty else { throw LiversegError.invalidArgument("no image files in \(inputDir ?? "the arguments")") }
+        let outputs = inputs.map { folder + "/" + URL(fileURLWithPath: $0).lastPathComponent }
+        for (input, output) in zip(inputs, outputs)
+        where URL(fileURLWithPath: input).standardized.path == URL(fileURLWithPath: output).standardized.path {
+            throw LiversegError.invalidArgument("the mask of \(input) would replace it: choose another --output-dir")
+        }
+        if let duplicate = Dictionary(grouping: outputs, by: { $0 }).first(where: { $0.value.count > 1 })?.key {
+            throw LiversegError.invalidArgument("two inputs would both write \(duplicate)")
+        }
+        do {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        } catch {
+            throw LiversegError.io("cannot create \(folder): \(error.localizedDescription)")
+        }
+        for output in outputs { try checkImageOutput(output) }
+        if let statistics { try checkOutputFolder(statistics) }
+        let loaded = try Model(contentsOfFile: try model ?? defaultModelPath())
+        var reports: [JSONValue] = [], failures: [(input: String, error: LiversegError)] = []
+        for (n, (input, output)) in zip(inputs, outputs).enumerated() {
+            do {
+                let result = try segmentCase(input, with: loaded, options: options, probability: false,
+                                             label: "\(n + 1)/\(inputs.count) ")
+                try commitAll(try stageImage(try result.ct.withVoxels(result.mask), to: output))
+                reports.append(caseReport(result, output: output))
+                if !quiet { print(summaryLine(result, output: output)) }
+            } catch let error as LiversegError {
+                printError("\(input): \(error.description)")
+                failures.append((input, error))
+                reports.append(.object([("input", .string(input)), ("error", .string(error.description))]))
             }
-            let stageNames: [SegmentationStage: String] = [.preprocess: "preprocess", .network: "network",
-                                                           .postprocess: "postprocess", .crf: "crf"]
-            try ct.withVolumeInput { volume in
-                try mask.withUnsafeMutableBufferPointer { m in
-                    try probabilities.withUnsafeMutableBufferPointer { p in
-                        guard let maskBase = m.baseAddress else { throw LiversegError.internalError("empty mask buffer") }
-                        // An empty array may still have a base address: pass NULL unless asked.
-                        try loaded.segment(volume, options: options, mask: maskBase,
-                                           probability: probability == nil ? nil : p.baseAddress) { fraction, stage in
-                            progress.update(stageNames[stage] ?? "", fraction)
-                            return true
-                        }
+        }
+        if let statistics { try writeFileAtomically(Array((JSONValue.array(reports).serialized + "\n").utf8), to: statistics) }
+        if !quiet { print("\(inputs.count - failures.count) of \(inputs.count) cases segmented into \(folder)") }
+        if let first = failures.first {
+            printError("\(failures.count) of \(inputs.count) cases failed: \(failures.map(\.input).joined(separator: ", "))")
+            throw ExitCode(LiversegCLI.exitCode(for: first.error))
+        }
+    }
+
+    /// One case read, checked for plausibility and segmented.
+    private func segmentCase(_ input: String, with loaded: Model, options: SegmentationOptions, probability: Bool,
+                             label: String = "") throws -> CaseResult {
+        var options = options
+        if crf {
+            var parameters = try CRFParameters(modelMetadata: loaded.metadata["crf"])
+            parameters.threads = threads
+            options.crf = parameters
+        }
+        let progress = ProgressBar(quiet: quiet)
+        defer { progress.finish() }
+        progress.update(label + "reading", 0)
+        let ct = try readImage(input)
+        let warnings = plausibilityWarnings(ct)
+        for warning in warnings { printError("warning: \(input): \(warning)") }
+        var mask = [UInt8](repeating: 0, count: ct.size.voxelCount)
+        var probabilities = probability ? [Float](repeating: 0, count: ct.size.voxelCount) : []
+        let stageNames: [SegmentationStage: String] = [.preprocess: "preprocess", .network: "network",
+                                                       .postprocess: "postprocess", .crf: "crf"]
+        try ct.withVolumeInput { volume in
+            try mask.withUnsafeMutableBufferPointer { m in
+                try probabilities.withUnsafeMutableBufferPointer { p in
+                    guard let maskBase = m.baseAddress else { throw LiversegError.internalError("empty mask buffer") }
+                    // An empty array may still have a base address: pass NULL unless asked.
+                    try loaded.segment(volume, options: options, mask: maskBase,
+                                       probability: probability ? p.baseAddress : nil) { fraction, stage in
+                        progress.update(label + (stageNames[stage] ?? ""), fraction)
+                        return true
                     }
                 }
             }
-            progress.update("writing", 1)
-            // Every output is staged before any is put in place: a failure leaves none of them.
-            var files = try stageImage(try ct.withVoxels(mask), to: output)
-            if let probability { files += try stageImage(try ct.withVoxels(probabilities), to: probability) }
-            if let preview { files.append(try StagedFile(try Preview().render(ct, mask: mask).pngData(), for: preview)) }
-            try commitAll(files)
-            progress.finish()
-            if !quiet {
-                let voxels = mask.reduce(0) { $0 + Int($1) }
-                let millilitres = Double(voxels) * ct.spacing.reduce(1, *) / 1000
-                print("\(output): \(voxels) liver voxels, \(String(format: "%.1f", millilitres)) ml")
-            }
         }
+        progress.update(label + "writing", 1)
+        return CaseResult(input: input, ct: ct, mask: mask, probabilities: probabilities, warnings: warnings)
     }
+
+    private func summaryLine(_ result: CaseResult, output: String) -> String {
+        let voxels = result.mask.reduce(0) { $0 + Int($1) }
+        let millilitres = Double(voxels) * result.ct.spacing.reduce(1, *) / 1000
+        return "\(output): \(voxels) liver voxels, \(String(format: "%.1f", millilitres)) ml"
+    }
+
+    private func caseReport(_ result: CaseResult, output: String) -> JSONValue {
+        .object([("input", .string(result.input)), ("mask", .string(output)),
+                 ("warnings", .array(result.warnings.map { .string($0) }))]
+                + liverStatistics(ct: result.ct, mask: result.mask))
+    }
+}
+
+/// A segmented case: the CT read, its mask (and probability when asked), the warnings given.
+struct CaseResult {
+    let input: String
+    let ct: Image
+    let mask: [UInt8]
+    let probabilities: [Float]
+    let warnings: [String]
+}
+
+/// The image files (known extensions) directly in `folder`, sorted by name.
+func imageFiles(in folder: String) throws -> [String] {
+    let names: [String]
+    do {
+        names = try FileManager.default.contentsOfDirectory(atPath: folder)
+    } catch {
+        throw LiversegError.io("cannot list \(folder): \(error.localizedDescription)")
+    }
+    return names.sorted().filter { !$0.hasPrefix(".") && (try? ImageFormat(path: $0)) != nil }.map { folder + "/" + $0 }
 }
 
 /// The model used without --model: $LIVERSEG_MODEL, else liver-default.safetensors installed

@@ -93,6 +93,7 @@ def test_unwritable_outputs_are_refused_before_reading(tmp_path, small_model_pat
         (["--probability", tmp_path / "no_dir" / "p.nii.gz"], 74, "no_dir"),
         (["--probability", tmp_path / "p.png"], 65, "unknown image file extension"),
         (["--preview", tmp_path / "no_dir" / "preview.png"], 74, "no_dir"),
+        (["--statistics", tmp_path / "no_dir" / "stats.json"], 74, "no_dir"),
     ]
     for extra, code, message in cases:
         result = run("segment", missing_input, tmp_path / "out.nii.gz", "--model", small_model_path, *extra)
@@ -329,3 +330,122 @@ def test_curves_plots_two_logs(tmp_path):
     colours = {tuple(p) for p in pixels.reshape(-1, 3)}
     assert (220, 40, 40) in colours and (40, 90, 220) in colours   # one line per log
     assert run("curves", tmp_path / "dsn.csv", "--column", "nope", "--out", tmp_path / "d.png").returncode == 65
+
+
+def test_version_is_the_headers():
+    from test_consumers import header_version
+    result = run("--version")
+    assert result.returncode == 0 and result.stdout.strip() == header_version()
+
+
+def test_info_prints_spacing_as_written_and_json_keeps_every_digit():
+    ct = require_data("ircadb1-17/ct.nii.gz")
+    text = run("info", ct)
+    assert text.returncode == 0, text.stderr
+    assert "spacing_mm        [0.743, 0.743, 1.6]\n" in text.stdout
+    assert "[[-0.743, 0, 0, 0], [0, -0.743, 0, 0], [0, 0, 1.6, 0], [0, 0, 0, 1]]" in text.stdout
+    fields = json.loads(run("info", ct, "--json").stdout)
+    assert fields["spacing_mm"] == [float(np.float32(0.743))] * 2 + [float(np.float32(1.6))]
+
+
+def expected_statistics(ct, affine, mask):
+    """What --statistics must report, computed here with numpy and scipy."""
+    from scipy import ndimage
+    inside = ct[mask > 0].astype(np.float64)
+    index = np.argwhere(mask > 0)
+    lower, upper = index.min(axis=0), index.max(axis=0)
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    corners = np.array([[(lower, upper)[(c >> a) & 1][a] for a in range(3)] + [1] for c in range(8)], dtype=np.float64)
+    ras = (affine @ corners.T)[:3]
+    return {"voxels": len(inside), "volume_ml": len(inside) * np.prod(spacing) / 1000, "hu_mean": inside.mean(),
+            "hu_sd": inside.std(), "hu_median": np.median(inside), "components": ndimage.label(mask > 0)[1],
+            "bounding_box": {"min_voxel": lower.tolist(), "max_voxel": upper.tolist(),
+                             "extent_mm": ((upper - lower + 1) * spacing).tolist(),
+                             "ras_min_mm": ras.min(axis=1).tolist(), "ras_max_mm": ras.max(axis=1).tolist()}}
+
+
+def assert_statistics(report, expected):
+    for key in ("voxels", "components"):
+        assert report[key] == expected[key], key
+    for key in ("volume_ml", "hu_mean", "hu_sd", "hu_median"):
+        assert report[key] == pytest.approx(expected[key], rel=1e-9), key
+    for key, value in expected["bounding_box"].items():
+        assert report["bounding_box"][key] == pytest.approx(value, abs=1e-9), key
+
+
+def test_batch_segments_every_case_reports_failures_and_statistics(tmp_path, small_model_path, small_model):
+    """Three cases in one run: a real CT, a mask given as CT (segmented, with warnings) and
+    a broken file (reported, the batch goes on, the exit status says so)."""
+    ct_path = require_data("totalseg-example/ct-3mm.nii.gz")
+    mask_path = require_data("totalseg-example/liver-3mm.nii.gz")
+    (tmp_path / "broken.nii").write_bytes(b"\x5c\x01" + b"\0" * 100)
+    out = tmp_path / "out" / "nested"
+    result = run("segment", ct_path, mask_path, tmp_path / "broken.nii", "-o", out, "--model", small_model_path,
+                 "--postprocess", "none", "--statistics", tmp_path / "stats.json")
+    assert result.returncode == 65, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["ct-3mm.nii.gz", "liver-3mm.nii.gz"]
+    lines = result.stderr.splitlines()
+    assert any(line.startswith(f"liverseg: {tmp_path / 'broken.nii'}: ") for line in lines), result.stderr
+    assert lines[-1] == f"liverseg: 1 of 3 cases failed: {tmp_path / 'broken.nii'}"
+    warnings = [line for line in lines if line.startswith("liverseg: warning: ")]
+    assert len(warnings) == 2 and all(str(mask_path) in w for w in warnings), warnings
+    assert "not CT in Hounsfield units?" in warnings[0] and "only 2 distinct values" in warnings[1]
+    assert result.stdout.splitlines()[-1] == f"2 of 3 cases segmented into {out}"
+
+    reports = json.loads((tmp_path / "stats.json").read_text())
+    assert [r["input"] for r in reports] == [str(ct_path), str(mask_path), str(tmp_path / "broken.nii")]
+    assert "error" in reports[2] and "mask" not in reports[2]
+    for report, path in zip(reports[:2], (ct_path, mask_path)):
+        ct, geometry = liverseg.read_image(path)
+        expected = small_model.segment(ct, affine=geometry.affine, postprocess=False)
+        written, written_geometry = liverseg.read_image(out / path.name)
+        assert np.array_equal(written, expected) and np.array_equal(written_geometry.affine, geometry.affine)
+        assert report["mask"] == str(out / path.name)
+        assert_statistics(report, expected_statistics(ct, geometry.affine, expected))
+    assert reports[0]["components"] > 1 and reports[0]["warnings"] == [] and len(reports[1]["warnings"]) == 2
+
+
+def test_batch_over_a_folder_and_single_case_statistics(tmp_path, small_model_path, small_model, synthetic_cases):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    ct, geometry = liverseg.read_image(synthetic_cases / "case0" / "ct.nii.gz")
+    liverseg.write_image(inputs / "a.nrrd", ct, geometry)
+    liverseg.write_image(inputs / "b.mha", ct[:, :, :8], geometry)
+    (inputs / "notes.txt").write_text("not an image")
+    result = run("segment", "-i", inputs, "-o", tmp_path / "out", "--model", small_model_path, "--quiet")
+    assert result.returncode == 0 and result.stdout == "", result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.nrrd", "b.mha"]
+    assert np.array_equal(liverseg.read_image(tmp_path / "out" / "a.nrrd")[0], small_model.segment(ct, affine=geometry.affine))
+    # Warnings are shown even with --quiet: these "CTs" have no air, and b has 8 slices.
+    assert "b.mha: only 8 slices head to foot" in result.stderr and result.stderr.count("not CT in Hounsfield units?") == 2
+
+    single = run("segment", inputs / "a.nrrd", tmp_path / "mask.nii.gz", "--model", small_model_path,
+                 "--statistics", tmp_path / "a.json")
+    assert single.returncode == 0, single.stderr
+    report = json.loads((tmp_path / "a.json").read_text())
+    mask = liverseg.read_image(tmp_path / "mask.nii.gz")[0]
+    assert report["input"] == str(inputs / "a.nrrd") and report["mask"] == str(tmp_path / "mask.nii.gz")
+    assert_statistics(report, expected_statistics(ct, geometry.affine, mask))
+    assert report["components"] == 1   # the default post-processing keeps the largest component
+
+
+def test_batch_refusals_come_before_any_computation(tmp_path, small_model_path):
+    ct = require_data("totalseg-example/ct-3mm.nii.gz")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for folder in ("a", "b"):
+        (tmp_path / folder / "ct.nii").write_bytes(b"")
+    cases = [
+        (["segment", ct, "-o", tmp_path / "out", "--probability", tmp_path / "p.nii.gz"], 64, "--probability"),
+        (["segment", ct, "-o", tmp_path / "out", "--preview", tmp_path / "p.png"], 64, "--preview"),
+        (["segment", "-i", tmp_path / "a"], 64, "--input-dir needs --output-dir"),
+        (["segment", ct, tmp_path / "m.nii.gz", tmp_path / "n.nii.gz"], 64, "--output-dir"),
+        (["segment", tmp_path / "a" / "ct.nii", tmp_path / "b" / "ct.nii", "-o", tmp_path / "out"], 65, "both write"),
+        (["segment", "-i", tmp_path / "a", "-o", tmp_path / "a"], 65, "would replace it"),
+        (["segment", "-i", tmp_path / "nowhere", "-o", tmp_path / "out"], 74, "nowhere"),
+        (["segment", ct, "-o", tmp_path / "out", "--statistics", tmp_path / "no_dir" / "s.json"], 74, "no_dir"),
+    ]
+    for args, code, message in cases:
+        result = run(*args, "--model", small_model_path)
+        assert result.returncode == code and message in result.stderr, (args, result.returncode, result.stderr)
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []

@@ -85,12 +85,15 @@ def test_round_trip_and_other_readers(tmp_path, dtype, ext):
 @pytest.mark.parametrize("name", sorted(p.relative_to(DATA).as_posix() for p in DATA.glob("*/*.nii.gz")))
 def test_every_real_file_matches_nibabel(name):
     path = require_data(name)
-    array, geometry = liverseg.read_image(path)
+    array, geometry = liverseg.read_image(path, scaled=False)
     img = nib.load(path)
     assert array.shape == img.shape
     assert array.dtype == img.get_data_dtype()
     assert np.array_equal(array, img.dataobj.get_unscaled())
     assert np.array_equal(geometry.affine, img.affine)
+    intensities, plain = liverseg.read_image(path)   # the default: scaling applied, as nibabel's dataobj
+    assert np.array_equal(intensities, np.asanyarray(img.dataobj))
+    assert np.array_equal(plain.affine, img.affine)
     np.testing.assert_allclose(geometry.spacing, img.header.get_zooms(), rtol=1e-6)
 
 
@@ -176,10 +179,10 @@ def test_nifti_scaling_matches_nibabel(tmp_path):
         h["scl_slope"], h["scl_inter"] = 0.5, -1024
 
     path = nifti_with(tmp_path, "scaled.nii", raw, configure)
-    stored, geometry = liverseg.read_image(path)
+    stored, geometry = liverseg.read_image(path, scaled=False)
     assert np.array_equal(stored, raw) and (geometry.scl_slope, geometry.scl_inter) == (0.5, -1024)
-    scaled, plain = liverseg.read_image(path, scaled=True)
-    assert np.array_equal(scaled, nib.load(path).get_fdata())
+    scaled, plain = liverseg.read_image(path)   # the default: intensities
+    assert scaled.dtype == np.float64 and np.array_equal(scaled, nib.load(path).get_fdata())
     assert (plain.scl_slope, plain.scl_inter) == (1, 0)
     assert plain == liverseg.Geometry(OBLIQUE) and plain != geometry
     out = tmp_path / "again.nii.gz"

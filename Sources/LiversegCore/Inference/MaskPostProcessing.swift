@@ -69,10 +69,17 @@ public func postProcess(mask: UnsafeMutableBufferPointer<UInt8>, size: GridSize,
     }
 }
 
+/// The number of 6-connected components of non-zero voxels in a mask of `size` (x fastest).
+public func componentCount(mask: UnsafeBufferPointer<UInt8>, size: GridSize) -> Int {
+    let runs = RowRuns(mask, size: size, foreground: true)
+    var components = runs.components(size: size)
+    return (0..<runs.count).reduce(0) { $0 + (components.root($1) == $1 ? 1 : 0) }
+}
+
 /// Zeroes every liver voxel outside the largest 6-connected component (ties: the component
 /// met first in memory order).
 private func keepLargestComponent(_ mask: UnsafeMutableBufferPointer<UInt8>, size: GridSize) {
-    let runs = RowRuns(mask, size: size, foreground: true)
+    let runs = RowRuns(UnsafeBufferPointer(mask), size: size, foreground: true)
     var components = runs.components(size: size)
     var voxels = [Int](repeating: 0, count: runs.count)
     for r in 0..<runs.count { voxels[components.root(r)] += runs.length(r) }
@@ -83,7 +90,7 @@ private func keepLargestComponent(_ mask: UnsafeMutableBufferPointer<UInt8>, siz
 /// Sets every background region that does not touch the grid's border to 1 (6-connected;
 /// an axis of extent 1 has no border, so a one-slice grid is filled as a 2D image).
 private func fillHoles(_ mask: UnsafeMutableBufferPointer<UInt8>, size: GridSize) {
-    let runs = RowRuns(mask, size: size, foreground: false)
+    let runs = RowRuns(UnsafeBufferPointer(mask), size: size, foreground: false)
     var components = runs.components(size: size)
     var open = [Bool](repeating: false, count: runs.count)
     for r in 0..<runs.count {
@@ -103,7 +110,7 @@ private struct RowRuns {
     /// Runs of row r are rowStart[r] ..< rowStart[r + 1].
     var rowStart: [Int]
 
-    init(_ mask: UnsafeMutableBufferPointer<UInt8>, size: GridSize, foreground: Bool) {
+    init(_ mask: UnsafeBufferPointer<UInt8>, size: GridSize, foreground: Bool) {
         let rows = size.y * size.z
         rowStart = [Int](repeating: 0, count: rows + 1)
         for row in 0..<rows {

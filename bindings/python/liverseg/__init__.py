@@ -1,15 +1,24 @@
 """liverseg: liver segmentation in CT with the 3D deeply supervised network.
 
-    import nibabel as nib, liverseg
-    img = nib.load("ct.nii.gz")
-    model = liverseg.Model("model.safetensors")
-    mask = model.segment(img.get_fdata(dtype="float32"), affine=img.affine)
+    import liverseg
+    model = liverseg.Model()                            # the bundled default model
+    ct, geometry = liverseg.read_image("ct.nii.gz")     # HU, indexed [x, y, z]
+    mask = model.segment(ct, affine=geometry.affine)
+    liverseg.write_image("liver.nii.gz", mask, geometry.affine)
+
+    liver = model.segment_image(nib.load("ct.nii.gz"))  # nibabel or SimpleITK in, same kind out
 
 Arrays are indexed [x, y, z] as nibabel gives them. From SimpleITK, pass
-`sitk.GetArrayFromImage(image).T` with `affine=liverseg.affine_from_sitk(image)`.
+`sitk.GetArrayFromImage(image).T` with `affine=liverseg.affine_from_sitk(image)`, or
+use Model.segment_image, which does both.
 """
+from __future__ import annotations
+
 import ctypes
 import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -17,13 +26,14 @@ from ._lib import Error, lib, check
 from . import _lib
 from .model_file import save_model, paper_architecture, parameter_shapes, random_weights
 from .imageio import Geometry, read_image, write_image
+from .dicom import read_dicom
 from .metrics import evaluate
 
-__all__ = ["Model", "Error", "save_model", "paper_architecture", "parameter_shapes", "random_weights",
-           "version", "affine_from_sitk", "set_log_callback", "Geometry", "read_image", "write_image", "evaluate"]
+__all__ = ["Model", "Error", "default_model_path", "save_model", "paper_architecture", "parameter_shapes", "random_weights",
+           "version", "affine_from_sitk", "set_log_callback", "Geometry", "read_image", "write_image", "read_dicom", "evaluate"]
 
 
-def version():
+def version() -> str:
     """The library's version string."""
     return lib.liverseg_version().decode()
 
@@ -67,7 +77,7 @@ def _volume_struct(a, spacing, matrix):
     return v
 
 
-def affine_from_sitk(image):
+def affine_from_sitk(image) -> np.ndarray:
     """The voxel→RAS affine of a SimpleITK image (ITK stores LPS), for arrays taken as
     `sitk.GetArrayFromImage(image).T`."""
     direction = np.array(image.GetDirection(), dtype=np.float64).reshape(3, 3)
@@ -77,18 +87,48 @@ def affine_from_sitk(image):
     return np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
 
 
-class Model:
-    """A loaded model. Immutable; one Model may segment from several threads at once."""
+def default_model_path() -> Path:
+    """The model used when none is named: $LIVERSEG_MODEL, else liver-default.safetensors
+    in the installed package, else in a source checkout's models/ folder."""
+    if os.environ.get("LIVERSEG_MODEL"):
+        return Path(os.environ["LIVERSEG_MODEL"])
+    here = Path(__file__).resolve().parent
+    candidates = [here / "models" / "liver-default.safetensors", here.parents[2] / "models" / "liver-default.safetensors"]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError("no default model: set LIVERSEG_MODEL or pass a path (looked at "
+                            + ", ".join(map(str, candidates)) + ")")
 
-    def __init__(self, path=None, data=None):
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class Model:
+    """A loaded model. Immutable; one Model may segment from several threads at once.
+
+    Model() loads the default model (default_model_path), Model(path) a model file,
+    Model(data=bytes) one held in memory. A Model pickles as its path (an absolute path,
+    reread on unpickling) or its bytes, so multiprocessing and Dask can ship it."""
+
+    def __init__(self, path: Optional[PathLike] = None, data: Optional[bytes] = None):
         self._handle = ctypes.c_void_p()
         handle = ctypes.c_void_p()
         if data is not None:
-            buf = bytes(data)
-            check(lib.liverseg_model_load_memory(buf, len(buf), ctypes.byref(handle)))
+            self._source = (None, bytes(data))
+            check(lib.liverseg_model_load_memory(self._source[1], len(self._source[1]), ctypes.byref(handle)))
         else:
-            check(lib.liverseg_model_load_file(str(path).encode(), ctypes.byref(handle)))
+            self._source = (os.path.abspath(default_model_path() if path is None else path), None)
+            check(lib.liverseg_model_load_file(self._source[0].encode(), ctypes.byref(handle)))
         self._handle = handle
+
+    def __reduce__(self):
+        return Model, self._source
+
+    @property
+    def path(self) -> Optional[str]:
+        """The model file's absolute path (None for a model loaded from bytes)."""
+        return self._source[0]
 
     def close(self):
         """Frees the model now (otherwise when garbage-collected)."""
@@ -106,7 +146,7 @@ class Model:
         self.close()
 
     @property
-    def info(self):
+    def info(self) -> dict:
         """The model's description as a dict (liverseg_model_info)."""
         info = _lib.ModelInfo()
         info.struct_size = ctypes.sizeof(_lib.ModelInfo)
@@ -128,12 +168,14 @@ class Model:
         }
 
     @property
-    def metadata(self):
+    def metadata(self) -> dict:
         """The model file's "liverseg" metadata document, parsed."""
         return json.loads(lib.liverseg_model_metadata_json(self._handle).decode())
 
-    def segment(self, array, spacing=None, affine=None, return_probability=False, threads=0,
-                max_tile_voxels=0, threshold=0.5, progress=None, crf=False, crf_params=None, postprocess=True):
+    def segment(self, array: np.ndarray, spacing: Optional[Sequence[float]] = None, affine: Optional[np.ndarray] = None,
+                return_probability: bool = False, threads: int = 0, max_tile_voxels: int = 0, threshold: float = 0.5,
+                progress: Optional[Callable[[float, int], Any]] = None, crf: bool = False,
+                crf_params: Optional[dict] = None, postprocess: Union[bool, str, Iterable[str]] = True):
         """Segments a CT volume indexed [x, y, z] (HU). Returns the uint8 mask (0/1), or
         (mask, probability) with return_probability. `affine` is the voxel→RAS 4×4
         matrix (nibabel's img.affine); without it the array's axes must already follow
@@ -163,6 +205,19 @@ class Model:
         relay.finish(lib.liverseg_segment(self._handle, ctypes.byref(volume), ctypes.byref(params),
                                           mask.ctypes.data, None if probability is None else probability.ctypes.data))
         return (mask, probability) if return_probability else mask
+
+    def segment_image(self, image, return_probability: bool = False, **options):
+        """Segments a nibabel or SimpleITK image and returns the mask (uint8 0/1) as an
+        image of the same kind on the same grid: a nibabel Nifti1Image with the input's
+        affine, or a SimpleITK image with its origin, spacing and direction (ITK's arrays
+        are [z, y, x]; this takes care of the transposition). With return_probability,
+        (mask image, probability image). `options` are segment's keyword arguments."""
+        from .images import to_array, like_image
+        array, affine = to_array(image)
+        result = self.segment(array, affine=affine, return_probability=return_probability, **options)
+        if return_probability:
+            return like_image(image, result[0]), like_image(image, result[1])
+        return like_image(image, result)
 
     def preprocess(self, array, spacing=None, affine=None, threads=0):
         """The network input for a CT volume: reoriented, resampled onto the model grid,

@@ -1,19 +1,22 @@
 """Reading and writing NIfTI-1, NRRD and MetaImage files through libliverseg's readers.
 
-    array, geometry = liverseg.read_image("ct.nii.gz")     # array indexed [x, y, z]
+    array, geometry = liverseg.read_image("ct.nii.gz")     # HU, indexed [x, y, z]
     liverseg.write_image("mask.nrrd", mask, geometry)       # same grid, any supported format
 
 The format follows the extension: .nii, .nii.gz, .nrrd, .nhdr (+ .raw.gz), .mha,
-.mhd (+ .raw). Geometry round-trips exactly: the affine read is the affine written.
+.mhd (+ .raw); a folder or a DICOM file is read as a DICOM series (liverseg.dicom). Geometry round-trips exactly: the affine read is the affine written.
 """
+from __future__ import annotations
+
 import ctypes
+import os
 from dataclasses import dataclass, field
+from typing import Tuple, Union
 
 import numpy as np
 
 from . import _lib
 from ._lib import lib, check
-
 
 
 class ImageInfo(ctypes.Structure):
@@ -60,10 +63,21 @@ class Geometry:
         return np.linalg.norm(np.asarray(self.affine, dtype=np.float64)[:3, :3], axis=0)
 
 
-def read_image(path, scaled=False):
-    """Reads an image file. Returns (array, geometry): the voxels indexed [x, y, z] in their
-    stored dtype (with scaled=True: float64 intensities, scl_slope and scl_inter applied, and
-    a geometry without scaling), and a Geometry. Raises liverseg.Error naming the bad field."""
+def read_image(path: Union[str, "os.PathLike[str]"], scaled: bool = True) -> Tuple[np.ndarray, Geometry]:
+    """Reads an image file. Returns (array, geometry), the voxels indexed [x, y, z].
+
+    By default the values are intensities (HU for CT): NIfTI's scl_slope and scl_inter are
+    applied, so a uint16 CT stored with a -1024 intercept comes back in HU; the array keeps
+    its stored dtype when the scaling is the identity and is float64 otherwise, and the
+    geometry has no scaling. scaled=False gives the stored values in their stored dtype
+    with the scaling in the geometry (write_image(path, array, geometry) then round-trips
+    the file exactly). A folder or a DICOM file is read as a DICOM series (read_dicom, which
+    needs pydicom). Raises liverseg.Error naming the bad field."""
+    from .dicom import is_dicom_file, read_dicom
+    if os.path.isdir(path) or is_dicom_file(path):
+        if not scaled:
+            raise ValueError("a DICOM series is read in HU only (its slices may each have their own rescale)")
+        return read_dicom(path)
     info = ImageInfo()
     info.struct_size = ctypes.sizeof(ImageInfo)
     data = ctypes.c_void_p()
@@ -76,12 +90,14 @@ def read_image(path, scaled=False):
         lib.liverseg_free(data)
     array = np.frombuffer(raw, dtype=dtype).reshape(tuple(info.dims), order="F").copy(order="F")
     affine = np.array(info.ijk_to_ras, dtype=np.float64).reshape(4, 4)
-    if scaled:
-        return array * info.scl_slope + info.scl_inter, Geometry(affine)
-    return array, Geometry(affine, info.scl_slope, info.scl_inter)
+    if not scaled:
+        return array, Geometry(affine, info.scl_slope, info.scl_inter)
+    if (info.scl_slope, info.scl_inter) != (1, 0):
+        array = array * info.scl_slope + info.scl_inter
+    return array, Geometry(affine)
 
 
-def write_image(path, array, geometry):
+def write_image(path: Union[str, "os.PathLike[str]"], array: np.ndarray, geometry: Union[Geometry, np.ndarray]) -> None:
     """Writes a 3-D array indexed [x, y, z] to an image file with `geometry` (a Geometry or
     a 4x4 affine). Booleans are written as uint8; other dtypes must be 8- to 64-bit
     integers or float32/float64. The write is atomic."""
