@@ -201,7 +201,8 @@ public struct Convolution3D<Scalar: NetworkScalar>: Sendable {
 }
 
 /// p[i] ← p[i] + bias, then max(·, 0) when `relu`: the epilogue of every layer.
-@inline(__always)
+@_specialize(where Scalar == Float)
+@_specialize(where Scalar == Double)
 func addBias<Scalar: NetworkScalar>(_ bias: Scalar, relu: Bool, to p: UnsafeMutablePointer<Scalar>, count: Int) {
     if relu {
         for i in 0..<count { p[i] = max(p[i] + bias, 0) }

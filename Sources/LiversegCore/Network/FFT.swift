@@ -57,6 +57,8 @@ final class SpectralPlan<Scalar: NetworkScalar>: @unchecked Sendable {
     }
 
     /// block [nz][ny][nx] (real) → spectrum (split half spectrum, `spectrumCount` scalars).
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     func forward(_ block: UnsafePointer<Scalar>, _ spectrum: UnsafeMutablePointer<Scalar>) {
         let rows = size.z * size.y
         forwardRe.withUnsafeBufferPointer { m in
@@ -79,6 +81,8 @@ final class SpectralPlan<Scalar: NetworkScalar>: @unchecked Sendable {
     /// Inverse of `forward` (unnormalised), in place on y and z; then the x transform of the
     /// rows y ∈ rowsY of the planes z ∈ planesZ, for the columns x ∈ columns only, into
     /// `out` at out[(z − planesZ.lowerBound)·planeStride + (y − rowsY.lowerBound)·rowStride + x − columns.lowerBound].
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     func inverse(_ spectrum: UnsafeMutablePointer<Scalar>, planesZ: Range<Int>, rowsY: Range<Int>, columns: Range<Int>,
                  into out: UnsafeMutablePointer<Scalar>, planeStride: Int, rowStride: Int) {
         let plane = size.y * nc
@@ -106,6 +110,8 @@ final class SpectralPlan<Scalar: NetworkScalar>: @unchecked Sendable {
     /// (real parts at p, imaginary parts at p + imaginary). Forward: decimation in frequency,
     /// natural order in, bit-reversed out, twiddles e^(−2πij/m). Inverse: decimation in time,
     /// bit-reversed in, natural out, e^(+2πij/m), undoing the forward stages in reverse order.
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     private static func butterflies(_ p: UnsafeMutablePointer<Scalar>, n: Int, stride es: Int, length: Int, imaginary io: Int,
                                     twiddles: (cos: [Scalar], sin: [Scalar]), inverse: Bool) {
         guard n > 1 else { return }
@@ -144,7 +150,8 @@ final class SpectralPlan<Scalar: NetworkScalar>: @unchecked Sendable {
 
 /// acc ← acc + a·b (or conj(a)·b) over `count` complex values, each operand split (real
 /// parts, then imaginary parts `count` later): the per-frequency channel sums.
-@inline(__always)
+@_specialize(where Scalar == Float)
+@_specialize(where Scalar == Double)
 func complexMultiplyAccumulate<Scalar: NetworkScalar>(_ acc: UnsafeMutablePointer<Scalar>, _ a: UnsafePointer<Scalar>,
                                                       _ b: UnsafePointer<Scalar>, count: Int, stride: Int, conjugateA: Bool) {
     if conjugateA {

@@ -35,17 +35,18 @@ struct FFTBlocking: Equatable {
     }
 }
 
-/// Time estimates of the two algorithms, from rates measured on the development machine
-/// (AVX-512, one thread; see the commit message): they only need to rank the choices.
+/// Time estimates of the two algorithms: they only need to rank the choices. Rates fitted to
+/// the paper network's layers on 160×160×72 (one thread, AMD EPYC with AVX-512, busy machine):
+/// im2col 0.09–2.97 s per layer, FFT 0.09–0.56 s, each model within 1.5× of the measurement.
 enum ConvolutionCostModel {
     /// im2col + sgemm on the paper layers.
-    static let im2colRate = 30e9
+    static let im2colRate = 45e9
     /// The x transforms: thin GEMMs with the DFT matrix.
-    static let dftRate = 25e9
+    static let dftRate = 35e9
     /// The y and z butterflies.
-    static let butterflyRate = 6e9
+    static let butterflyRate = 8e9
     /// The per-frequency channel sums (streaming, partly memory-bound).
-    static let mixRate = 4e9
+    static let mixRate = 6e9
     /// Largest kernel-spectrum (and weight-gradient accumulator) store per layer and block size.
     static let spectrumBytesLimit = 256 << 20
     /// Largest FFT extent per axis.
@@ -147,6 +148,8 @@ extension Convolution3D {
     /// Spectra of every kernel, [Cout][Cin] split half spectra of the zero-padded kernel
     /// (taps at the block's origin), divided by the block's voxel count so that the
     /// unnormalised inverse transform returns the convolution itself.
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     private func kernelSpectra(_ block: GridSize, threads: Int) throws -> (plan: SpectralPlan<Scalar>, spectra: Buffer<Scalar>) {
         try spectrumCache.entry(block) {
             let plan = SpectralPlan<Scalar>(size: block)
@@ -181,6 +184,8 @@ extension Convolution3D {
     /// Input gradient (adjoint true): source dZ [Cout], destination dX [Cin];
     /// dX[ci] = Σ_co K[co, ci]·dZ[co] (a convolution), outputs at block offset kernel − 1.
     /// Both read the source block from output origin − kernel radius.
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     func overlapSave(_ source: Tensor<Scalar>, into destination: Tensor<Scalar>, adjoint: Bool,
                      blocking: FFTBlocking, threads: Int) throws {
         _ = configureBLASOnce
@@ -239,6 +244,8 @@ extension Convolution3D {
     /// conj(G[co])·X[ci], accumulated over blocks in the frequency domain and transformed back
     /// once per channel pair. Blocks are summed in order, each pair's accumulator by one
     /// thread, so the result does not depend on the thread count.
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     func fftWeightGradient(_ input: Tensor<Scalar>, _ dZ: Tensor<Scalar>, blocking: FFTBlocking, threads: Int) throws -> [Scalar] {
         _ = configureBLASOnce
         let block = blocking.block, grid = blocking.grid, r = radius
@@ -288,6 +295,8 @@ extension Convolution3D {
 
 /// tile[z][y][x] (extents `block`) ← src[origin + (x, y, z)] where that lies inside `grid`
 /// and (x, y, z) < limit; zero elsewhere. `origin` may be negative.
+@_specialize(where Scalar == Float)
+@_specialize(where Scalar == Double)
 func gatherBlock<Scalar: NetworkScalar>(_ src: UnsafePointer<Scalar>, grid: GridSize, origin: GridSize, limit: GridSize,
                                         into tile: UnsafeMutablePointer<Scalar>, block: GridSize) {
     tile.update(repeating: 0, count: block.voxelCount)
