@@ -35,21 +35,31 @@ final class GradientTests: XCTestCase {
     }
 
     func testConvolutionBackward() throws {
+        for algorithm in ConvolutionAlgorithm.allCases {
+            try checkConvolutionBackward(algorithm)
+        }
+    }
+
+    func checkConvolutionBackward(_ algorithm: ConvolutionAlgorithm) throws {
         for (cin, cout, size, k, relu) in [(2, 3, GridSize(x: 5, y: 4, z: 3), GridSize(x: 3, y: 5, z: 3), true),
                                            (3, 2, GridSize(x: 6, y: 3, z: 4), GridSize(x: 1, y: 1, z: 1), true),
-                                           (1, 2, GridSize(x: 7, y: 6, z: 5), GridSize(x: 5, y: 3, z: 1), false)] {
+                                           (1, 2, GridSize(x: 7, y: 6, z: 5), GridSize(x: 5, y: 3, z: 1), false),
+                                           (2, 2, GridSize(x: 11, y: 10, z: 9), GridSize(x: 9, y: 9, z: 7), true),
+                                           (3, 2, GridSize(x: 9, y: 8, z: 7), GridSize(x: 7, y: 7, z: 5), false)] {
             let x = random(cin * size.voxelCount), w = random(cout * cin * k.voxelCount, scale: 0.5), b = random(cout)
             let r = random(cout * size.voxelCount)
             func layer(_ w: [Double], _ b: [Double]) -> Convolution3D<Double> {
-                Convolution3D(inChannels: cin, outChannels: cout, kernel: k, weight: w, bias: b, relu: relu)
+                var layer = Convolution3D(inChannels: cin, outChannels: cout, kernel: k, weight: w, bias: b, relu: relu)
+                layer.algorithm = algorithm
+                return layer
             }
             let input = try tensor(x, cin, size)
             let y = try layer(w, b).forward(input, threads: 2)
             let g = try layer(w, b).backward(input: input, output: y, outputGradient: try tensor(r, cout, size), threads: 2)
-            try checkDerivatives(x, analytic: g.input.storage.array, what: "conv dX") {
+            try checkDerivatives(x, analytic: g.input.storage.array, what: "\(algorithm) conv dX") {
                 project(try layer(w, b).forward(try tensor($0, cin, size), threads: 1), r)
             }
-            try checkDerivatives(w, analytic: g.weight, what: "conv dW") {
+            try checkDerivatives(w, analytic: g.weight, what: "\(algorithm) conv dW") {
                 project(try layer($0, b).forward(input, threads: 1), r)
             }
             try checkDerivatives(b, analytic: g.bias, probes: cout, what: "conv db") {

@@ -60,6 +60,69 @@ final class LayerTests: XCTestCase {
         }
     }
 
+    /// Blocks smaller than the grid, so that overlap-save runs over several blocks on every axis.
+    func smallBlocking(_ k: GridSize, _ size: GridSize) -> FFTBlocking {
+        func pow2(_ n: Int) -> Int { var p = 1; while p < n { p *= 2 }; return p }
+        return FFTBlocking(block: GridSize(x: k.x + 3, y: pow2(k.y + 1), z: pow2(k.z + 1)), kernel: k, grid: size)
+    }
+
+    /// The FFT algorithm, with the cost model's blocks and with small blocks, against the
+    /// float64 direct sum; the same bits for 1 and 3 threads. Forward, and the input and
+    /// weight gradients against the float64 im2col backward (checked by GradientTests).
+    func testFFTConvolutionMatchesDirectSum() throws {
+        var seed: UInt64 = 11
+        let cases: [(Int, Int, GridSize, GridSize)] = [
+            (1, 3, GridSize(x: 7, y: 5, z: 3), GridSize(x: 9, y: 9, z: 7)),      // grid smaller than the kernel
+            (2, 3, GridSize(x: 13, y: 11, z: 9), GridSize(x: 9, y: 9, z: 7)),
+            (3, 4, GridSize(x: 15, y: 9, z: 11), GridSize(x: 7, y: 7, z: 5)),
+            (4, 2, GridSize(x: 6, y: 7, z: 5), GridSize(x: 5, y: 5, z: 3)),
+            (2, 2, GridSize(x: 9, y: 4, z: 6), GridSize(x: 3, y: 1, z: 5)),
+        ]
+        for (cin, cout, size, k) in cases {
+            let x = randomArray(cin * size.voxelCount, seed: &seed)
+            let w = randomArray(cout * cin * k.voxelCount, seed: &seed)
+            let b = randomArray(cout, seed: &seed)
+            let r = randomArray(cout * size.voxelCount, seed: &seed)
+            let input = try tensor(x, channels: cin, size: size)
+            for relu in [false, true] {
+                var layer = Convolution3D(inChannels: cin, outChannels: cout, kernel: k, weight: w, bias: b, relu: relu)
+                layer.algorithm = .fft
+                let ref = referenceConv(x, cin: cin, size: size, w: w, b: b, cout: cout, k: k, relu: relu)
+                let y1 = try layer.forward(input, threads: 1)
+                let y3 = try layer.forward(input, threads: 3)
+                XCTAssertEqual(layer.chosenAlgorithm(over: size), .fft)
+                XCTAssertLessThan(relativeError(y1.storage.array, ref), 1e-5, "fft \(cin)→\(cout) \(size) k\(k)")
+                XCTAssertEqual(y1.storage.array, y3.storage.array)
+                let blocked = try Tensor<Float>(channels: cout, size: size, zeroed: false)
+                try layer.overlapSave(input, into: blocked, adjoint: false, blocking: smallBlocking(k, size), threads: 2)
+                XCTAssertLessThan(relativeError(blocked.storage.array, ref), 1e-5, "blocked fft \(cin)→\(cout) \(size) k\(k)")
+            }
+            // Gradients: float64 im2col as the reference.
+            var layer = Convolution3D(inChannels: cin, outChannels: cout, kernel: k, weight: w, bias: b, relu: false)
+            layer.algorithm = .fft
+            var exact = Convolution3D(inChannels: cin, outChannels: cout, kernel: k, weight: w.map(Double.init),
+                                      bias: b.map(Double.init), relu: false)
+            exact.algorithm = .im2colGEMM
+            let input64 = Tensor<Double>(channels: cin, size: size, storage: try Buffer(x.map(Double.init)))
+            let dY64 = Tensor<Double>(channels: cout, size: size, storage: try Buffer(r.map(Double.init)))
+            let g64 = try exact.backward(input: input64, output: try exact.forward(input64, threads: 1), outputGradient: dY64, threads: 1)
+            let dY = try tensor(r, channels: cout, size: size)
+            let y = try layer.forward(input, threads: 1)
+            let g1 = try layer.backward(input: input, output: y, outputGradient: dY, threads: 1)
+            let g3 = try layer.backward(input: input, output: y, outputGradient: dY, threads: 3)
+            XCTAssertLessThan(relativeError(g1.input.storage.array, g64.input.storage.array), 1e-5, "fft dX k\(k)")
+            XCTAssertLessThan(relativeError(g1.weight, g64.weight), 1e-5, "fft dW k\(k)")
+            XCTAssertEqual(g1.input.storage.array, g3.input.storage.array)
+            XCTAssertEqual(g1.weight, g3.weight)
+            let blocking = smallBlocking(k, size)
+            let dX = try Tensor<Float>(channels: cin, size: size, zeroed: false)
+            try layer.overlapSave(dY, into: dX, adjoint: true, blocking: blocking, threads: 2)
+            XCTAssertLessThan(relativeError(dX.storage.array, g64.input.storage.array), 1e-5, "blocked fft dX k\(k)")
+            let dW = try layer.fftWeightGradient(input, dY, blocking: blocking, threads: 2)
+            XCTAssertLessThan(relativeError(dW, g64.weight), 1e-5, "blocked fft dW k\(k)")
+        }
+    }
+
     func testTransposedConvolutionMatchesScatterDefinition() throws {
         var seed: UInt64 = 7
         for (cin, cout, size) in [(3, 2, GridSize(x: 5, y: 4, z: 3)), (1, 4, GridSize(x: 2, y: 7, z: 6))] {

@@ -1,9 +1,10 @@
-/// How a convolution layer computes its output. Every algorithm computes the same
-/// function; a layer picks one (the seam where an FFT algorithm for the large 9×9×7 and
-/// 7×7×5 kernels will plug in).
+/// How a convolution layer computes its output and gradients. Every algorithm computes the
+/// same function up to rounding; a layer picks one per grid size (`chosenAlgorithm(over:)`).
 public enum ConvolutionAlgorithm: String, Sendable, CaseIterable {
     /// Lowering to matrix products: im2col blocks multiplied by the weights with `cblas_sgemm`.
     case im2colGEMM
+    /// Overlap-save FFT convolution: real 3-D FFTs of blocks, the channel sums per frequency.
+    case fft
 }
 
 /// A 3-D convolution with "same" zero padding, stride 1, bias, and optional fused ReLU.
@@ -23,8 +24,10 @@ public struct Convolution3D<Scalar: NetworkScalar>: Sendable {
     public let bias: [Scalar]
     /// Whether a ReLU follows.
     public let relu: Bool
-    /// The algorithm used by `forward`.
-    public var algorithm: ConvolutionAlgorithm = .im2colGEMM
+    /// The algorithm of `forward` and `backward`; nil: chosen per grid size (`chosenAlgorithm(over:)`).
+    public var algorithm: ConvolutionAlgorithm?
+    /// Kernel spectra of the FFT algorithm, per block size.
+    let spectrumCache = KernelSpectrumCache<Scalar>()
 
     /// Creates a layer; sizes must agree (the model loader validates file contents first).
     public init(inChannels: Int, outChannels: Int, kernel: GridSize, weight: [Scalar], bias: [Scalar], relu: Bool) {
@@ -45,27 +48,33 @@ public struct Convolution3D<Scalar: NetworkScalar>: Sendable {
     public func forward(_ input: Tensor<Scalar>, threads: Int) throws -> Tensor<Scalar> {
         precondition(input.channels == inChannels)
         let output = try Tensor<Scalar>(channels: outChannels, size: input.size, zeroed: false)
-        switch algorithm {
-        case .im2colGEMM:
-            if kernel.voxelCount == 1 {
-                pointwiseForward(input, output, threads: threads)
-            } else {
-                try im2colForward(input, output, threads: threads)
-            }
+        if let blocking = fftBlockingIfChosen(over: input.size) {
+            try overlapSave(input, into: output, adjoint: false, blocking: blocking, threads: threads)
+        } else if kernel.voxelCount == 1 {
+            pointwiseForward(input, output, threads: threads)
+        } else {
+            try im2colForward(input, output, threads: threads)
         }
         return output
     }
 
     /// Backward pass. Shapes: input X [Cin, Z, Y, X], output Y and dL/dY [Cout, Z, Y, X]
     /// → dL/dX [Cin, Z, Y, X], dL/dW [Cout, Cin, kz, ky, kx], dL/db [Cout].
-    /// With Z the pre-activation (dZ = dY ⊙ [Y > 0] after a ReLU):
+    /// With Z the pre-activation (dZ = dY ⊙ [Y > 0] after a ReLU), by im2colGEMM:
     /// dX = dZ convolved with the transposed, flipped kernel (the same forward code);
     /// dW[co, tap] = Σ_voxels dZ[co] · im2col(X)[tap] (the forward's lowering);
+    /// by FFT: dX and dW as in `overlapSave` and `fftWeightGradient`.
     /// db[co] = Σ_voxels dZ[co]. Sums run in a fixed order: results do not depend on threads.
     public func backward(input: Tensor<Scalar>, output: Tensor<Scalar>, outputGradient: Tensor<Scalar>,
                          threads: Int) throws -> LayerGradients<Scalar> {
         let dZ = try preActivationGradient(output: output, outputGradient: outputGradient, relu: relu, threads: threads)
         let bias = channelSums(dZ, threads: threads)
+        if let blocking = fftBlockingIfChosen(over: input.size) {
+            let inputGradient = try Tensor<Scalar>(channels: inChannels, size: input.size, zeroed: false)
+            try overlapSave(dZ, into: inputGradient, adjoint: true, blocking: blocking, threads: threads)
+            let weightGradient = try fftWeightGradient(input, dZ, blocking: blocking, threads: threads)
+            return LayerGradients(input: inputGradient, weight: weightGradient, bias: bias)
+        }
         // The adjoint of a "same" convolution with an odd kernel is a "same" convolution with
         // the kernel flipped in space and its channel axes swapped.
         var adjoint = [Scalar](repeating: 0, count: weight.count)
@@ -73,8 +82,9 @@ public struct Convolution3D<Scalar: NetworkScalar>: Sendable {
         for co in 0..<outChannels { for ci in 0..<inChannels { for t in 0..<taps {
             adjoint[(ci * outChannels + co) * taps + taps - 1 - t] = weight[(co * inChannels + ci) * taps + t]
         } } }
-        let transposed = Convolution3D(inChannels: outChannels, outChannels: inChannels, kernel: kernel,
+        var transposed = Convolution3D(inChannels: outChannels, outChannels: inChannels, kernel: kernel,
                                        weight: adjoint, bias: [Scalar](repeating: 0, count: inChannels), relu: false)
+        transposed.algorithm = .im2colGEMM
         let inputGradient = try transposed.forward(dZ, threads: threads)
         let weightGradient = try im2colWeightGradient(input, dZ, threads: threads)
         return LayerGradients(input: inputGradient, weight: weightGradient, bias: bias)
@@ -191,7 +201,8 @@ public struct Convolution3D<Scalar: NetworkScalar>: Sendable {
 }
 
 /// p[i] ← p[i] + bias, then max(·, 0) when `relu`: the epilogue of every layer.
-@inline(__always)
+@_specialize(where Scalar == Float)
+@_specialize(where Scalar == Double)
 func addBias<Scalar: NetworkScalar>(_ bias: Scalar, relu: Bool, to p: UnsafeMutablePointer<Scalar>, count: Int) {
     if relu {
         for i in 0..<count { p[i] = max(p[i] + bias, 0) }
