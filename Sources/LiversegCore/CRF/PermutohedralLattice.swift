@@ -51,7 +51,10 @@ public final class PermutohedralLattice {
     /// Throws `invalidArgument` for a non-finite feature or features spanning too many
     /// bandwidths for Int32 keys (`kernelName` names the kernel in the message), and
     /// `outOfMemory` when the tables cannot be allocated.
-    public init(features: UnsafePointer<Float>, count: Int, dimension d: Int, kernelName: String, threads: Int) throws {
+    /// `checkpoint` runs on the calling thread between blocks of the build and may throw
+    /// (a cancellation) to stop it.
+    public init(features: UnsafePointer<Float>, count: Int, dimension d: Int, kernelName: String, threads: Int,
+                checkpoint: () throws -> Void = {}) throws {
         guard (1...PermutohedralLattice.maxDimension).contains(d) else {
             throw LiversegError.invalidArgument("\(kernelName): lattice dimension \(d) must be in 1...\(PermutohedralLattice.maxDimension)")
         }
@@ -69,11 +72,14 @@ public final class PermutohedralLattice {
             // A non-finite feature makes `low` NaN for good (NaN fails every comparison),
             // so one check after the pass finds it and the loop has no early exit.
             var (low, high) = (Float.infinity, -Float.infinity)
-            for i in 0..<n {
-                let v = features[i * d + c]
-                low = v < low ? v : low
-                high = v > high ? v : high
-                if !v.isFinite { low = .nan }
+            for first in stride(from: 0, to: n, by: 1 << 20) {
+                for i in first..<min(n, first + 1 << 20) {
+                    let v = features[i * d + c]
+                    low = v < low ? v : low
+                    high = v > high ? v : high
+                    if !v.isFinite { low = .nan }
+                }
+                try checkpoint()
             }
             guard low.isFinite, high.isFinite else {
                 let i = (0..<n).first { !features[$0 * d + c].isFinite } ?? 0
@@ -95,22 +101,32 @@ public final class PermutohedralLattice {
         let shift = (0..<d).map { lowest[$0] * scale[$0] }
         let built: LatticeTables
         switch d {
-        case 1: built = try LatticeBuilder<1>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads)
-        case 2: built = try LatticeBuilder<2>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads)
-        case 3: built = try LatticeBuilder<3>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads)
-        case 4: built = try LatticeBuilder<4>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads)
-        case 5: built = try LatticeBuilder<5>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads)
-        case 6: built = try LatticeBuilder<6>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads)
-        case 7: built = try LatticeBuilder<7>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads)
-        default: built = try LatticeBuilder<8>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads)
+        case 1: built = try LatticeBuilder<1>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads,
+                                                    checkpoint: checkpoint)
+        case 2: built = try LatticeBuilder<2>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads,
+                                                    checkpoint: checkpoint)
+        case 3: built = try LatticeBuilder<3>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads,
+                                                    checkpoint: checkpoint)
+        case 4: built = try LatticeBuilder<4>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads,
+                                                    checkpoint: checkpoint)
+        case 5: built = try LatticeBuilder<5>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads,
+                                                    checkpoint: checkpoint)
+        case 6: built = try LatticeBuilder<6>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads,
+                                                    checkpoint: checkpoint)
+        case 7: built = try LatticeBuilder<7>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads,
+                                                    checkpoint: checkpoint)
+        default: built = try LatticeBuilder<8>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads,
+                                                    checkpoint: checkpoint)
         }
         (pointVertex, pointWeight, incidences, neighbours, vertexCount) =
             (built.pointVertex, built.pointWeight, built.incidences, built.neighbours, built.vertexCount)
     }
 
     /// Filters `channels` values per point (point after point at `input`) and writes the
-    /// result in the same layout to `output`, which may alias `input`.
-    public func filter(_ input: UnsafePointer<Float>, channels: Int, into output: UnsafeMutablePointer<Float>, threads: Int) throws {
+    /// result in the same layout to `output`, which may alias `input`. `checkpoint` runs on
+    /// the calling thread after the splat, each blur direction and the slice.
+    public func filter(_ input: UnsafePointer<Float>, channels: Int, into output: UnsafeMutablePointer<Float>, threads: Int,
+                       checkpoint: () throws -> Void = {}) throws {
         guard channels >= 1 else { throw LiversegError.invalidArgument("filter: channels \(channels) must be at least 1") }
         let needed = try checkedProduct([vertexCount + 1, channels], what: "lattice values")
         let (bufferA, bufferB): (Buffer<Float>, Buffer<Float>)
@@ -123,16 +139,18 @@ public final class PermutohedralLattice {
         // One channel (the CRF's case) gets its own inlined copy with the channel loops
         // unrolled by the compiler.
         if channels == 1 {
-            run(input, channels: 1, into: output, a: bufferA.pointer, b: bufferB.pointer, threads: threads)
+            try run(input, channels: 1, into: output, a: bufferA.pointer, b: bufferB.pointer, threads: threads, checkpoint: checkpoint)
         } else {
-            run(input, channels: channels, into: output, a: bufferA.pointer, b: bufferB.pointer, threads: threads)
+            try run(input, channels: channels, into: output, a: bufferA.pointer, b: bufferB.pointer, threads: threads,
+                    checkpoint: checkpoint)
         }
     }
 
     /// Splat, blur and slice with vertex scratch `a` and `b`.
     @inline(__always)
     private func run(_ input: UnsafePointer<Float>, channels: Int, into output: UnsafeMutablePointer<Float>,
-                     a: UnsafeMutablePointer<Float>, b: UnsafeMutablePointer<Float>, threads: Int) {
+                     a: UnsafeMutablePointer<Float>, b: UnsafeMutablePointer<Float>, threads: Int,
+                     checkpoint: () throws -> Void) throws {
         let d = dimension, d1 = d + 1, vertices = vertexCount, n = pointCount
         nonisolated(unsafe) var a = a, b = b
         nonisolated(unsafe) let src = input, dst = output
@@ -144,7 +162,7 @@ public final class PermutohedralLattice {
         // threads and the index for it, else a sequential scatter (no index to build).
         if threads > 1, let (startArray, pointArray, weightArray) = incidences {
             let start = startArray.pointer, entryP = pointArray.pointer, entryW = weightArray.pointer
-            parallelChunks(vertices, threads: threads) { _, range in
+            try parallelRounds(vertices, threads: threads, checkpoint: { _ in try checkpoint() }) { _, range in
                 for v in range {
                     let (first, end) = (Int(start[v]), Int(start[v + 1]))
                     for c in 0..<channels {
@@ -164,10 +182,11 @@ public final class PermutohedralLattice {
             }
         }
         for c in 0..<channels { a[sentinel + c] = 0; b[sentinel + c] = 0 }
+        try checkpoint()
         for j in 0...d {
             let (from, to) = (a, b)
             let pairs = nb + j * vertices * 2
-            parallelChunks(vertices, threads: threads) { _, range in
+            try parallelRounds(vertices, threads: threads, checkpoint: { _ in try checkpoint() }) { _, range in
                 for v in range {
                     let n1 = from + Int(pairs[2 * v]) * channels, n2 = from + Int(pairs[2 * v + 1]) * channels
                     let own = from + v * channels, out = to + v * channels
@@ -175,11 +194,12 @@ public final class PermutohedralLattice {
                 }
             }
             swap(&a, &b)
+            try checkpoint()
         }
         // Adams et al.'s normalisation of the [1 2 1]^(d+1) blur's mass.
         let alpha = Float(1 / (1 + pow(2.0, -Double(d))))
         let values = a
-        parallelChunks(n, threads: threads) { _, range in
+        try parallelRounds(n, threads: threads, checkpoint: { _ in try checkpoint() }) { _, range in
             for i in range {
                 for c in 0..<channels {
                     var sum: Float = 0
@@ -188,6 +208,7 @@ public final class PermutohedralLattice {
                 }
             }
         }
+        try checkpoint()
     }
 }
 
@@ -207,7 +228,7 @@ private enum LatticeBuilder<let D: Int> {
     /// Builds the tables for `count` points with D features each at `features`; the
     /// lattice coordinate c of a point is features[c] · scale[c] − shift[c].
     static func build(_ features: UnsafePointer<Float>, count: Int, scale: [Double], shift: [Double],
-                      kernelName: String, threads: Int) throws -> LatticeTables {
+                      kernelName: String, threads: Int, checkpoint: () throws -> Void) throws -> LatticeTables {
         let d = D, d1 = D + 1, n = count
         let pointVertex = try Buffer<Int32>(count: n * d1, zeroed: false)
         let pointWeight = try Buffer<Float>(count: n * d1, zeroed: false)
@@ -338,6 +359,7 @@ private enum LatticeBuilder<let D: Int> {
             if let failure = failures.lazy.compactMap({ $0 }).first { throw failure }
             (bRem0).update(from: bRem0 + m * d1, count: d1)
             (bRank).update(from: bRank + m * d1, count: d1)
+            try checkpoint()
         }
 
         // Number the vertices shard after shard, and resolve the repeated simplices in order.
@@ -371,23 +393,38 @@ private enum LatticeBuilder<let D: Int> {
             let entryWeight = try Buffer<Float>(count: n * d1, zeroed: false)
             let cursor = try Buffer<Int32>(count: vertices, zeroed: false)
             let start = vertexStart.pointer
-            for e in 0..<(n * d1) { start[Int(vertexOut[e]) + 1] += 1 }
+            for first in stride(from: 0, to: n * d1, by: 1 << 22) {
+                for e in first..<min(n * d1, first + 1 << 22) { start[Int(vertexOut[e]) + 1] += 1 }
+                try checkpoint()
+            }
             for v in 0..<vertices { start[v + 1] += start[v] }
             cursor.pointer.update(from: start, count: vertices)
+            try checkpoint()
             nonisolated(unsafe) let next = cursor.pointer, pointOut = entryPoint.pointer, entryOut = entryWeight.pointer
             let parts = shards
-            parallelChunks(parts, threads: parts) { part, _ in
-                let (low, high) = (vertices * part / parts, vertices * (part + 1) / parts)
-                for i in 0..<n {
-                    for e in (i * d1)..<(i * d1 + d1) {
-                        let v = Int(vertexOut[e])
-                        guard v >= low, v < high else { continue }
-                        let slot = Int(next[v])
-                        next[v] += 1
-                        pointOut[slot] = Int32(i)
-                        entryOut[slot] = weightOut[e]
+            // Rounds of points, in point order (each vertex's entries stay in point order),
+            // with a checkpoint after each.
+            var sizer = RoundSizer(minimum: 1 << 12)
+            var firstPoint = 0
+            while firstPoint < n {
+                let points = firstPoint..<min(n, firstPoint + sizer.size)
+                let began = monotonicSeconds()
+                parallelChunks(parts, threads: parts) { part, _ in
+                    let (low, high) = (vertices * part / parts, vertices * (part + 1) / parts)
+                    for i in points {
+                        for e in (i * d1)..<(i * d1 + d1) {
+                            let v = Int(vertexOut[e])
+                            guard v >= low, v < high else { continue }
+                            let slot = Int(next[v])
+                            next[v] += 1
+                            pointOut[slot] = Int32(i)
+                            entryOut[slot] = weightOut[e]
+                        }
                     }
                 }
+                sizer.finished(seconds: monotonicSeconds() - began)
+                try checkpoint()
+                firstPoint = points.upperBound
             }
             incidences = (vertexStart, entryPoint, entryWeight)
         } else {
@@ -403,7 +440,7 @@ private enum LatticeBuilder<let D: Int> {
         neighbours.pointer.initialize(repeating: Int32(vertices), count: vertices * d1 * 2)
         nonisolated(unsafe) let keyOf = allKeys.pointer, nb = neighbours.pointer
         let lookup = tables
-        parallelChunks(vertices, threads: shards) { worker, range in
+        try parallelRounds(vertices, threads: shards, checkpoint: { _ in try checkpoint() }) { worker, range in
             let p = keys + worker * d1
             for v in range {
                 let own = keyOf + v * d
