@@ -35,8 +35,12 @@
  *   (and the other functions taking `const liverseg_model *`) on the same model at the
  *   same time. liverseg_model_free must not race with other uses of that model.
  *   Each call runs its own worker threads (see liverseg_segment_params.n_threads).
- *   OpenBLAS's thread count is process-wide, so on first use the library sets it to 1
- *   (openblas_set_num_threads(1)) and parallelises its work itself.
+ * - OpenBLAS: its thread count is process-wide. The library runs its matrix products from
+ *   its own worker threads, so while a call computes it sets the count to 1; the host's
+ *   count (openblas_get_num_threads) is saved when the first of concurrent liverseg calls
+ *   starts and restored when the last ends. So the host's setting is unchanged after every
+ *   call; OpenBLAS work the host runs on other threads *during* a liverseg call runs
+ *   single-threaded, and a count the host sets during one is replaced by the saved one.
  * - Volumes: voxel (i, j, k) of a volume with dims (nx, ny, nz) is at index
  *   i + nx * (j + ny * k) (x fastest, as NIfTI, NRRD, MetaImage and VTK store images).
  * - Callbacks run on the thread that made the call, never concurrently with each other.
@@ -237,9 +241,11 @@ typedef enum liverseg_stage {
 } liverseg_stage;
 
 /**
- * Called as work progresses, with the overall fraction done in [0, 1] and the current
- * stage. Return 0 to continue; any other value cancels the call, which then returns
- * LIVERSEG_CANCELLED soon after.
+ * Called as work progresses, with the overall fraction done in [0, 1] (never decreasing)
+ * and the current stage. Return 0 to continue; any other value cancels the call, which
+ * then returns LIVERSEG_CANCELLED soon after. Calls come between rounds of work sized to
+ * take about 20 ms each (inside network layers, resampling, post-processing and the
+ * CRF), so at least every ~100 ms on current machines; the fraction may repeat.
  */
 typedef int (*liverseg_progress_callback)(double fraction, liverseg_stage stage,
                                           void *user_data);
