@@ -28,8 +28,10 @@ let package = Package(
         // The public header's types for Swift, and the thread-local last-error buffer.
         .target(name: "CLiverseg"),
         // The Swift core: network, model file, volume handling, inference. No C types.
-        .target(name: "LiversegCore", dependencies: ["COpenBLAS", "CZlib"],
-                swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
+        // Release builds keep Swift's overflow and bounds checks (-O, not -Ounchecked): they
+        // cost 0–3 % on the network and the CRF (tools/bench_checks.py), and a failed check
+        // stops a bug instead of letting it corrupt a host's memory.
+        .target(name: "LiversegCore", dependencies: ["COpenBLAS", "CZlib"]),
         // The thin @_cdecl layer exporting liverseg_* functions; libliverseg.so exports only
         // those (version script) and is named libliverseg.so.0 (SONAME), in every build. lld
         // (in the Swift toolchain) because gold leaves local Swift type symbols in .dynsym.

@@ -211,6 +211,12 @@ typedef enum liverseg_dtype {
  * voxel is LIVERSEG_INVALID_ARGUMENT, naming its flat index. INT16, INT32 and FLOAT32
  * voxels are read in place; the other types are first converted to float32 (a copy of
  * 4 bytes per voxel), where a float64 value beyond float32's range counts as infinite.
+ *
+ * Layout: fixed, 0.1's, and it stays so. Unlike the params structs it has no struct_size:
+ * 0.1's begins with `data`, and a library cannot tell a size field from a pointer there,
+ * nor read a field beyond 0.1's end without overrunning a 0.1 program's struct. A later
+ * release that needs more per-volume fields adds them in a separate struct versioned by
+ * struct_size (reached through a versioned params struct), leaving this one unchanged.
  */
 typedef struct liverseg_volume {
     const void *data;          /**< dims[0]*dims[1]*dims[2] voxels of `dtype`, x fastest */
@@ -219,10 +225,14 @@ typedef struct liverseg_volume {
     double spacing[3];         /**< voxel size in mm along i, j, k; finite and > 0 */
     /**
      * Optional 4x4 row-major matrix mapping voxel indices (i, j, k, 1) to RAS millimetres,
-     * as NIfTI's sform and 3D Slicer's IJKToRAS give it. Its column norms must equal
-     * `spacing` (to 1e-3 relative). The volume is reoriented to the model's canonical
-     * orientation by permuting and flipping axes (the nearest axis of each column is used;
-     * an oblique volume is not resampled along its obliquity). NULL: the volume's axes
+     * as NIfTI's sform and 3D Slicer's IJKToRAS give it. Its 16 values must be finite,
+     * its last row (0, 0, 0, 1) and its column norms equal `spacing` (to 1e-3 relative);
+     * a singular 3x3 part (|det| <= 1e-6 * spacing product) is an error. The volume is
+     * reoriented to the model's canonical orientation by permuting and flipping axes: the
+     * nearest RAS axis of each column is used, so an oblique or sheared (non-orthogonal,
+     * e.g. gantry-tilted) volume is accepted and not resampled along its obliquity; two
+     * columns nearest to the same RAS axis (e.g. 45 degrees oblique) are an error. Every
+     * error here is LIVERSEG_INVALID_ARGUMENT naming the problem. NULL: the volume's axes
      * already follow the model's orientation.
      */
     const double *ijk_to_ras;
