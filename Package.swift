@@ -6,6 +6,10 @@ import PackageDescription
 let exportList = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     .appendingPathComponent("Sources/LiversegCAPI/exports.map").path
 
+/// Set by tools/fuzz.sh: the fuzz harness links the C layer into an executable, where the
+/// export list would hide the sanitizer's allocator from the shared libraries it loads.
+let fuzzBuild = ProcessInfo.processInfo.environment["LIVERSEG_FUZZ_BUILD"] != nil
+
 let package = Package(
     name: "liverseg",
     products: [
@@ -36,12 +40,15 @@ let package = Package(
         // those (version script) and is named libliverseg.so.0 (SONAME), in every build. lld
         // (in the Swift toolchain) because gold leaves local Swift type symbols in .dynsym.
         .target(name: "LiversegCAPI", dependencies: ["LiversegCore", "CLiverseg"], exclude: ["exports.map"],
-                linkerSettings: [.unsafeFlags(["-use-ld=lld", "-Xlinker", "--version-script=\(exportList)",
-                                               "-Xlinker", "-soname=libliverseg.so.0"])]),
+                linkerSettings: [.unsafeFlags(["-use-ld=lld"] + (fuzzBuild ? [] : ["-Xlinker", "--version-script=\(exportList)",
+                                                                                   "-Xlinker", "-soname=libliverseg.so.0"]))]),
         // The command-line tool: segment, eval, info.
         .executableTarget(name: "LiversegCLI", dependencies: [
             "LiversegCore", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        // libFuzzer harnesses, one per input surface (tools/fuzz.sh builds them with
+        // -sanitize=fuzzer,address -DLIVERSEG_FUZZ); a plain build replays input files.
+        .executableTarget(name: "LiversegFuzz", dependencies: ["LiversegCore", "LiversegCAPI", "CLiverseg"]),
         .testTarget(name: "LiversegCoreTests", dependencies: ["LiversegCore"]),
     ],
     // Swift 5 mode: the numeric kernels share raw buffers across worker threads by design
