@@ -580,8 +580,10 @@ typedef struct liverseg_crf_params {
     double uncertain_probability;    /**< in [0, 0.5); default 0.01 */
     double uncertain_margin_mm;      /**< >= 0; default 10 */
     int n_threads;                   /**< worker threads, 0...4096; 0 = all cores */
-    /** Called on the calling thread with stage LIVERSEG_STAGE_CRF as slices (or
-     *  iterations, in VOLUME3D mode) complete; returning non-zero cancels. May be NULL. */
+    /** Called on the calling thread with stage LIVERSEG_STAGE_CRF as batches of slices
+     *  (or iterations, in VOLUME3D mode) complete, and in between about every 20 ms of
+     *  work (lattice build, filterings), repeating the fraction; returning non-zero
+     *  cancels. May be NULL. */
     liverseg_progress_callback progress;
     void *progress_user_data;
 } liverseg_crf_params;
