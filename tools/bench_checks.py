@@ -2,8 +2,8 @@
 -Ounchecked) timed alternately, each run in its own process, on the hot loops: the paper
 network's forward pass (random weights) and the dense CRF (slice2d and volume3d) on a real
 CT with a smoothed manual mask as probability. Prints the CPU's vector extensions, the
-median time per build and the median of the per-round ratios (a background load hits both
-builds alike within a round).
+median CPU time (all threads) per build and the median of the per-round ratios (a
+background load hits both builds alike within a round).
 
     python tools/bench_checks.py BUILD_A.so BUILD_B.so [--rounds 5]
 """
@@ -26,18 +26,26 @@ import liverseg
 from liverseg.crf import refine_crf
 data, shape = sys.argv[1], [int(v) for v in sys.argv[2:5]]
 arch = liverseg.paper_architecture()
+import resource
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+def timed(name, fn):
+    """CPU seconds of the whole process (all threads): less sensitive than wall time to
+    other jobs on the machine."""
+    start = cpu(); fn(); out[name] = cpu() - start
 out = {}
 path = os.path.join(tempfile.mkdtemp(), "paper.safetensors")
 liverseg.save_model(path, arch, liverseg.random_weights(arch, seed=1))
 model = liverseg.Model(path)
 x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
 model.forward(x)
-t = time.perf_counter(); model.forward(x); out["forward"] = time.perf_counter() - t
+timed("forward", lambda: model.forward(x))
 ct = nib.load(f"{data}/ircadb1-01/ct.nii.gz")
 a = np.asarray(ct.dataobj).astype(np.int16)
 p = gaussian_filter(np.asarray(nib.load(f"{data}/ircadb1-01/liver.nii.gz").dataobj).astype(np.float32), 2.0)
 for mode in ("slice2d", "volume3d"):
-    t = time.perf_counter(); refine_crf(a, p, affine=ct.affine, mode=mode); out["crf " + mode] = time.perf_counter() - t
+    timed("crf " + mode, lambda: refine_crf(a, p, affine=ct.affine, mode=mode))
 print(json.dumps(out))
 """
 
