@@ -31,8 +31,8 @@ def cpu():
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
 def timed(name, fn):
-    """CPU seconds of the whole process (all threads): less sensitive than wall time to
-    other jobs on the machine."""
+    # CPU seconds of the whole process (all threads): steadier than wall time when other
+    # jobs share the machine.
     start = cpu(); fn(); out[name] = cpu() - start
 out = {}
 path = os.path.join(tempfile.mkdtemp(), "paper.safetensors")
