@@ -156,6 +156,9 @@ public final class PermutohedralLattice {
         nonisolated(unsafe) let src = input, dst = output
         let nb = neighbours.pointer, pv = pointVertex.pointer, pw = pointWeight.pointer
         let sentinel = vertices * channels
+        // Index arithmetic below wraps instead of trapping (&*, &+): every index is below
+        // (vertices + 1) × channels or points × (d + 1), both checked to fit at the build,
+        // and the overflow checks kept these loops from vectorising.
 
         // Splat. Both ways add each vertex's contributions in point order starting from 0, so
         // they give bit-identical sums: a parallel gather over vertices when there are
@@ -164,11 +167,11 @@ public final class PermutohedralLattice {
             let start = startArray.pointer, entryP = pointArray.pointer, entryW = weightArray.pointer
             try parallelRounds(vertices, threads: threads, checkpoint: { _ in try checkpoint() }) { _, range in
                 for v in range {
-                    let (first, end) = (Int(start[v]), Int(start[v + 1]))
+                    let (first, end) = (Int(start[v]), Int(start[v &+ 1]))
                     for c in 0..<channels {
                         var sum: Float = 0
-                        for e in first..<end { sum += entryW[e] * src[Int(entryP[e]) * channels + c] }
-                        a[v * channels + c] = sum
+                        for e in first..<end { sum += entryW[e] * src[Int(entryP[e]) &* channels &+ c] }
+                        a[v &* channels &+ c] = sum
                     }
                 }
             }
@@ -176,8 +179,8 @@ public final class PermutohedralLattice {
             a.update(repeating: 0, count: vertices * channels)
             for i in 0..<n {
                 for k in 0..<d1 {
-                    let w = pw[i * d1 + k], out = a + Int(pv[i * d1 + k]) * channels
-                    for c in 0..<channels { out[c] += w * src[i * channels + c] }
+                    let w = pw[i &* d1 &+ k], out = a + Int(pv[i &* d1 &+ k]) &* channels
+                    for c in 0..<channels { out[c] += w * src[i &* channels &+ c] }
                 }
             }
         }
@@ -188,8 +191,8 @@ public final class PermutohedralLattice {
             let pairs = nb + j * vertices * 2
             try parallelRounds(vertices, threads: threads, checkpoint: { _ in try checkpoint() }) { _, range in
                 for v in range {
-                    let n1 = from + Int(pairs[2 * v]) * channels, n2 = from + Int(pairs[2 * v + 1]) * channels
-                    let own = from + v * channels, out = to + v * channels
+                    let n1 = from + Int(pairs[2 &* v]) &* channels, n2 = from + Int(pairs[2 &* v &+ 1]) &* channels
+                    let own = from + v &* channels, out = to + v &* channels
                     for c in 0..<channels { out[c] = own[c] + 0.5 * (n1[c] + n2[c]) }
                 }
             }
@@ -203,8 +206,8 @@ public final class PermutohedralLattice {
             for i in range {
                 for c in 0..<channels {
                     var sum: Float = 0
-                    for k in 0..<d1 { sum += pw[i * d1 + k] * values[Int(pv[i * d1 + k]) * channels + c] }
-                    dst[i * channels + c] = sum * alpha
+                    for k in 0..<d1 { sum += pw[i &* d1 &+ k] * values[Int(pv[i &* d1 &+ k]) &* channels &+ c] }
+                    dst[i &* channels &+ c] = sum * alpha
                 }
             }
         }
