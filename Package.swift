@@ -32,9 +32,12 @@ let package = Package(
         // The public header's types for Swift, and the thread-local last-error buffer.
         .target(name: "CLiverseg"),
         // The Swift core: network, model file, volume handling, inference. No C types.
-        // Release builds keep Swift's overflow and bounds checks (-O, not -Ounchecked): they
-        // cost 0–3 % on the network and the CRF (tools/bench_checks.py), and a failed check
-        // stops a bug instead of letting it corrupt a host's memory.
+        // Release builds keep Swift's overflow and bounds checks (-O, not -Ounchecked): a
+        // failed check stops a bug instead of letting it corrupt a host's memory. The few
+        // hot loops where checks blocked vectorisation do their index arithmetic without
+        // them by construction (lattice, spatial filter, col2im); with those, the checks
+        // cost 2.5 % CPU time on the forward pass, 4 % on the volume3d CRF and nothing
+        // measurable on slice2d (tools/bench_checks.py, 2 busy cores, AVX-512).
         .target(name: "LiversegCore", dependencies: ["COpenBLAS", "CZlib"]),
         // The thin @_cdecl layer exporting liverseg_* functions; libliverseg.so exports only
         // those (version script) and is named libliverseg.so.0 (SONAME), in every build. lld

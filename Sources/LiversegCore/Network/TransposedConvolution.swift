@@ -71,7 +71,9 @@ public struct TransposedConvolution3D<Scalar: NetworkScalar>: Sendable {
                     for tap in 0..<27 {
                         let src = columns.pointer + (co * 27 + tap) * n
                         Self.forEachTapRow(inSize, planes: planes, tap: tap) { srcRow, dstRow, firstX, kx in
-                            for ix in firstX..<inSize.x { out[dstRow + 2 * ix - 1 + kx] += src[srcRow + ix] }
+                            // Row pointers, so the loop has no per-element overflow check.
+                            let from = src + srcRow, to = out + (dstRow - 1 + kx)
+                            for ix in firstX..<inSize.x { to[2 &* ix] += from[ix] }
                         }
                     }
                 }
