@@ -23,9 +23,7 @@ for target in "${targets[@]}"; do
     corpus="$scratch/corpus/$target" artifacts="$scratch/crashes/$target/"
     mkdir -p "$corpus" "$artifacts"
     log="$scratch/$target.log"
-    # Leak detection off: a Swift global cache (metadata, the handle table) is not a leak;
-    # tools/sanitizers.sh checks leaks of the C API with valgrind.
-    if ! ASAN_OPTIONS=detect_leaks=0 LIVERSEG_FUZZ_TARGET="$target" "$fuzzer" "$corpus" "$scratch/seeds/$target" \
+    if ! LIVERSEG_FUZZ_TARGET="$target" "$fuzzer" "$corpus" "$scratch/seeds/$target" \
             -max_total_time="$seconds" ${FUZZ_RUNS:+-runs=$FUZZ_RUNS} -max_len=65536 -rss_limit_mb=3072 -timeout=30 \
             -artifact_prefix="$artifacts" -print_final_stats=1 > "$log" 2>&1; then
         tail -n 60 "$log"

@@ -50,6 +50,20 @@ struct FuzzReader {
         }
     }
     var rest: [UInt8] { offset < bytes.count ? Array(bytes[offset...]) : [] }
+
+    /// Volume dims, each below `limit`, and the voxel count the harness allocates buffers
+    /// for. Sometimes one dim is made huge and another at least 2, so that their product
+    /// overflows Int: the library must refuse that before reading (count 0). Dims whose
+    /// product fits must match the buffers, as a C caller's must.
+    mutating func dims(below limit: UInt8) -> (dims: [Int], count: Int) {
+        var dims = (0..<3).map { _ in Int(byte() % limit) }
+        let flags = byte()
+        guard flags & 1 != 0 else { return (dims, dims.reduce(1, *)) }
+        let huge = Int(flags >> 1) % 3
+        dims[huge] = Int.max / 2 + 1 + Int(byte())
+        dims[(huge + 1) % 3] = max(2, dims[(huge + 1) % 3])
+        return (dims, 0)
+    }
 }
 
 /// Splits a detached-format input: byte 0 odd means detached, then a 16-bit header length.
@@ -72,10 +86,7 @@ private func image(_ bytes: [UInt8], attached: ImageFormat, detached: ImageForma
 /// as the dims say (a dim beyond them is made to overflow, which must be refused first).
 private func crf(_ bytes: [UInt8]) {
     var r = FuzzReader(bytes)
-    var dims = (0..<3).map { _ in Int(r.byte() % 12) }
-    let flags = r.byte()
-    if flags & 1 != 0 { dims[Int(flags >> 1) % 3] = Int.max / 2 + Int(r.byte()) }  // product overflows
-    let count = dims.allSatisfy({ $0 < 64 }) ? dims.reduce(1, *) : 0
+    let (dims, count) = r.dims(below: 12)
     let dtype = [LIVERSEG_DTYPE_INT16, LIVERSEG_DTYPE_INT32, LIVERSEG_DTYPE_FLOAT32, LIVERSEG_DTYPE_UINT8,
                  LIVERSEG_DTYPE_FLOAT64, liverseg_dtype(UInt32(r.byte()))][Int(r.byte()) % 6]
     var voxels = [UInt8](repeating: 0, count: max(1, count * 8))
@@ -120,10 +131,7 @@ private func crf(_ bytes: [UInt8]) {
 /// liverseg_evaluate on small masks with fuzzed dims, spacing, connectivity and struct_size.
 private func evaluate(_ bytes: [UInt8]) {
     var r = FuzzReader(bytes)
-    var dims = (0..<3).map { _ in Int(r.byte() % 16) }
-    let flags = r.byte()
-    if flags & 1 != 0 { dims[Int(flags >> 1) % 3] = Int.max / 2 + Int(r.byte()) }
-    let count = dims.allSatisfy({ $0 < 64 }) ? dims.reduce(1, *) : 0
+    let (dims, count) = r.dims(below: 16)
     let spacing = (0..<3).map { _ in r.parameter(typical: 0.8) }
     let connectivity = Int32(Int8(bitPattern: r.byte()))
     let threads = Int32(Int8(bitPattern: r.byte()) % 4)
