@@ -6,6 +6,8 @@
 #   make test                  the whole test suite (Swift unit tests + Python/C/C++ tests)
 #   make demo                  segment a real CT from ../shared/data with the bundled model: mask + pictures
 #   make bench                 forward-pass benchmark against OpenBLAS sgemm and PyTorch
+#   make fuzz [FUZZ_SECONDS=600] every libFuzzer harness (tools/fuzz.sh), .build-fuzz/
+#   make sanitizers            Swift tests under ASan and TSan, the C API under valgrind
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -25,7 +27,7 @@ SWIFT_RELEASE_FLAGS := -c release -Xswiftc -static-stdlib
 LIB := .build/release/libliverseg.so
 CLI := .build/release/liverseg-cli
 
-.PHONY: setup setup-demo build cli install wheel test test-swift test-python demo bench clean
+.PHONY: setup setup-demo build cli install wheel test test-swift test-python demo bench fuzz sanitizers clean
 
 # setup: what the tests need; setup-demo: only what building and the demo need.
 setup:
@@ -82,5 +84,12 @@ demo: setup-demo cli
 bench: build
 	LIVERSEG_LIBRARY=$(CURDIR)/$(LIB) PYTHONPATH=$(CURDIR)/bindings/python $(PYTHON) tools/bench_forward.py
 
+FUZZ_SECONDS ?= 600
+fuzz:
+	bash tools/fuzz.sh $(FUZZ_SECONDS)
+
+sanitizers:
+	bash tools/sanitizers.sh
+
 clean:
-	rm -rf .build $(OUT) build dist bindings/python/liverseg.egg-info
+	rm -rf .build .build-fuzz .build-asan .build-tsan .build-sanitizers $(OUT) build dist bindings/python/liverseg.egg-info

@@ -6,6 +6,10 @@ import PackageDescription
 let exportList = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     .appendingPathComponent("Sources/LiversegCAPI/exports.map").path
 
+/// Set by tools/fuzz.sh: the fuzz harness links the C layer into an executable, where the
+/// export list would hide the sanitizer's allocator from the shared libraries it loads.
+let fuzzBuild = ProcessInfo.processInfo.environment["LIVERSEG_FUZZ_BUILD"] != nil
+
 let package = Package(
     name: "liverseg",
     products: [
@@ -28,18 +32,26 @@ let package = Package(
         // The public header's types for Swift, and the thread-local last-error buffer.
         .target(name: "CLiverseg"),
         // The Swift core: network, model file, volume handling, inference. No C types.
-        .target(name: "LiversegCore", dependencies: ["COpenBLAS", "CZlib"],
-                swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
+        // Release builds keep Swift's overflow and bounds checks (-O, not -Ounchecked): a
+        // failed check stops a bug instead of letting it corrupt a host's memory. The few
+        // hot loops where checks blocked vectorisation do their index arithmetic without
+        // them by construction (lattice, spatial filter, col2im); with those, the checks
+        // cost 2.5 % CPU time on the forward pass, 4 % on the volume3d CRF and nothing
+        // measurable on slice2d (tools/bench_checks.py, 2 busy cores, AVX-512).
+        .target(name: "LiversegCore", dependencies: ["COpenBLAS", "CZlib"]),
         // The thin @_cdecl layer exporting liverseg_* functions; libliverseg.so exports only
         // those (version script) and is named libliverseg.so.0 (SONAME), in every build. lld
         // (in the Swift toolchain) because gold leaves local Swift type symbols in .dynsym.
         .target(name: "LiversegCAPI", dependencies: ["LiversegCore", "CLiverseg"], exclude: ["exports.map"],
-                linkerSettings: [.unsafeFlags(["-use-ld=lld", "-Xlinker", "--version-script=\(exportList)",
-                                               "-Xlinker", "-soname=libliverseg.so.0"])]),
+                linkerSettings: [.unsafeFlags(["-use-ld=lld"] + (fuzzBuild ? [] : ["-Xlinker", "--version-script=\(exportList)",
+                                                                                   "-Xlinker", "-soname=libliverseg.so.0"]))]),
         // The command-line tool: segment, eval, info, train, loo, curves (CLiverseg: the header's version).
         .executableTarget(name: "LiversegCLI", dependencies: [
             "LiversegCore", "CLiverseg", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        // libFuzzer harnesses, one per input surface (tools/fuzz.sh builds them with
+        // -sanitize=fuzzer,address -DLIVERSEG_FUZZ); a plain build replays input files.
+        .executableTarget(name: "LiversegFuzz", dependencies: ["LiversegCore", "LiversegCAPI", "CLiverseg"]),
         .testTarget(name: "LiversegCoreTests", dependencies: ["LiversegCore"]),
     ],
     // Swift 5 mode: the numeric kernels share raw buffers across worker threads by design

@@ -35,8 +35,12 @@
  *   (and the other functions taking `const liverseg_model *`) on the same model at the
  *   same time. liverseg_model_free must not race with other uses of that model.
  *   Each call runs its own worker threads (see liverseg_segment_params.n_threads).
- *   OpenBLAS's thread count is process-wide, so on first use the library sets it to 1
- *   (openblas_set_num_threads(1)) and parallelises its work itself.
+ * - OpenBLAS: its thread count is process-wide. The library runs its matrix products from
+ *   its own worker threads, so while a call computes it sets the count to 1; the host's
+ *   count (openblas_get_num_threads) is saved when the first of concurrent liverseg calls
+ *   starts and restored when the last ends. So the host's setting is unchanged after every
+ *   call; OpenBLAS work the host runs on other threads *during* a liverseg call runs
+ *   single-threaded, and a count the host sets during one is replaced by the saved one.
  * - Volumes: voxel (i, j, k) of a volume with dims (nx, ny, nz) is at index
  *   i + nx * (j + ny * k) (x fastest, as NIfTI, NRRD, MetaImage and VTK store images).
  * - Callbacks run on the thread that made the call, never concurrently with each other.
@@ -207,6 +211,12 @@ typedef enum liverseg_dtype {
  * voxel is LIVERSEG_INVALID_ARGUMENT, naming its flat index. INT16, INT32 and FLOAT32
  * voxels are read in place; the other types are first converted to float32 (a copy of
  * 4 bytes per voxel), where a float64 value beyond float32's range counts as infinite.
+ *
+ * Layout: fixed, 0.1's, and it stays so. Unlike the params structs it has no struct_size:
+ * 0.1's begins with `data`, and a library cannot tell a size field from a pointer there,
+ * nor read a field beyond 0.1's end without overrunning a 0.1 program's struct. A later
+ * release that needs more per-volume fields adds them in a separate struct versioned by
+ * struct_size (reached through a versioned params struct), leaving this one unchanged.
  */
 typedef struct liverseg_volume {
     const void *data;          /**< dims[0]*dims[1]*dims[2] voxels of `dtype`, x fastest */
@@ -215,10 +225,14 @@ typedef struct liverseg_volume {
     double spacing[3];         /**< voxel size in mm along i, j, k; finite and > 0 */
     /**
      * Optional 4x4 row-major matrix mapping voxel indices (i, j, k, 1) to RAS millimetres,
-     * as NIfTI's sform and 3D Slicer's IJKToRAS give it. Its column norms must equal
-     * `spacing` (to 1e-3 relative). The volume is reoriented to the model's canonical
-     * orientation by permuting and flipping axes (the nearest axis of each column is used;
-     * an oblique volume is not resampled along its obliquity). NULL: the volume's axes
+     * as NIfTI's sform and 3D Slicer's IJKToRAS give it. Its 16 values must be finite,
+     * its last row (0, 0, 0, 1) and its column norms equal `spacing` (to 1e-3 relative);
+     * a singular 3x3 part (|det| <= 1e-6 * spacing product) is an error. The volume is
+     * reoriented to the model's canonical orientation by permuting and flipping axes: the
+     * nearest RAS axis of each column is used, so an oblique or sheared (non-orthogonal,
+     * e.g. gantry-tilted) volume is accepted and not resampled along its obliquity; two
+     * columns nearest to the same RAS axis (e.g. 45 degrees oblique) are an error. Every
+     * error here is LIVERSEG_INVALID_ARGUMENT naming the problem. NULL: the volume's axes
      * already follow the model's orientation.
      */
     const double *ijk_to_ras;
@@ -237,9 +251,11 @@ typedef enum liverseg_stage {
 } liverseg_stage;
 
 /**
- * Called as work progresses, with the overall fraction done in [0, 1] and the current
- * stage. Return 0 to continue; any other value cancels the call, which then returns
- * LIVERSEG_CANCELLED soon after.
+ * Called as work progresses, with the overall fraction done in [0, 1] (never decreasing)
+ * and the current stage. Return 0 to continue; any other value cancels the call, which
+ * then returns LIVERSEG_CANCELLED soon after. Calls come between rounds of work sized to
+ * take about 20 ms each (inside network layers, resampling, post-processing and the
+ * CRF), so at least every ~100 ms on current machines; the fraction may repeat.
  */
 typedef int (*liverseg_progress_callback)(double fraction, liverseg_stage stage,
                                           void *user_data);
@@ -564,8 +580,10 @@ typedef struct liverseg_crf_params {
     double uncertain_probability;    /**< in [0, 0.5); default 0.01 */
     double uncertain_margin_mm;      /**< >= 0; default 10 */
     int n_threads;                   /**< worker threads, 0...4096; 0 = all cores */
-    /** Called on the calling thread with stage LIVERSEG_STAGE_CRF as slices (or
-     *  iterations, in VOLUME3D mode) complete; returning non-zero cancels. May be NULL. */
+    /** Called on the calling thread with stage LIVERSEG_STAGE_CRF as batches of slices
+     *  (or iterations, in VOLUME3D mode) complete, and in between about every 20 ms of
+     *  work (lattice build, filterings), repeating the fraction; returning non-zero
+     *  cancels. May be NULL. */
     liverseg_progress_callback progress;
     void *progress_user_data;
 } liverseg_crf_params;

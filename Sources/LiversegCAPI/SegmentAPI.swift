@@ -201,7 +201,7 @@ public func liverseg_preprocess(_ model: OpaquePointer?, _ volume: UnsafePointer
             guard outCount == grid.size.voxelCount else {
                 throw LiversegError.invalidArgument("out_count \(UInt(bitPattern: outCount)) but the model grid \(grid.size) has \(grid.size.voxelCount) voxels")
             }
-            grid.preprocess(input, model.preprocessing, into: out, threads: resolvedThreadCount(Int(nThreads)))
+            try grid.preprocess(input, model.preprocessing, into: out, threads: resolvedThreadCount(Int(nThreads)))
         }
     }
 }

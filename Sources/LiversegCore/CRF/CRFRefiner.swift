@@ -210,18 +210,24 @@ public func refineWithCRF(_ volume: VolumeInput, probability: UnsafePointer<Floa
         let whole = VoxelBox(lower: [0, 0, 0], upper: size)
         if let box = parameters.restrictToUncertainRegion ? problem.uncertainBox(within: whole) : whole {
             Log.write(.debug, "CRF volume3d on box \(box.lower)..<\(box.upper) (\(box.voxelCount) voxels)")
-            try problem.refine(box, spatialAxes: [0, 1, 2], threads: threads) { t in
-                try report(Double(t) / Double(max(1, parameters.iterations)))
+            // Progress moves per iteration; between, checkpoints repeat the last fraction.
+            var fraction = 0.0
+            try problem.refine(box, spatialAxes: [0, 1, 2], threads: threads, checkpoint: { try report(fraction) }) { t in
+                fraction = Double(t) / Double(max(1, parameters.iterations))
+                try report(fraction)
             }
         }
     case .slice2d:
         let axis = transverseAxis(volume)
         let inPlane = [0, 1, 2].filter { $0 != axis }
         let slices = size[axis]
-        // Batches bound how long the caller waits for progress and cancellation.
-        let batch = progress == nil ? slices : max(4 * threads, 8)
-        for first in stride(from: 0, to: slices, by: batch) {
-            let last = min(slices, first + batch)
+        // Batches, sized from the time the previous ones took, bound how long the caller
+        // waits for progress and cancellation.
+        var sizer = RoundSizer(minimum: progress == nil ? slices : threads)
+        var first = 0
+        while first < slices {
+            let last = min(slices, first + sizer.size)
+            let began = monotonicSeconds()
             var errors = [LiversegError?](repeating: nil, count: last - first)
             let dispenser = IndexDispenser(first..<last)
             errors.withUnsafeMutableBufferPointer { errors in
@@ -233,7 +239,7 @@ public func refineWithCRF(_ volume: VolumeInput, probability: UnsafePointer<Floa
                         plane.upper[axis] = s + 1
                         do {
                             guard let box = parameters.restrictToUncertainRegion ? problem.uncertainBox(within: plane) : plane else { continue }
-                            try problem.refine(box, spatialAxes: inPlane, threads: 1) { _ in }
+                            try problem.refine(box, spatialAxes: inPlane, threads: 1, checkpoint: {}) { _ in }
                         } catch let error as LiversegError {
                             errors[s - first] = error
                         } catch {
@@ -243,7 +249,9 @@ public func refineWithCRF(_ volume: VolumeInput, probability: UnsafePointer<Floa
                 }
             }
             if let error = errors.lazy.compactMap({ $0 }).first { throw error }
+            sizer.finished(seconds: monotonicSeconds() - began)
             try report(Double(last) / Double(slices))
+            first = last
         }
     }
     try report(1)
@@ -293,8 +301,10 @@ private struct CRFProblem: @unchecked Sendable {
     }
 
     /// Runs the CRF on the voxels of `box` with positions along `spatialAxes`, and writes
-    /// their labels into the mask.
-    func refine(_ box: VoxelBox, spatialAxes: [Int], threads: Int, afterIteration: (Int) throws -> Void) throws {
+    /// their labels into the mask. `checkpoint` runs on the calling thread during the
+    /// lattice build and the filterings, `afterIteration` after each mean-field update.
+    func refine(_ box: VoxelBox, spatialAxes: [Int], threads: Int, checkpoint: () throws -> Void,
+                afterIteration: (Int) throws -> Void) throws {
         let n = box.voxelCount
         let db = spatialAxes.count + 1
         let bilateral = try Buffer<Float>(count: parameters.bilateralWeight > 0 ? n * db : 0, zeroed: false)
@@ -307,9 +317,10 @@ private struct CRFProblem: @unchecked Sendable {
         let inverseBeta = Float(1 / parameters.thetaBetaHU)
         let slots = (0..<3).map { a in spatialAxes.firstIndex(of: a) ?? -1 }
 
-        func gather<T: HounsfieldVoxel>(_ data: UnsafePointer<T>) {
+        func gather<T: HounsfieldVoxel>(_ data: UnsafePointer<T>) throws {
             var point = 0
             for k in 0..<extent[2] {
+                try checkpoint()
                 for j in 0..<extent[1] {
                     let row = ((box.lower[2] + k) * size[1] + box.lower[1] + j) * size[0] + box.lower[0]
                     for i in 0..<extent[0] {
@@ -328,24 +339,28 @@ private struct CRFProblem: @unchecked Sendable {
             }
         }
         switch volume.voxels {
-        case .int16(let data): gather(data)
-        case .int32(let data): gather(data)
-        case .float32(let data): gather(data)
+        case .int16(let data): try gather(data)
+        case .int32(let data): try gather(data)
+        case .float32(let data): try gather(data)
         }
         var kernels: [CRFKernel] = []
         if withFeatures {
             let lattice = try PermutohedralLattice(features: b, count: n, dimension: db,
-                                                   kernelName: "bilateral kernel (theta_alpha_mm, theta_beta_hu)", threads: threads)
+                                                   kernelName: "bilateral kernel (theta_alpha_mm, theta_beta_hu)", threads: threads,
+                                                   checkpoint: checkpoint)
             kernels.append(CRFKernel(filter: lattice, weight: Float(parameters.bilateralWeight)))
         }
         if parameters.spatialWeight > 0 {
             let sigma = (0..<3).map { parameters.thetaGammaMM / volume.spacing[$0] }
             kernels.append(CRFKernel(filter: try GridGaussianFilter(extent: extent, sigmaVoxels: sigma), weight: Float(parameters.spatialWeight)))
         }
-        let crf = try DenseCRF(count: n, kernels: kernels, normalisation: parameters.normalisation, threads: threads)
-        try crf.infer(probability: q, iterations: parameters.iterations, threads: threads, into: q, afterIteration: afterIteration)
+        let crf = try DenseCRF(count: n, kernels: kernels, normalisation: parameters.normalisation, threads: threads,
+                               checkpoint: checkpoint)
+        try crf.infer(probability: q, iterations: parameters.iterations, threads: threads, into: q,
+                      afterIteration: afterIteration, checkpoint: checkpoint)
         var point = 0
         for k in 0..<extent[2] {
+            try checkpoint()
             for j in 0..<extent[1] {
                 let row = ((box.lower[2] + k) * size[1] + box.lower[1] + j) * size[0] + box.lower[0]
                 for i in 0..<extent[0] {

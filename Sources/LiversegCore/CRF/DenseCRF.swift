@@ -61,8 +61,10 @@ public final class DenseCRF {
     /// Filter input and output for one kernel.
     private let scratch: (Buffer<Float>, Buffer<Float>)
 
-    /// Prepares the kernels' normalisers. Kernels with weight 0 are skipped.
-    public init(count: Int, kernels specs: [CRFKernel], normalisation: CRFNormalisation, threads: Int) throws {
+    /// Prepares the kernels' normalisers. Kernels with weight 0 are skipped. `checkpoint`
+    /// runs on the calling thread between the filterings' passes and may throw to stop.
+    public init(count: Int, kernels specs: [CRFKernel], normalisation: CRFNormalisation, threads: Int,
+                checkpoint: () throws -> Void = {}) throws {
         self.count = count
         self.normalisation = normalisation
         scratch = (try Buffer(count: count, zeroed: false), try Buffer(count: count, zeroed: false))
@@ -73,19 +75,21 @@ public final class DenseCRF {
             }
             if spec.weight == 0 { continue }
             let norm = try Buffer<Float>(count: count, zeroed: false)
-            try spec.filter.rowSums(into: norm.pointer, count: count, threads: threads)
+            try spec.filter.rowSums(into: norm.pointer, count: count, threads: threads, checkpoint: checkpoint)
             let symmetric = normalisation == .symmetric
             nonisolated(unsafe) let d = norm.pointer
-            parallelChunks(count, threads: threads) { _, range in
+            try parallelRounds(count, threads: threads, checkpoint: { _ in try checkpoint() }) { _, range in
                 // D_i ≥ the point's own weight > 0; the floor only guards rounding.
                 for i in range { d[i] = symmetric ? 1 / max(d[i], .leastNormalMagnitude).squareRoot() : 1 / max(d[i], .leastNormalMagnitude) }
             }
             var response: Buffer<Float>? = nil
             if symmetric {
                 let z = try Buffer<Float>(count: count, zeroed: false)
-                try spec.filter.apply(norm.pointer, into: z.pointer, threads: threads)
+                try spec.filter.apply(norm.pointer, into: z.pointer, threads: threads, checkpoint: checkpoint)
                 nonisolated(unsafe) let zp = z.pointer
-                parallelChunks(count, threads: threads) { _, range in for i in range { zp[i] *= d[i] } }
+                try parallelRounds(count, threads: threads, checkpoint: { _ in try checkpoint() }) { _, range in
+                    for i in range { zp[i] *= d[i] }
+                }
                 response = z
             }
             prepared.append(PreparedKernel(filter: spec.filter, weight: spec.weight, norm: norm, onesResponse: response))
@@ -96,9 +100,11 @@ public final class DenseCRF {
     /// Runs `iterations` mean-field updates starting from Q = p̂ and writes the final
     /// Q(liver) to `liver`; a point is liver when Q(liver) ≥ 0.5. `probability` holds p̂
     /// (validated by the caller to lie in [0, 1]); `afterIteration(t)` runs on the calling
-    /// thread after update t (1-based) and may throw to stop.
+    /// thread after update t (1-based) and may throw to stop; `checkpoint` runs there
+    /// between the passes of each filtering, and may throw too.
     public func infer(probability: UnsafePointer<Float>, iterations: Int, threads: Int,
-                      into liver: UnsafeMutablePointer<Float>, afterIteration: (Int) throws -> Void = { _ in }) throws {
+                      into liver: UnsafeMutablePointer<Float>, afterIteration: (Int) throws -> Void = { _ in },
+                      checkpoint: () throws -> Void = {}) throws {
         let n = count
         // unary[i] = U_i(liver) − U_i(background) = log(1 − p) − log(p).
         let unary = try Buffer<Float>(count: n, zeroed: false)
@@ -107,7 +113,7 @@ public final class DenseCRF {
         nonisolated(unsafe) let m = scratch.0.pointer, filtered = scratch.1.pointer
         nonisolated(unsafe) let p = probability
         let eps = DenseCRF.probabilityEpsilon
-        parallelChunks(n, threads: threads) { _, range in
+        try parallelRounds(n, threads: threads, checkpoint: { _ in try checkpoint() }) { _, range in
             for i in range {
                 let pi = min(max(p[i], eps), 1 - eps)
                 u[i] = log(1 - pi) - log(pi)
@@ -126,22 +132,22 @@ public final class DenseCRF {
                 if let response = kernel.onesResponse {
                     // Symmetric: N[Q] = D^-½ K D^-½ Q, and N[1] varies.
                     nonisolated(unsafe) let ones = response.pointer
-                    parallelChunks(n, threads: threads) { _, range in
+                    try parallelRounds(n, threads: threads, checkpoint: { _ in try checkpoint() }) { _, range in
                         for i in range { m[i] = q[i] * norm[i] }
                     }
-                    try kernel.filter.apply(m, into: filtered, threads: threads)
-                    parallelChunks(n, threads: threads) { _, range in
+                    try kernel.filter.apply(m, into: filtered, threads: threads, checkpoint: checkpoint)
+                    try parallelRounds(n, threads: threads, checkpoint: { _ in try checkpoint() }) { _, range in
                         for i in range { e[i] += mu * (ones[i] - 2 * filtered[i] * norm[i]) }
                     }
                 } else {
                     // After: N[Q] = D^-1 K Q, and N[1] = 1.
-                    try kernel.filter.apply(UnsafePointer(q), into: filtered, threads: threads)
-                    parallelChunks(n, threads: threads) { _, range in
+                    try kernel.filter.apply(UnsafePointer(q), into: filtered, threads: threads, checkpoint: checkpoint)
+                    try parallelRounds(n, threads: threads, checkpoint: { _ in try checkpoint() }) { _, range in
                         for i in range { e[i] += mu * (1 - 2 * filtered[i] * norm[i]) }
                     }
                 }
             }
-            parallelChunks(n, threads: threads) { _, range in
+            try parallelRounds(n, threads: threads, checkpoint: { _ in try checkpoint() }) { _, range in
                 for i in range { q[i] = 1 / (1 + vectorisableExp(e[i])) }
             }
             try afterIteration(t)

@@ -4,25 +4,40 @@ import Glibc
 
 /// A Gaussian kernel's filtering over the CRF's points: out_i = Σ_j k(i, j) in_j, the
 /// j = i term included (k(i, i) = 1 for the exact filters, ≈ 1 for the lattice).
+/// `checkpoint` runs on the calling thread between the passes of a filtering and may throw
+/// (a cancellation) to stop it.
 public protocol GaussianKernelFilter: AnyObject {
     /// Filters one value per point; `input` and `output` must not overlap.
-    func apply(_ input: UnsafePointer<Float>, into output: UnsafeMutablePointer<Float>, threads: Int) throws
+    func apply(_ input: UnsafePointer<Float>, into output: UnsafeMutablePointer<Float>, threads: Int,
+               checkpoint: () throws -> Void) throws
     /// Writes the kernel's row sums D_i = Σ_j k(i, j), the filter of all ones.
-    func rowSums(into output: UnsafeMutablePointer<Float>, count: Int, threads: Int) throws
+    func rowSums(into output: UnsafeMutablePointer<Float>, count: Int, threads: Int, checkpoint: () throws -> Void) throws
 }
 
 extension GaussianKernelFilter {
     /// Filters a buffer of `count` ones.
-    public func rowSums(into output: UnsafeMutablePointer<Float>, count: Int, threads: Int) throws {
+    public func rowSums(into output: UnsafeMutablePointer<Float>, count: Int, threads: Int,
+                        checkpoint: () throws -> Void) throws {
         let ones = try filledBuffer(Float(1), count: count)
-        try apply(ones.pointer, into: output, threads: threads)
+        try apply(ones.pointer, into: output, threads: threads, checkpoint: checkpoint)
+    }
+
+    /// `apply` without checkpoints.
+    public func apply(_ input: UnsafePointer<Float>, into output: UnsafeMutablePointer<Float>, threads: Int) throws {
+        try apply(input, into: output, threads: threads) {}
+    }
+
+    /// `rowSums` without checkpoints.
+    public func rowSums(into output: UnsafeMutablePointer<Float>, count: Int, threads: Int) throws {
+        try rowSums(into: output, count: count, threads: threads) {}
     }
 }
 
 extension PermutohedralLattice: GaussianKernelFilter {
     /// One-channel `filter`.
-    public func apply(_ input: UnsafePointer<Float>, into output: UnsafeMutablePointer<Float>, threads: Int) throws {
-        try filter(input, channels: 1, into: output, threads: threads)
+    public func apply(_ input: UnsafePointer<Float>, into output: UnsafeMutablePointer<Float>, threads: Int,
+                      checkpoint: () throws -> Void) throws {
+        try filter(input, channels: 1, into: output, threads: threads, checkpoint: checkpoint)
     }
 }
 
@@ -58,7 +73,8 @@ public final class GridGaussianFilter: GaussianKernelFilter {
     /// The row sums in closed form: the kernel is a product over the axes, so D_i is the
     /// product of each axis's taps that fall inside the box — one multiply per voxel
     /// instead of a filtering. `count` must be the box's voxel count.
-    public func rowSums(into output: UnsafeMutablePointer<Float>, count: Int, threads: Int) throws {
+    public func rowSums(into output: UnsafeMutablePointer<Float>, count: Int, threads: Int,
+                        checkpoint: () throws -> Void) throws {
         let (nx, ny, nz) = (extent[0], extent[1], extent[2])
         guard count == nx * ny * nz else {
             throw LiversegError.invalidArgument("spatial kernel: \(count) row sums for a box of \(nx * ny * nz) voxels")
@@ -87,7 +103,8 @@ public final class GridGaussianFilter: GaussianKernelFilter {
     }
 
     /// Filters one value per box voxel (x fastest); `input` and `output` must not overlap.
-    public func apply(_ input: UnsafePointer<Float>, into output: UnsafeMutablePointer<Float>, threads: Int) throws {
+    public func apply(_ input: UnsafePointer<Float>, into output: UnsafeMutablePointer<Float>, threads: Int,
+                      checkpoint: () throws -> Void) throws {
         let axes = (0..<3).filter { !taps[$0].isEmpty }
         let n = extent[0] * extent[1] * extent[2]
         guard !axes.isEmpty else { output.update(from: input, count: n); return }
@@ -95,31 +112,35 @@ public final class GridGaussianFilter: GaussianKernelFilter {
         var source = input
         for (pass, axis) in axes.enumerated() {
             let destination = (axes.count - 1 - pass) % 2 == 0 ? output : scratch.pointer
-            convolve(source, into: destination, axis: axis, threads: threads)
+            try convolve(source, into: destination, axis: axis, threads: threads, checkpoint: checkpoint)
             source = UnsafePointer(destination)
         }
     }
 
     /// One 1-D pass along `axis`, written as whole-row multiply–adds so it vectorises.
-    private func convolve(_ input: UnsafePointer<Float>, into output: UnsafeMutablePointer<Float>, axis: Int, threads: Int) {
+    private func convolve(_ input: UnsafePointer<Float>, into output: UnsafeMutablePointer<Float>, axis: Int, threads: Int,
+                          checkpoint: () throws -> Void) throws {
         let (nx, ny, nz) = (extent[0], extent[1], extent[2])
         let w = taps[axis], radius = w.count - 1
         nonisolated(unsafe) let src = input, dst = output
         // Rows of x; along y and z the neighbour rows are `stride` floats apart.
         let stride = axis == 1 ? nx : nx * ny
         let length = axis == 1 ? ny : nz
-        w.withUnsafeBufferPointer { wp in
+        try w.withUnsafeBufferPointer { wp in
             nonisolated(unsafe) let wt = wp
-            parallelChunks(ny * nz, threads: threads) { _, rows in
+            try parallelRounds(ny * nz, threads: threads, checkpoint: { _ in try checkpoint() }) { _, rows in
                 for row in rows {
                     let (j, k) = (row % ny, row / ny)
                     let out = dst + row * nx, centre = src + row * nx
                     if axis == 0 {
+                        // Shifted row pointers instead of i ± t: no per-element overflow
+                        // check, so the loops vectorise (the checks cost a third of this
+                        // filter's time; tools/bench_checks.py, perf).
                         for i in 0..<nx { out[i] = wt[0] * centre[i] }
                         for t in 1...radius {
-                            let wv = wt[t]
-                            for i in 0..<(nx - t) { out[i] += wv * centre[i + t] }
-                            for i in t..<nx { out[i] += wv * centre[i - t] }
+                            let wv = wt[t], ahead = centre + t, behind = centre - t
+                            for i in 0..<(nx - t) { out[i] += wv * ahead[i] }
+                            for i in t..<nx { out[i] += wv * behind[i] }
                         }
                     } else {
                         let position = axis == 1 ? j : k

@@ -51,7 +51,10 @@ public final class PermutohedralLattice {
     /// Throws `invalidArgument` for a non-finite feature or features spanning too many
     /// bandwidths for Int32 keys (`kernelName` names the kernel in the message), and
     /// `outOfMemory` when the tables cannot be allocated.
-    public init(features: UnsafePointer<Float>, count: Int, dimension d: Int, kernelName: String, threads: Int) throws {
+    /// `checkpoint` runs on the calling thread between blocks of the build and may throw
+    /// (a cancellation) to stop it.
+    public init(features: UnsafePointer<Float>, count: Int, dimension d: Int, kernelName: String, threads: Int,
+                checkpoint: () throws -> Void = {}) throws {
         guard (1...PermutohedralLattice.maxDimension).contains(d) else {
             throw LiversegError.invalidArgument("\(kernelName): lattice dimension \(d) must be in 1...\(PermutohedralLattice.maxDimension)")
         }
@@ -69,11 +72,14 @@ public final class PermutohedralLattice {
             // A non-finite feature makes `low` NaN for good (NaN fails every comparison),
             // so one check after the pass finds it and the loop has no early exit.
             var (low, high) = (Float.infinity, -Float.infinity)
-            for i in 0..<n {
-                let v = features[i * d + c]
-                low = v < low ? v : low
-                high = v > high ? v : high
-                if !v.isFinite { low = .nan }
+            for first in stride(from: 0, to: n, by: 1 << 20) {
+                for i in first..<min(n, first + 1 << 20) {
+                    let v = features[i * d + c]
+                    low = v < low ? v : low
+                    high = v > high ? v : high
+                    if !v.isFinite { low = .nan }
+                }
+                try checkpoint()
             }
             guard low.isFinite, high.isFinite else {
                 let i = (0..<n).first { !features[$0 * d + c].isFinite } ?? 0
@@ -95,22 +101,32 @@ public final class PermutohedralLattice {
         let shift = (0..<d).map { lowest[$0] * scale[$0] }
         let built: LatticeTables
         switch d {
-        case 1: built = try LatticeBuilder<1>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads)
-        case 2: built = try LatticeBuilder<2>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads)
-        case 3: built = try LatticeBuilder<3>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads)
-        case 4: built = try LatticeBuilder<4>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads)
-        case 5: built = try LatticeBuilder<5>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads)
-        case 6: built = try LatticeBuilder<6>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads)
-        case 7: built = try LatticeBuilder<7>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads)
-        default: built = try LatticeBuilder<8>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads)
+        case 1: built = try LatticeBuilder<1>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads,
+                                                    checkpoint: checkpoint)
+        case 2: built = try LatticeBuilder<2>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads,
+                                                    checkpoint: checkpoint)
+        case 3: built = try LatticeBuilder<3>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads,
+                                                    checkpoint: checkpoint)
+        case 4: built = try LatticeBuilder<4>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads,
+                                                    checkpoint: checkpoint)
+        case 5: built = try LatticeBuilder<5>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads,
+                                                    checkpoint: checkpoint)
+        case 6: built = try LatticeBuilder<6>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads,
+                                                    checkpoint: checkpoint)
+        case 7: built = try LatticeBuilder<7>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads,
+                                                    checkpoint: checkpoint)
+        default: built = try LatticeBuilder<8>.build(features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads,
+                                                    checkpoint: checkpoint)
         }
         (pointVertex, pointWeight, incidences, neighbours, vertexCount) =
             (built.pointVertex, built.pointWeight, built.incidences, built.neighbours, built.vertexCount)
     }
 
     /// Filters `channels` values per point (point after point at `input`) and writes the
-    /// result in the same layout to `output`, which may alias `input`.
-    public func filter(_ input: UnsafePointer<Float>, channels: Int, into output: UnsafeMutablePointer<Float>, threads: Int) throws {
+    /// result in the same layout to `output`, which may alias `input`. `checkpoint` runs on
+    /// the calling thread after the splat, each blur direction and the slice.
+    public func filter(_ input: UnsafePointer<Float>, channels: Int, into output: UnsafeMutablePointer<Float>, threads: Int,
+                       checkpoint: () throws -> Void = {}) throws {
         guard channels >= 1 else { throw LiversegError.invalidArgument("filter: channels \(channels) must be at least 1") }
         let needed = try checkedProduct([vertexCount + 1, channels], what: "lattice values")
         let (bufferA, bufferB): (Buffer<Float>, Buffer<Float>)
@@ -123,34 +139,39 @@ public final class PermutohedralLattice {
         // One channel (the CRF's case) gets its own inlined copy with the channel loops
         // unrolled by the compiler.
         if channels == 1 {
-            run(input, channels: 1, into: output, a: bufferA.pointer, b: bufferB.pointer, threads: threads)
+            try run(input, channels: 1, into: output, a: bufferA.pointer, b: bufferB.pointer, threads: threads, checkpoint: checkpoint)
         } else {
-            run(input, channels: channels, into: output, a: bufferA.pointer, b: bufferB.pointer, threads: threads)
+            try run(input, channels: channels, into: output, a: bufferA.pointer, b: bufferB.pointer, threads: threads,
+                    checkpoint: checkpoint)
         }
     }
 
     /// Splat, blur and slice with vertex scratch `a` and `b`.
     @inline(__always)
     private func run(_ input: UnsafePointer<Float>, channels: Int, into output: UnsafeMutablePointer<Float>,
-                     a: UnsafeMutablePointer<Float>, b: UnsafeMutablePointer<Float>, threads: Int) {
+                     a: UnsafeMutablePointer<Float>, b: UnsafeMutablePointer<Float>, threads: Int,
+                     checkpoint: () throws -> Void) throws {
         let d = dimension, d1 = d + 1, vertices = vertexCount, n = pointCount
         nonisolated(unsafe) var a = a, b = b
         nonisolated(unsafe) let src = input, dst = output
         let nb = neighbours.pointer, pv = pointVertex.pointer, pw = pointWeight.pointer
         let sentinel = vertices * channels
+        // Index arithmetic below wraps instead of trapping (&*, &+): every index is below
+        // (vertices + 1) × channels or points × (d + 1), both checked to fit at the build,
+        // and the overflow checks kept these loops from vectorising.
 
         // Splat. Both ways add each vertex's contributions in point order starting from 0, so
         // they give bit-identical sums: a parallel gather over vertices when there are
         // threads and the index for it, else a sequential scatter (no index to build).
         if threads > 1, let (startArray, pointArray, weightArray) = incidences {
             let start = startArray.pointer, entryP = pointArray.pointer, entryW = weightArray.pointer
-            parallelChunks(vertices, threads: threads) { _, range in
+            try parallelRounds(vertices, threads: threads, checkpoint: { _ in try checkpoint() }) { _, range in
                 for v in range {
-                    let (first, end) = (Int(start[v]), Int(start[v + 1]))
+                    let (first, end) = (Int(start[v]), Int(start[v &+ 1]))
                     for c in 0..<channels {
                         var sum: Float = 0
-                        for e in first..<end { sum += entryW[e] * src[Int(entryP[e]) * channels + c] }
-                        a[v * channels + c] = sum
+                        for e in first..<end { sum += entryW[e] * src[Int(entryP[e]) &* channels &+ c] }
+                        a[v &* channels &+ c] = sum
                     }
                 }
             }
@@ -158,36 +179,39 @@ public final class PermutohedralLattice {
             a.update(repeating: 0, count: vertices * channels)
             for i in 0..<n {
                 for k in 0..<d1 {
-                    let w = pw[i * d1 + k], out = a + Int(pv[i * d1 + k]) * channels
-                    for c in 0..<channels { out[c] += w * src[i * channels + c] }
+                    let w = pw[i &* d1 &+ k], out = a + Int(pv[i &* d1 &+ k]) &* channels
+                    for c in 0..<channels { out[c] += w * src[i &* channels &+ c] }
                 }
             }
         }
         for c in 0..<channels { a[sentinel + c] = 0; b[sentinel + c] = 0 }
+        try checkpoint()
         for j in 0...d {
             let (from, to) = (a, b)
             let pairs = nb + j * vertices * 2
-            parallelChunks(vertices, threads: threads) { _, range in
+            try parallelRounds(vertices, threads: threads, checkpoint: { _ in try checkpoint() }) { _, range in
                 for v in range {
-                    let n1 = from + Int(pairs[2 * v]) * channels, n2 = from + Int(pairs[2 * v + 1]) * channels
-                    let own = from + v * channels, out = to + v * channels
+                    let n1 = from + Int(pairs[2 &* v]) &* channels, n2 = from + Int(pairs[2 &* v &+ 1]) &* channels
+                    let own = from + v &* channels, out = to + v &* channels
                     for c in 0..<channels { out[c] = own[c] + 0.5 * (n1[c] + n2[c]) }
                 }
             }
             swap(&a, &b)
+            try checkpoint()
         }
         // Adams et al.'s normalisation of the [1 2 1]^(d+1) blur's mass.
         let alpha = Float(1 / (1 + pow(2.0, -Double(d))))
         let values = a
-        parallelChunks(n, threads: threads) { _, range in
+        try parallelRounds(n, threads: threads, checkpoint: { _ in try checkpoint() }) { _, range in
             for i in range {
                 for c in 0..<channels {
                     var sum: Float = 0
-                    for k in 0..<d1 { sum += pw[i * d1 + k] * values[Int(pv[i * d1 + k]) * channels + c] }
-                    dst[i * channels + c] = sum * alpha
+                    for k in 0..<d1 { sum += pw[i &* d1 &+ k] * values[Int(pv[i &* d1 &+ k]) &* channels &+ c] }
+                    dst[i &* channels &+ c] = sum * alpha
                 }
             }
         }
+        try checkpoint()
     }
 }
 
@@ -207,7 +231,7 @@ private enum LatticeBuilder<let D: Int> {
     /// Builds the tables for `count` points with D features each at `features`; the
     /// lattice coordinate c of a point is features[c] · scale[c] − shift[c].
     static func build(_ features: UnsafePointer<Float>, count: Int, scale: [Double], shift: [Double],
-                      kernelName: String, threads: Int) throws -> LatticeTables {
+                      kernelName: String, threads: Int, checkpoint: () throws -> Void) throws -> LatticeTables {
         let d = D, d1 = D + 1, n = count
         let pointVertex = try Buffer<Int32>(count: n * d1, zeroed: false)
         let pointWeight = try Buffer<Float>(count: n * d1, zeroed: false)
@@ -242,49 +266,53 @@ private enum LatticeBuilder<let D: Int> {
             let m = min(block, n - first)
             parallelChunks(m, threads: shards) { _, range in
                 // Fixed-size scratch (9 = maxDimension + 1) that, with D constant, lives in
-                // registers.
+                // registers. Its subscripts are unchecked: every index is a coordinate or rank
+                // in 0...D, D <= 8, and bounds checks here cost about a fifth of the lattice
+                // build (tools/bench_checks.py, perf).
                 var elevated = InlineArray<9, Double>(repeating: 0), residual = InlineArray<9, Double>(repeating: 0)
                 var sorted = InlineArray<9, Double>(repeating: 0)
                 var rem0 = InlineArray<9, Int>(repeating: 0), rank = InlineArray<9, Int>(repeating: 0)
+                var scales = InlineArray<9, Double>(repeating: 0), shifts = InlineArray<9, Double>(repeating: 0)
+                for c in 0..<d { (scales[c], shifts[c]) = (scale[c], shift[c]) }
                 for local in range {
                     let i = first + local, f = featureIn + i * d
                     var sum = 0.0
                     for j in stride(from: d, to: 0, by: -1) {
-                        let cf = Double(f[j - 1]) * scale[j - 1] - shift[j - 1]
-                        elevated[j] = sum - Double(j) * cf
+                        let cf = Double(f[j - 1]) * scales[unchecked: j - 1] - shifts[unchecked: j - 1]
+                        elevated[unchecked: j] = sum - Double(j) * cf
                         sum += cf
                     }
-                    elevated[0] = sum
+                    elevated[unchecked: 0] = sum
                     // The nearest multiple of d+1 to each elevated coordinate (ties round
                     // down); floor by truncation, as |v| < coordinateLimit. This step and
                     // the next are selects, not branches: on CT their outcomes are
                     // unpredictable.
                     var remainderSum = 0
                     for c in 0...d {
-                        let v = elevated[c] * inverseD1, truncated = Int(v)
+                        let v = elevated[unchecked: c] * inverseD1, truncated = Int(v)
                         let below = truncated - (Double(truncated) > v ? 1 : 0)
                         let multiple = below + (v - Double(below) > 0.5 ? 1 : 0)
-                        rem0[c] = multiple * d1
+                        rem0[unchecked: c] = multiple * d1
                         remainderSum += multiple
                     }
                     // Rank the residuals, shifted by the remainder sum; coordinates whose
                     // rank leaves 0...d move to the neighbouring multiple so that the
                     // remainder-0 point's coordinates sum to zero.
                     for c in 0...d {
-                        rank[c] = remainderSum
-                        residual[c] = elevated[c] - Double(rem0[c])
+                        rank[unchecked: c] = remainderSum
+                        residual[unchecked: c] = elevated[unchecked: c] - Double(rem0[unchecked: c])
                     }
                     for a in 0..<d {
                         for b in (a + 1)...d {
-                            let aFirst = residual[a] < residual[b] ? 1 : 0
-                            rank[a] += aFirst
-                            rank[b] += 1 - aFirst
+                            let aFirst = residual[unchecked: a] < residual[unchecked: b] ? 1 : 0
+                            rank[unchecked: a] += aFirst
+                            rank[unchecked: b] += 1 - aFirst
                         }
                     }
                     for c in 0...d {
-                        let wrap = (rank[c] < 0 ? d1 : 0) - (rank[c] > d ? d1 : 0)
-                        rank[c] += wrap
-                        rem0[c] += wrap
+                        let wrap = (rank[unchecked: c] < 0 ? d1 : 0) - (rank[unchecked: c] > d ? d1 : 0)
+                        rank[unchecked: c] += wrap
+                        rem0[unchecked: c] += wrap
                     }
                     // Barycentric weights: with v_r the scaled residual of the coordinate of
                     // rank r, w_0 = 1 + v_d − v_0 and w_k = v_(d−k) − v_(d+1−k) (Adams et
@@ -293,13 +321,13 @@ private enum LatticeBuilder<let D: Int> {
                     // forwards).
                     for r in 0...d {
                         var v = 0.0
-                        for c in 0...d { v += rank[c] == r ? elevated[c] - Double(rem0[c]) : 0 }
-                        sorted[r] = v * inverseD1
+                        for c in 0...d { v += rank[unchecked: c] == r ? elevated[unchecked: c] - Double(rem0[unchecked: c]) : 0 }
+                        sorted[unchecked: r] = v * inverseD1
                     }
-                    weightOut[i * d1] = Float(1 + sorted[d] - sorted[0])
-                    for k in 1...d { weightOut[i * d1 + k] = Float(sorted[d - k] - sorted[d1 - k]) }
+                    weightOut[i * d1] = Float(1 + sorted[unchecked: d] - sorted[unchecked: 0])
+                    for k in 1...d { weightOut[i * d1 + k] = Float(sorted[unchecked: d - k] - sorted[unchecked: d1 - k]) }
                     let r0 = bRem0 + (local + 1) * d1, rk = bRank + (local + 1) * d1
-                    for c in 0...d { r0[c] = Int32(rem0[c]); rk[c] = Int32(rank[c]) }
+                    for c in 0...d { r0[c] = Int32(rem0[unchecked: c]); rk[c] = Int32(rank[unchecked: c]) }
                 }
             }
             tables.withUnsafeMutableBufferPointer { tp in
@@ -338,6 +366,7 @@ private enum LatticeBuilder<let D: Int> {
             if let failure = failures.lazy.compactMap({ $0 }).first { throw failure }
             (bRem0).update(from: bRem0 + m * d1, count: d1)
             (bRank).update(from: bRank + m * d1, count: d1)
+            try checkpoint()
         }
 
         // Number the vertices shard after shard, and resolve the repeated simplices in order.
@@ -371,23 +400,38 @@ private enum LatticeBuilder<let D: Int> {
             let entryWeight = try Buffer<Float>(count: n * d1, zeroed: false)
             let cursor = try Buffer<Int32>(count: vertices, zeroed: false)
             let start = vertexStart.pointer
-            for e in 0..<(n * d1) { start[Int(vertexOut[e]) + 1] += 1 }
+            for first in stride(from: 0, to: n * d1, by: 1 << 22) {
+                for e in first..<min(n * d1, first + 1 << 22) { start[Int(vertexOut[e]) + 1] += 1 }
+                try checkpoint()
+            }
             for v in 0..<vertices { start[v + 1] += start[v] }
             cursor.pointer.update(from: start, count: vertices)
+            try checkpoint()
             nonisolated(unsafe) let next = cursor.pointer, pointOut = entryPoint.pointer, entryOut = entryWeight.pointer
             let parts = shards
-            parallelChunks(parts, threads: parts) { part, _ in
-                let (low, high) = (vertices * part / parts, vertices * (part + 1) / parts)
-                for i in 0..<n {
-                    for e in (i * d1)..<(i * d1 + d1) {
-                        let v = Int(vertexOut[e])
-                        guard v >= low, v < high else { continue }
-                        let slot = Int(next[v])
-                        next[v] += 1
-                        pointOut[slot] = Int32(i)
-                        entryOut[slot] = weightOut[e]
+            // Rounds of points, in point order (each vertex's entries stay in point order),
+            // with a checkpoint after each.
+            var sizer = RoundSizer(minimum: 1 << 12)
+            var firstPoint = 0
+            while firstPoint < n {
+                let points = firstPoint..<min(n, firstPoint + sizer.size)
+                let began = monotonicSeconds()
+                parallelChunks(parts, threads: parts) { part, _ in
+                    let (low, high) = (vertices * part / parts, vertices * (part + 1) / parts)
+                    for i in points {
+                        for e in (i * d1)..<(i * d1 + d1) {
+                            let v = Int(vertexOut[e])
+                            guard v >= low, v < high else { continue }
+                            let slot = Int(next[v])
+                            next[v] += 1
+                            pointOut[slot] = Int32(i)
+                            entryOut[slot] = weightOut[e]
+                        }
                     }
                 }
+                sizer.finished(seconds: monotonicSeconds() - began)
+                try checkpoint()
+                firstPoint = points.upperBound
             }
             incidences = (vertexStart, entryPoint, entryWeight)
         } else {
@@ -403,7 +447,7 @@ private enum LatticeBuilder<let D: Int> {
         neighbours.pointer.initialize(repeating: Int32(vertices), count: vertices * d1 * 2)
         nonisolated(unsafe) let keyOf = allKeys.pointer, nb = neighbours.pointer
         let lookup = tables
-        parallelChunks(vertices, threads: shards) { worker, range in
+        try parallelRounds(vertices, threads: shards, checkpoint: { _ in try checkpoint() }) { worker, range in
             let p = keys + worker * d1
             for v in range {
                 let own = keyOf + v * d

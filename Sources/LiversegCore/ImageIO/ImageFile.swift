@@ -48,31 +48,35 @@ private func fileName(of path: String) -> String {
 public func readImage(_ path: String) throws -> Image {
     let format = try ImageFormat(path: path)
     let bytes = try readWholeFile(path)
-    func detached(_ name: String) throws -> [UInt8] {
-        let dataPath = name.hasPrefix("/") ? name : folder(of: path) + name
-        return try readWholeFile(dataPath)
-    }
     do {
-        switch format {
-        case .nifti, .niftiGzip:
-            guard hasGzipMagic(bytes[...]) else { return try NIfTI.parse(bytes[...]) }
-            // The header says how large the file is: inflate that much and no more.
-            let header = try inflate(bytes[...], expected: NIfTI.headerSize, prefix: true, what: "gzip data")
-            let size = try NIfTI.fileSize(header: header[...])
-            return try NIfTI.parse(try inflate(bytes[...], expected: size, what: "gzip data")[...])
-        case .nrrd, .nrrdDetached:
-            let header = try NRRD.parseHeader(bytes[...])
-            guard let name = header.dataFile else { return try NRRD.decode(header, data: bytes[header.dataStart...]) }
-            return try NRRD.decode(header, data: try detached(name)[...])
-        case .metaImage, .metaImageDetached:
-            let header = try MetaImage.parseHeader(bytes[...])
-            guard let name = header.dataFile else { return try MetaImage.decode(header, data: bytes[header.dataStart...]) }
-            return try MetaImage.decode(header, data: try detached(name)[...])
+        return try decodeImage(bytes, format: format) { name in
+            try readWholeFile(name.hasPrefix("/") ? name : folder(of: path) + name)
         }
     } catch LiversegError.invalidArgument(let m) {
         throw LiversegError.invalidArgument("\(path): \(m)")
     } catch LiversegError.unsupported(let m) {
         throw LiversegError.unsupported("\(path): \(m)")
+    }
+}
+
+/// Decodes the bytes of an image file in `format`; `detached(name)` gives the bytes of a
+/// detached data file named in the header. Pure apart from what `detached` does.
+public func decodeImage(_ bytes: [UInt8], format: ImageFormat, detached: (String) throws -> [UInt8]) throws -> Image {
+    switch format {
+    case .nifti, .niftiGzip:
+        guard hasGzipMagic(bytes[...]) else { return try NIfTI.parse(bytes[...]) }
+        // The header says how large the file is: inflate that much and no more.
+        let header = try inflate(bytes[...], expected: NIfTI.headerSize, prefix: true, what: "gzip data")
+        let size = try NIfTI.fileSize(header: header[...])
+        return try NIfTI.parse(try inflate(bytes[...], expected: size, what: "gzip data")[...])
+    case .nrrd, .nrrdDetached:
+        let header = try NRRD.parseHeader(bytes[...])
+        guard let name = header.dataFile else { return try NRRD.decode(header, data: bytes[header.dataStart...]) }
+        return try NRRD.decode(header, data: try detached(name)[...])
+    case .metaImage, .metaImageDetached:
+        let header = try MetaImage.parseHeader(bytes[...])
+        guard let name = header.dataFile else { return try MetaImage.decode(header, data: bytes[header.dataStart...]) }
+        return try MetaImage.decode(header, data: try detached(name)[...])
     }
 }
 

@@ -42,9 +42,10 @@ public struct MaskPostProcessing: OptionSet, Sendable, Hashable {
 
 /// Applies `steps` to a 0/1 mask of `size` (x fastest) in place: largest component first,
 /// then the 3D holes, then the holes of each slice across `sliceAxis` (0, 1 or 2: the axis
-/// that runs head to foot). A voxel counts as liver when it is non-zero.
+/// that runs head to foot). A voxel counts as liver when it is non-zero. `checkpoint`
+/// runs after each step and each slice, and may throw (a cancellation) to stop.
 public func postProcess(mask: UnsafeMutableBufferPointer<UInt8>, size: GridSize, sliceAxis: Int,
-                        steps: MaskPostProcessing) throws {
+                        steps: MaskPostProcessing, checkpoint: () throws -> Void = {}) throws {
     guard mask.count == size.voxelCount else {
         throw LiversegError.invalidArgument("mask has \(mask.count) voxels, size \(size) needs \(size.voxelCount)")
     }
@@ -52,8 +53,14 @@ public func postProcess(mask: UnsafeMutableBufferPointer<UInt8>, size: GridSize,
     guard MaskPostProcessing.all.isSuperset(of: steps) else {
         throw LiversegError.invalidArgument("unknown post-processing bits \(steps.subtracting(.all).rawValue)")
     }
-    if steps.contains(.largestComponent) { keepLargestComponent(mask, size: size) }
-    if steps.contains(.fillHoles3D) { fillHoles(mask, size: size) }
+    if steps.contains(.largestComponent) {
+        keepLargestComponent(mask, size: size)
+        try checkpoint()
+    }
+    if steps.contains(.fillHoles3D) {
+        fillHoles(mask, size: size)
+        try checkpoint()
+    }
     if steps.contains(.fillHolesInSlices) {
         // Each slice is copied into a 2D grid (x fastest within the slice) and filled there.
         let extents = [size.x, size.y, size.z], strides = [1, size.x, size.x * size.y]
@@ -65,6 +72,7 @@ public func postProcess(mask: UnsafeMutableBufferPointer<UInt8>, size: GridSize,
             for j in 0..<plane.y { for i in 0..<plane.x { slice[j * plane.x + i] = mask[origin + i * strides[u] + j * strides[v]] } }
             slice.withUnsafeMutableBufferPointer { fillHoles($0, size: plane) }
             for j in 0..<plane.y { for i in 0..<plane.x { mask[origin + i * strides[u] + j * strides[v]] = slice[j * plane.x + i] } }
+            try checkpoint()
         }
     }
 }

@@ -45,41 +45,45 @@ public struct ModelGrid: Equatable, Sendable {
 
     /// Samples the input volume onto the model grid and normalises it: trilinear on raw HU,
     /// then clipping and scaling per `preprocessing`. Output: size.voxelCount floats.
+    /// `progress` receives the fraction done, on the calling thread, and may throw to stop.
     public func preprocess(_ volume: VolumeInput, _ preprocessing: Preprocessing,
-                           into output: UnsafeMutablePointer<Float>, threads: Int) {
-        resample(volume, into: output, threads: threads, transform: preprocessing.normalise)
+                           into output: UnsafeMutablePointer<Float>, threads: Int,
+                           progress: (Double) throws -> Void = { _ in }) throws {
+        try resample(volume, into: output, threads: threads, progress: progress, transform: preprocessing.normalise)
     }
 
     /// Samples the input volume onto the model grid (trilinear), mapping each value by
-    /// `transform`. Output: size.voxelCount floats.
+    /// `transform`. Output: size.voxelCount floats. `progress` as for `preprocess`.
     public func resample(_ volume: VolumeInput, into output: UnsafeMutablePointer<Float>, threads: Int,
-                         transform: (Float) -> Float) {
+                         progress: (Double) throws -> Void = { _ in }, transform: (Float) -> Float) throws {
         let strides = [1, inputSize.x, inputSize.x * inputSize.y]
         let axes = (0..<3).map { j -> AxisSamples in
             let source = mapping.sourceAxis[j]
             return AxisSamples(outputCount: modelExtents[j], sourceCount: inputExtents[source],
                                sourceStride: strides[source], flipOutput: false, flipSource: mapping.flipped[j])
         }
-        func run<T: HounsfieldVoxel>(_ p: UnsafePointer<T>) {
-            resampleTrilinear(p, x: axes[0], y: axes[1], z: axes[2], into: output, threads: threads,
-                              transform: transform)
+        func run<T: HounsfieldVoxel>(_ p: UnsafePointer<T>) throws {
+            try resampleTrilinear(p, x: axes[0], y: axes[1], z: axes[2], into: output, threads: threads,
+                                  progress: progress, transform: transform)
         }
         switch volume.voxels {
-        case .int16(let p): run(p)
-        case .int32(let p): run(p)
-        case .float32(let p): run(p)
+        case .int16(let p): try run(p)
+        case .int32(let p): try run(p)
+        case .float32(let p): try run(p)
         }
     }
 
     /// Samples a model-grid map (e.g. the fused probability) back onto the input grid in the
-    /// input's orientation. Output: inputSize.voxelCount floats.
-    public func mapBack(_ modelValues: UnsafePointer<Float>, into output: UnsafeMutablePointer<Float>, threads: Int) {
+    /// input's orientation. Output: inputSize.voxelCount floats. `progress` as for `preprocess`.
+    public func mapBack(_ modelValues: UnsafePointer<Float>, into output: UnsafeMutablePointer<Float>, threads: Int,
+                        progress: (Double) throws -> Void = { _ in }) throws {
         let strides = [1, size.x, size.x * size.y]
         let axes = (0..<3).map { a -> AxisSamples in
             let j = mapping.sourceAxis.firstIndex(of: a)!
             return AxisSamples(outputCount: inputExtents[a], sourceCount: modelExtents[j],
                                sourceStride: strides[j], flipOutput: mapping.flipped[j], flipSource: false)
         }
-        resampleTrilinear(modelValues, x: axes[0], y: axes[1], z: axes[2], into: output, threads: threads) { $0 }
+        try resampleTrilinear(modelValues, x: axes[0], y: axes[1], z: axes[2], into: output, threads: threads,
+                              progress: progress) { $0 }
     }
 }

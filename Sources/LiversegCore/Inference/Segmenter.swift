@@ -50,14 +50,16 @@ extension Model {
         let grid = try ModelGrid(volume: volume, preprocessing: preprocessing)
         Log.write(.info, "input \(volume.size), model grid \(grid.size) (axes \(grid.mapping.sourceAxis), flipped \(grid.mapping.flipped)), \(threads) threads")
         let normalised = try FloatBuffer(count: grid.size.voxelCount, zeroed: false)
-        grid.preprocess(volume, preprocessing, into: normalised.pointer, threads: threads)
-        try report(preprocessShare, .preprocess)
+        try grid.preprocess(volume, preprocessing, into: normalised.pointer, threads: threads) { f in
+            try report(preprocessShare * f, .preprocess)
+        }
 
         let networkPart = networkShare - (options.crf == nil ? 0 : crfShare)
         let fused = try fusedProbability(normalised, size: grid.size, options: options, threads: threads) { f in
             try report(preprocessShare + networkPart * f, .network)
         }
-        try report(preprocessShare + networkPart, .postprocess)
+        let networkEnd = preprocessShare + networkPart
+        try report(networkEnd, .postprocess)
 
         let voxels = volume.size.voxelCount
         // Without a caller's probability buffer, map back into scratch memory we own.
@@ -71,10 +73,13 @@ extension Model {
             target = buffer.pointer
         }
         defer { withExtendedLifetime(scratch) {} }
-        grid.mapBack(fused.pointer, into: target, threads: threads)
+        // Mapping back takes the first half of the post-processing share, the rest the second.
+        try grid.mapBack(fused.pointer, into: target, threads: threads) { f in
+            try report(networkEnd + 0.025 * f, .postprocess)
+        }
         let threshold = options.threshold
         if let crf = options.crf {
-            let start = preprocessShare + networkPart + 0.05
+            let start = networkEnd + 0.05
             try refineWithCRF(volume, probability: target, parameters: crf, mask: mask) { fraction, stage in
                 progress?(start + (1 - start) * fraction, stage) ?? true
             }
@@ -87,8 +92,12 @@ extension Model {
         if !options.postProcessing.isEmpty {
             // Slices across the input axis that runs head to foot.
             let headToFoot = preprocessing.orientation.rasAxis.firstIndex(of: 2) ?? 2
+            let stage: SegmentationStage = options.crf == nil ? .postprocess : .crf
+            let fraction = options.crf == nil ? networkEnd + 0.025 : 1
             try postProcess(mask: UnsafeMutableBufferPointer(start: mask, count: voxels), size: volume.size,
-                            sliceAxis: grid.mapping.sourceAxis[headToFoot], steps: options.postProcessing)
+                            sliceAxis: grid.mapping.sourceAxis[headToFoot], steps: options.postProcessing) {
+                try report(fraction, stage)
+            }
         }
         try report(1, options.crf == nil ? .postprocess : .crf)
     }

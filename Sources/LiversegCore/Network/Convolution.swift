@@ -44,16 +44,21 @@ public struct Convolution3D<Scalar: NetworkScalar>: Sendable {
     /// Multiply-accumulates of one forward pass over `size`.
     public func macs(over size: GridSize) -> Int { outChannels * inChannels * kernel.voxelCount * size.voxelCount }
 
-    /// Forward pass: [Cin, Z, Y, X] → [Cout, Z, Y, X].
-    public func forward(_ input: Tensor<Scalar>, threads: Int) throws -> Tensor<Scalar> {
+    /// Forward pass: [Cin, Z, Y, X] → [Cout, Z, Y, X]. `progress` receives the fraction
+    /// of the layer done, on the calling thread, between rounds of work (`parallelRounds`);
+    /// it may throw to stop.
+    public func forward(_ input: Tensor<Scalar>, threads: Int,
+                        progress: (Double) throws -> Void = { _ in }) throws -> Tensor<Scalar> {
         precondition(input.channels == inChannels)
         let output = try Tensor<Scalar>(channels: outChannels, size: input.size, zeroed: false)
-        if let blocking = fftBlockingIfChosen(over: input.size) {
-            try overlapSave(input, into: output, adjoint: false, blocking: blocking, threads: threads)
-        } else if kernel.voxelCount == 1 {
-            pointwiseForward(input, output, threads: threads)
-        } else {
-            try im2colForward(input, output, threads: threads)
+        try withSingleThreadedBLAS {
+            if let blocking = fftBlockingIfChosen(over: input.size) {
+                try overlapSave(input, into: output, adjoint: false, blocking: blocking, threads: threads)
+            } else if kernel.voxelCount == 1 {
+                try pointwiseForward(input, output, threads: threads, progress: progress)
+            } else {
+                try im2colForward(input, output, threads: threads, progress: progress)
+            }
         }
         return output
     }
@@ -67,6 +72,11 @@ public struct Convolution3D<Scalar: NetworkScalar>: Sendable {
     /// db[co] = Σ_voxels dZ[co]. Sums run in a fixed order: results do not depend on threads.
     public func backward(input: Tensor<Scalar>, output: Tensor<Scalar>, outputGradient: Tensor<Scalar>,
                          threads: Int) throws -> LayerGradients<Scalar> {
+        try withSingleThreadedBLAS { try unscopedBackward(input: input, output: output, outputGradient: outputGradient, threads: threads) }
+    }
+
+    private func unscopedBackward(input: Tensor<Scalar>, output: Tensor<Scalar>, outputGradient: Tensor<Scalar>,
+                                  threads: Int) throws -> LayerGradients<Scalar> {
         let dZ = try preActivationGradient(output: output, outputGradient: outputGradient, relu: relu, threads: threads)
         let bias = channelSums(dZ, threads: threads)
         if let blocking = fftBlockingIfChosen(over: input.size) {
@@ -101,33 +111,37 @@ public struct Convolution3D<Scalar: NetworkScalar>: Sendable {
     static var chunkRows: Int { 256 }
 
     /// A kernel of 1×1×1 is a plain matrix product: out[Cout, V] = W[Cout, Cin] · in[Cin, V].
-    private func pointwiseForward(_ input: Tensor<Scalar>, _ output: Tensor<Scalar>, threads: Int) {
-        _ = configureBLASOnce
+    private func pointwiseForward(_ input: Tensor<Scalar>, _ output: Tensor<Scalar>, threads: Int,
+                                  progress: (Double) throws -> Void) throws {
         let voxels = input.size.voxelCount
         let blocks = (voxels + Self.blockColumns - 1) / Self.blockColumns
-        weight.withUnsafeBufferPointer { w in
+        try weight.withUnsafeBufferPointer { w in
             nonisolated(unsafe) let w = w.baseAddress!
-            parallelFor(blocks, threads: threads) { b in
-                let start = b * Self.blockColumns, n = min(Self.blockColumns, voxels - start)
-                Scalar.gemm(transposeA: false, transposeB: false, m: outChannels, n: n, k: inChannels,
-                            alpha: 1, a: w, lda: inChannels, b: input.storage.pointer + start, ldb: voxels,
-                            beta: 0, c: output.storage.pointer + start, ldc: voxels)
-                for co in 0..<outChannels {
-                    applyBiasAndActivation(output.channel(co) + start, count: n, bias: bias[co])
+            try parallelRounds(blocks, threads: threads, checkpoint: progress) { _, range in
+                for b in range {
+                    let start = b * Self.blockColumns, n = min(Self.blockColumns, voxels - start)
+                    Scalar.gemm(transposeA: false, transposeB: false, m: outChannels, n: n, k: inChannels,
+                                alpha: 1, a: w, lda: inChannels, b: input.storage.pointer + start, ldb: voxels,
+                                beta: 0, c: output.storage.pointer + start, ldc: voxels)
+                    for co in 0..<outChannels {
+                        applyBiasAndActivation(output.channel(co) + start, count: n, bias: bias[co])
+                    }
                 }
             }
         }
     }
 
-    private func im2colForward(_ input: Tensor<Scalar>, _ output: Tensor<Scalar>, threads: Int) throws {
+    private func im2colForward(_ input: Tensor<Scalar>, _ output: Tensor<Scalar>, threads: Int,
+                               progress: (Double) throws -> Void) throws {
         let lowering = try Im2colLowering(input, kernel: kernel, threads: threads)
         let k = lowering.rowCount, chunkRows = min(k, Self.chunkRows), size = input.size
         let workers = min(max(1, threads), size.z * lowering.blocksPerPlane)
         let columns = try Buffer<Scalar>(count: workers * chunkRows * Self.blockColumns, zeroed: false)
         let products = try Buffer<Scalar>(count: workers * outChannels * Self.blockColumns, zeroed: false)
-        weight.withUnsafeBufferPointer { w in
+        try weight.withUnsafeBufferPointer { w in
             nonisolated(unsafe) let w = w.baseAddress!
-            parallelChunks(size.z * lowering.blocksPerPlane, threads: workers) { worker, tasks in
+            try parallelRounds(size.z * lowering.blocksPerPlane, threads: workers,
+                               checkpoint: progress) { worker, tasks in
                 let col = columns.pointer + worker * chunkRows * Self.blockColumns
                 let prod = products.pointer + worker * outChannels * Self.blockColumns
                 for task in tasks {
@@ -236,7 +250,6 @@ struct Im2colLowering<Scalar: NetworkScalar> {
     private var blockColumns: Int { Convolution3D<Scalar>.blockColumns }
 
     init(_ input: Tensor<Scalar>, kernel: GridSize, threads: Int) throws {
-        _ = configureBLASOnce
         let size = input.size, channels = input.channels
         let (px, py, pz) = (kernel.x / 2, kernel.y / 2, kernel.z / 2)
         let padded = GridSize(x: size.x + 2 * px, y: size.y + 2 * py, z: size.z + 2 * pz)

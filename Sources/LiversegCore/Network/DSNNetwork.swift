@@ -73,8 +73,8 @@ public struct DSNNetwork<Scalar: NetworkScalar>: Sendable {
 
     /// Forward pass of a one-channel input [1, Z, Y, X] whose extents are multiples of 4.
     /// Returns the liver probability of the main output and both branches. `progress`
-    /// receives the fraction of multiply-accumulates done after each layer; it may throw
-    /// (e.g. `LiversegError.cancelled`) to stop.
+    /// receives the fraction of multiply-accumulates done, within layers too (see
+    /// `parallelRounds`); it may throw (e.g. `LiversegError.cancelled`) to stop.
     public func forward(_ input: Tensor<Scalar>, threads: Int,
                         progress: (Double) throws -> Void = { _ in }) throws -> DSNOutputs<Scalar> {
         precondition(input.channels == 1)
@@ -92,15 +92,15 @@ public struct DSNNetwork<Scalar: NetworkScalar>: Sendable {
             try progress(done / total)
         }
         func conv(_ i: Int, _ x: Tensor<Scalar>) throws -> Tensor<Scalar> {
-            let start = monotonicSeconds()
-            let y = try convolutions[i].forward(x, threads: threads)
-            try finished(DSNArchitecture.convNames[i], macs: convolutions[i].macs(over: x.size), since: start)
+            let start = monotonicSeconds(), macs = convolutions[i].macs(over: x.size)
+            let y = try convolutions[i].forward(x, threads: threads) { try progress((done + $0 * Double(macs)) / total) }
+            try finished(DSNArchitecture.convNames[i], macs: macs, since: start)
             return y
         }
         func up(_ layer: TransposedConvolution3D<Scalar>, _ name: String, _ x: Tensor<Scalar>) throws -> Tensor<Scalar> {
-            let start = monotonicSeconds()
-            let y = try layer.forward(x, threads: threads)
-            try finished(name, macs: layer.macs(over: x.size), since: start)
+            let start = monotonicSeconds(), macs = layer.macs(over: x.size)
+            let y = try layer.forward(x, threads: threads) { try progress((done + $0 * Double(macs)) / total) }
+            try finished(name, macs: macs, since: start)
             return y
         }
         func probability(_ scores: Tensor<Scalar>, _ out: Buffer<Scalar>) {

@@ -188,7 +188,6 @@ extension Convolution3D {
     @_specialize(where Scalar == Double)
     func overlapSave(_ source: Tensor<Scalar>, into destination: Tensor<Scalar>, adjoint: Bool,
                      blocking: FFTBlocking, threads: Int) throws {
-        _ = configureBLASOnce
         let (plan, kernels) = try kernelSpectra(blocking.block, threads: threads)
         let (sourceChannels, destinationChannels) = adjoint ? (outChannels, inChannels) : (inChannels, outChannels)
         let count = plan.spectrumCount, complex = plan.complexCount, block = blocking.block, grid = blocking.grid
@@ -247,7 +246,6 @@ extension Convolution3D {
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
     func fftWeightGradient(_ input: Tensor<Scalar>, _ dZ: Tensor<Scalar>, blocking: FFTBlocking, threads: Int) throws -> [Scalar] {
-        _ = configureBLASOnce
         let block = blocking.block, grid = blocking.grid, r = radius
         let plan = SpectralPlan<Scalar>(size: block)
         let count = plan.spectrumCount, complex = plan.complexCount, channels = inChannels + outChannels

@@ -37,9 +37,15 @@ public struct TransposedConvolution3D<Scalar: NetworkScalar>: Sendable {
     }
 
     /// Forward pass: the GEMM cols[(co, kz, ky, kx), n] = Σ_ci W[ci, co, k] · in[ci, n]
-    /// followed by a scatter-add (col2im) of each tap into the doubled grid.
-    public func forward(_ input: Tensor<Scalar>, threads: Int) throws -> Tensor<Scalar> {
-        _ = configureBLASOnce
+    /// followed by a scatter-add (col2im) of each tap into the doubled grid. `progress`
+    /// receives the fraction of the layer done after each chunk of planes, on the calling
+    /// thread; it may throw to stop.
+    public func forward(_ input: Tensor<Scalar>, threads: Int,
+                        progress: (Double) throws -> Void = { _ in }) throws -> Tensor<Scalar> {
+        try withSingleThreadedBLAS { try unscopedForward(input, threads: threads, progress: progress) }
+    }
+
+    private func unscopedForward(_ input: Tensor<Scalar>, threads: Int, progress: (Double) throws -> Void) throws -> Tensor<Scalar> {
         precondition(input.channels == inChannels)
         let inSize = input.size, outSize = input.size.multiplied(by: 2)
         let output = try Tensor<Scalar>(channels: outChannels, size: outSize, zeroed: true)
@@ -47,7 +53,7 @@ public struct TransposedConvolution3D<Scalar: NetworkScalar>: Sendable {
         let rows = outChannels * 27
         let chunk = Self.planesPerChunk(inSize, outChannels: outChannels)
         let columns = try Buffer<Scalar>(count: rows * chunk * plane, zeroed: false)
-        weight.withUnsafeBufferPointer { w in
+        try weight.withUnsafeBufferPointer { w in
             nonisolated(unsafe) let w = w.baseAddress!
             for z0 in stride(from: 0, to: inSize.z, by: chunk) {
                 let planes = z0..<min(z0 + chunk, inSize.z), n = planes.count * plane
@@ -65,10 +71,13 @@ public struct TransposedConvolution3D<Scalar: NetworkScalar>: Sendable {
                     for tap in 0..<27 {
                         let src = columns.pointer + (co * 27 + tap) * n
                         Self.forEachTapRow(inSize, planes: planes, tap: tap) { srcRow, dstRow, firstX, kx in
-                            for ix in firstX..<inSize.x { out[dstRow + 2 * ix - 1 + kx] += src[srcRow + ix] }
+                            // Row pointers, so the loop has no per-element overflow check.
+                            let from = src + srcRow, to = out + (dstRow - 1 + kx)
+                            for ix in firstX..<inSize.x { to[2 &* ix] += from[ix] }
                         }
                     }
                 }
+                try progress(Double(planes.upperBound) / Double(inSize.z))
             }
         }
         parallelFor(outChannels, threads: threads) { co in
@@ -83,7 +92,11 @@ public struct TransposedConvolution3D<Scalar: NetworkScalar>: Sendable {
     /// then dX = W · G and dW = X · Gᵀ as GEMMs, chunk by chunk in plane order.
     public func backward(input: Tensor<Scalar>, output: Tensor<Scalar>, outputGradient: Tensor<Scalar>,
                          threads: Int) throws -> LayerGradients<Scalar> {
-        _ = configureBLASOnce
+        try withSingleThreadedBLAS { try unscopedBackward(input: input, output: output, outputGradient: outputGradient, threads: threads) }
+    }
+
+    private func unscopedBackward(input: Tensor<Scalar>, output: Tensor<Scalar>, outputGradient: Tensor<Scalar>,
+                                  threads: Int) throws -> LayerGradients<Scalar> {
         let dZ = try preActivationGradient(output: output, outputGradient: outputGradient, relu: relu, threads: threads)
         let bias = channelSums(dZ, threads: threads)
         let inSize = input.size, plane = inSize.x * inSize.y, rows = outChannels * 27

@@ -40,9 +40,82 @@ public func parallelChunks(_ count: Int, threads: Int, _ body: (Int, Range<Int>)
     }
 }
 
-/// Makes OpenBLAS single-threaded once per process: liverseg parallelises over blocks
-/// itself, and concurrent calls into a multi-threaded OpenBLAS would serialise.
-let configureBLASOnce: Void = { openblas_set_num_threads(1) }()
+/// Runs body(worker, range) over 0..<count as `parallelChunks` does, but in rounds, and
+/// calls `checkpoint(fraction done)` on the calling thread after each round, so that long
+/// parallel loops report progress (and stop on a thrown cancellation) between rounds.
+/// Rounds are sized from the time the previous ones took (see `RoundSizer`). Every index
+/// is computed by one worker with the same arithmetic whatever the rounds, so results do
+/// not depend on them.
+public func parallelRounds(_ count: Int, threads: Int, checkpoint: (Double) throws -> Void,
+                           _ body: (Int, Range<Int>) -> Void) rethrows {
+    var sizer = RoundSizer(minimum: threads)
+    var start = 0
+    while start < count {
+        let end = min(count, start + sizer.size)
+        let began = monotonicSeconds()
+        parallelChunks(end - start, threads: threads) { worker, range in
+            body(worker, (start + range.lowerBound)..<(start + range.upperBound))
+        }
+        sizer.finished(seconds: monotonicSeconds() - began)
+        try checkpoint(Double(end) / Double(count))
+        start = end
+    }
+}
+
+/// The number of work items per round between two progress checkpoints: `minimum` (e.g.
+/// one per thread) at first, then scaled by the measured time per item so that a round takes about
+/// `target` seconds (growing at most 4× per round), which keeps progress callbacks and
+/// cancellation within about 100 ms of each other even on a loaded machine.
+public struct RoundSizer {
+    /// Seconds a round should take: short against 100 ms, long against a round's overhead
+    /// (waking the worker threads, tens of microseconds).
+    public static let target = 0.02
+    private let minimum: Int
+    /// Items in the next round.
+    public private(set) var size: Int
+
+    /// Starts with `minimum` items, the fewest a round gets.
+    public init(minimum: Int) {
+        self.minimum = max(1, minimum)
+        size = minimum
+    }
+
+    /// Records that the last round of `size` items took `seconds`.
+    public mutating func finished(seconds: Double) {
+        let scaled = seconds > 0 ? Double(size) * Self.target / seconds : Double(4 * size)
+        size = max(minimum, Int(min(scaled, Double(4 * size))))
+    }
+}
+
+/// OpenBLAS's thread count is process-wide. liverseg runs its GEMMs from its own worker
+/// threads and wants each single-threaded, so while any liverseg computation runs the
+/// count is 1; the host's setting is saved when the first of concurrent computations
+/// starts and restored when the last ends.
+private nonisolated(unsafe) var blasUsers = 0
+private nonisolated(unsafe) var blasHostThreads: Int32 = 1
+private let blasMutex: UnsafeMutablePointer<pthread_mutex_t> = {
+    let m = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    pthread_mutex_init(m, nil)
+    return m
+}()
+
+/// Runs `body` with OpenBLAS single-threaded, then restores the host's thread count.
+public func withSingleThreadedBLAS<R>(_ body: () throws -> R) rethrows -> R {
+    pthread_mutex_lock(blasMutex)
+    if blasUsers == 0 {
+        blasHostThreads = openblas_get_num_threads()
+        if blasHostThreads != 1 { openblas_set_num_threads(1) }
+    }
+    blasUsers += 1
+    pthread_mutex_unlock(blasMutex)
+    defer {
+        pthread_mutex_lock(blasMutex)
+        blasUsers -= 1
+        if blasUsers == 0, blasHostThreads != 1 { openblas_set_num_threads(blasHostThreads) }
+        pthread_mutex_unlock(blasMutex)
+    }
+    return try body()
+}
 
 /// Seconds on the monotonic clock, for timing log messages.
 public func monotonicSeconds() -> Double {

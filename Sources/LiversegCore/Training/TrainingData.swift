@@ -45,12 +45,12 @@ public struct TrainingVolume: Sendable {
         let size: GridSize = try ct.withVolumeInput { volume in
             let grid = try ModelGrid(volume: volume, preprocessing: preprocessing)
             intensities = [Float](repeating: 0, count: grid.size.voxelCount)
-            intensities.withUnsafeMutableBufferPointer { grid.preprocess(volume, preprocessing, into: $0.baseAddress!, threads: threads) }
+            try intensities.withUnsafeMutableBufferPointer { try grid.preprocess(volume, preprocessing, into: $0.baseAddress!, threads: threads) }
             let binary = try mask.withVoxels(mask.mask().map { Float($0) })
             try binary.withVolumeInput { maskVolume in
                 var fraction = [Float](repeating: 0, count: grid.size.voxelCount)
-                fraction.withUnsafeMutableBufferPointer {
-                    grid.resample(maskVolume, into: $0.baseAddress!, threads: threads) { $0 }
+                try fraction.withUnsafeMutableBufferPointer {
+                    try grid.resample(maskVolume, into: $0.baseAddress!, threads: threads) { $0 }
                 }
                 labels = fraction.map { $0 >= 0.5 ? 1 : 0 }
             }

@@ -27,26 +27,29 @@ struct AxisSamples {
 
 /// Trilinear resampling with per-axis sample tables (output x fastest), the one routine
 /// behind both directions of the pipeline: input grid → model grid, and back.
-/// `transform` maps each interpolated value (e.g. HU normalisation).
+/// `transform` maps each interpolated value (e.g. HU normalisation). `progress` receives
+/// the fraction done between rounds of output planes (`parallelRounds`) and may throw.
 func resampleTrilinear<T: HounsfieldVoxel>(_ source: UnsafePointer<T>, x: AxisSamples, y: AxisSamples, z: AxisSamples,
                                            into output: UnsafeMutablePointer<Float>, threads: Int,
-                                           transform: (Float) -> Float) {
+                                           progress: (Double) throws -> Void, transform: (Float) -> Float) rethrows {
     let nx = x.weight.count, ny = y.weight.count, nz = z.weight.count
     nonisolated(unsafe) let output = output
-    parallelFor(nz, threads: threads) { k in
-        let wz = z.weight[k], z0 = z.lower[k], z1 = z.upper[k]
-        for j in 0..<ny {
-            let wy = y.weight[j], y0 = y.lower[j], y1 = y.upper[j]
-            let row = output + (k * ny + j) * nx
-            for i in 0..<nx {
-                let wx = x.weight[i], x0 = x.lower[i], x1 = x.upper[i]
-                @inline(__always) func lerpX(_ o: Int) -> Float {
-                    let a = source[o + x0].hounsfield, b = source[o + x1].hounsfield
-                    return a + wx * (b - a)
+    try parallelRounds(nz, threads: threads, checkpoint: progress) { _, planes in
+        for k in planes {
+            let wz = z.weight[k], z0 = z.lower[k], z1 = z.upper[k]
+            for j in 0..<ny {
+                let wy = y.weight[j], y0 = y.lower[j], y1 = y.upper[j]
+                let row = output + (k * ny + j) * nx
+                for i in 0..<nx {
+                    let wx = x.weight[i], x0 = x.lower[i], x1 = x.upper[i]
+                    @inline(__always) func lerpX(_ o: Int) -> Float {
+                        let a = source[o + x0].hounsfield, b = source[o + x1].hounsfield
+                        return a + wx * (b - a)
+                    }
+                    let c00 = lerpX(z0 + y0), c01 = lerpX(z0 + y1), c10 = lerpX(z1 + y0), c11 = lerpX(z1 + y1)
+                    let c0 = c00 + wy * (c01 - c00), c1 = c10 + wy * (c11 - c10)
+                    row[i] = transform(c0 + wz * (c1 - c0))
                 }
-                let c00 = lerpX(z0 + y0), c01 = lerpX(z0 + y1), c10 = lerpX(z1 + y0), c11 = lerpX(z1 + y1)
-                let c0 = c00 + wy * (c01 - c00), c1 = c10 + wy * (c11 - c10)
-                row[i] = transform(c0 + wz * (c1 - c0))
             }
         }
     }

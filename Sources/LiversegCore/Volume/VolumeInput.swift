@@ -73,12 +73,23 @@ public struct VolumeInput {
             guard m.count == 16, m.allSatisfy(\.isFinite) else {
                 throw LiversegError.invalidArgument("ijk_to_ras must be 16 finite numbers")
             }
+            guard m[12] == 0, m[13] == 0, m[14] == 0, m[15] == 1 else {
+                throw LiversegError.invalidArgument(
+                    "ijk_to_ras's last row is (\(m[12]), \(m[13]), \(m[14]), \(m[15])) but an affine voxel → RAS matrix has (0, 0, 0, 1)")
+            }
             for axis in 0..<3 {
                 let norm = (0..<3).map { m[$0 * 4 + axis] * m[$0 * 4 + axis] }.reduce(0, +).squareRoot()
                 guard abs(norm - spacing[axis]) <= 1e-3 * spacing[axis] else {
                     throw LiversegError.invalidArgument(
                         "ijk_to_ras column \(axis) has length \(norm) mm but spacing[\(axis)] is \(spacing[axis]) mm")
                 }
+            }
+            // Relative to the columns' lengths: 1 for orthogonal columns, 0 for parallel ones.
+            let determinant = m[0] * (m[5] * m[10] - m[6] * m[9]) - m[1] * (m[4] * m[10] - m[6] * m[8])
+                + m[2] * (m[4] * m[9] - m[5] * m[8])
+            guard abs(determinant) > 1e-6 * spacing[0] * spacing[1] * spacing[2] else {
+                throw LiversegError.invalidArgument(
+                    "ijk_to_ras is singular (its 3×3 part has determinant \(determinant)): its columns must span 3-D space")
             }
         }
         // One Inf would spread through the resampling and the network into NaN probabilities.
