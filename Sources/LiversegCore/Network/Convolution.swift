@@ -53,7 +53,7 @@ public struct Convolution3D<Scalar: NetworkScalar>: Sendable {
         let output = try Tensor<Scalar>(channels: outChannels, size: input.size, zeroed: false)
         try withSingleThreadedBLAS {
             if let blocking = fftBlockingIfChosen(over: input.size) {
-                try overlapSave(input, into: output, adjoint: false, blocking: blocking, threads: threads)
+                try overlapSave(input, into: output, adjoint: false, blocking: blocking, threads: threads, progress: progress)
             } else if kernel.voxelCount == 1 {
                 try pointwiseForward(input, output, threads: threads, progress: progress)
             } else {

@@ -183,11 +183,12 @@ extension Convolution3D {
     /// Y[co] = Σ_ci conj(K[co, ci])·X[ci] (a correlation), outputs at block offset 0.
     /// Input gradient (adjoint true): source dZ [Cout], destination dX [Cin];
     /// dX[ci] = Σ_co K[co, ci]·dZ[co] (a convolution), outputs at block offset kernel − 1.
-    /// Both read the source block from output origin − kernel radius.
+    /// Both read the source block from output origin − kernel radius. `progress` gets the
+    /// fraction of blocks done between rounds of work (it may throw to stop).
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
     func overlapSave(_ source: Tensor<Scalar>, into destination: Tensor<Scalar>, adjoint: Bool,
-                     blocking: FFTBlocking, threads: Int) throws {
+                     blocking: FFTBlocking, threads: Int, progress: (Double) throws -> Void = { _ in }) throws {
         let (plan, kernels) = try kernelSpectra(blocking.block, threads: threads)
         let (sourceChannels, destinationChannels) = adjoint ? (outChannels, inChannels) : (inChannels, outChannels)
         let count = plan.spectrumCount, complex = plan.complexCount, block = blocking.block, grid = blocking.grid
@@ -199,7 +200,7 @@ extension Convolution3D {
         let offset = adjoint ? GridSize(x: kernel.x - 1, y: kernel.y - 1, z: kernel.z - 1) : GridSize(x: 0, y: 0, z: 0)
         // Frequencies per pass of the channel sums: the source chunks and one destination chunk stay in cache.
         let chunk = max(64, min(complex, (64 << 10) / (MemoryLayout<Scalar>.size * 2 * (sourceChannels + 1))))
-        parallelChunks(blocking.blockCount, threads: workers) { worker, blocks in
+        try parallelRounds(blocking.blockCount, threads: workers, checkpoint: progress) { worker, blocks in
             let tile = tiles.pointer + worker * block.voxelCount
             let from = sourceSpectra.pointer + worker * sourceChannels * count
             let to = destinationSpectra.pointer + worker * destinationChannels * count
