@@ -13,6 +13,14 @@ _Static_assert(offsetof(lvs_segment_params_0_1, progress_user_data) ==
 
 static _Thread_local char last_error[1024];
 
+#define LVS_STRING(x) #x
+#define LVS_EXPANDED_STRING(x) LVS_STRING(x)
+
+const char *lvs_version_string(void) {
+    return LVS_EXPANDED_STRING(LIVERSEG_VERSION_MAJOR) "." LVS_EXPANDED_STRING(LIVERSEG_VERSION_MINOR) "."
+        LVS_EXPANDED_STRING(LIVERSEG_VERSION_PATCH);
+}
+
 void lvs_set_last_error(const char *message) {
     if (message == NULL) message = "";
     strncpy(last_error, message, sizeof last_error - 1);

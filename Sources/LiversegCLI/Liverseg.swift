@@ -25,7 +25,7 @@ struct Liverseg: ParsableCommand {
         Errors are printed as one line on standard error.
         """,
         // The version is written once, in include/liverseg.h.
-        version: "\(LIVERSEG_VERSION_MAJOR).\(LIVERSEG_VERSION_MINOR).\(LIVERSEG_VERSION_PATCH)",
+        version: String(cString: lvs_version_string()),
         subcommands: [Segment.self, Eval.self, Info.self, Train.self, LeaveOneOut.self, Curves.self])
 }
 

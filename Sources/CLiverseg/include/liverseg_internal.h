@@ -20,6 +20,10 @@ typedef struct lvs_segment_params_0_1 {
 /// Stores `message` as this thread's last error (truncated to the buffer, NUL-terminated).
 void lvs_set_last_error(const char *message);
 
+/// "MAJOR.MINOR.PATCH" from the header's version macros, in static storage: the one
+/// formatting of the version for liverseg_version() and the command line.
+const char *lvs_version_string(void);
+
 /// Clears this thread's last error.
 void lvs_clear_last_error(void);
 
