@@ -3,8 +3,11 @@
 #   make cli                   release `liverseg` command (.build/release/liverseg-cli)
 #   make install PREFIX=/usr/local [DESTDIR=...]
 #   make wheel                 the Python wheel (library, CLI, OpenBLAS, default model) in dist/
-#   make test                  the whole test suite (Swift unit tests + Python/C/C++ tests)
-#   make demo                  segment a real CT from ../shared/data with the bundled model: mask + pictures
+#   make setup test            install what the tests need, then the whole test suite (Swift
+#                              unit tests + Python/C/C++ tests); `make test` only runs them
+#   make setup-demo demo       install what the demo needs, then segment a real CT from
+#                              ../shared/data with the bundled model: mask + pictures
+#   make format                apply the formatter (.swift-format); `make lint` checks it
 #   make bench                 forward-pass benchmark against OpenBLAS sgemm and PyTorch
 #   make fuzz [FUZZ_SECONDS=600] every libFuzzer harness (tools/fuzz.sh), .build-fuzz/
 #   make sanitizers            Swift tests under ASan and TSan, the C API under valgrind
@@ -27,7 +30,7 @@ SWIFT_RELEASE_FLAGS := -c release -Xswiftc -static-stdlib
 LIB := .build/release/libliverseg.so
 CLI := .build/release/liverseg-cli
 
-.PHONY: setup setup-demo build cli install wheel test test-swift test-python demo bench fuzz sanitizers clean
+.PHONY: setup setup-demo build cli install wheel test test-swift test-python demo bench fuzz sanitizers format lint clean
 
 # setup: what the tests need; setup-demo: only what building and the demo need.
 setup:
@@ -70,7 +73,7 @@ WHEEL_DIR ?= dist
 wheel: build cli
 	$(PYTHON) -m pip wheel --no-deps -w $(WHEEL_DIR) .
 
-test: setup test-swift test-python
+test: test-swift test-python
 
 test-swift:
 	swift test
@@ -78,7 +81,7 @@ test-swift:
 test-python: build cli
 	LIVERSEG_LIBRARY=$(CURDIR)/$(LIB) LIVERSEG_CLI=$(CURDIR)/$(CLI) PYTHONPATH=$(CURDIR)/bindings/python $(PYTHON) -m pytest -q Tests/python
 
-demo: setup-demo cli
+demo: cli
 	DATA=$(DATA) OUT=$(OUT) CLI=$(CLI) bash tools/demo.sh
 
 bench: build
@@ -90,6 +93,13 @@ fuzz:
 
 sanitizers:
 	bash tools/sanitizers.sh
+
+SWIFT_SOURCES := Package.swift Sources Tests
+format:
+	swift format format --in-place --recursive $(SWIFT_SOURCES)
+
+lint:
+	swift format lint --strict --recursive $(SWIFT_SOURCES)
 
 clean:
 	rm -rf .build .build-fuzz .build-asan .build-tsan .build-sanitizers $(OUT) build dist bindings/python/liverseg.egg-info

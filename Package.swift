@@ -10,6 +10,13 @@ let exportList = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
 /// export list would hide the sanitizer's allocator from the shared libraries it loads.
 let fuzzBuild = ProcessInfo.processInfo.environment["LIVERSEG_FUZZ_BUILD"] != nil
 
+/// The Swift core's layers, bottom to top; the C API, the CLI and the fuzz harnesses sit on
+/// all of them, and each has a test target of the same name + Tests.
+let coreLayers = [
+    "LiversegSupport", "LiversegImageIO", "LiversegVolume", "LiversegNetwork", "LiversegCRF",
+    "LiversegPipeline", "LiversegTraining",
+]
+
 let package = Package(
     name: "liverseg",
     products: [
@@ -21,39 +28,80 @@ let package = Package(
         .executable(name: "liverseg-cli", targets: ["LiversegCLI"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
     ],
     targets: [
         // OpenBLAS through pkg-config (Debian: libopenblas-dev).
-        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
-                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(
+            name: "COpenBLAS", pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]),
         // zlib through pkg-config (Debian: zlib1g-dev): gzip/deflate for image files and PNG.
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // The public header's types for Swift, and the thread-local last-error buffer.
         .target(name: "CLiverseg"),
-        // The Swift core: network, model file, volume handling, inference. No C types.
-        // Release builds keep Swift's overflow and bounds checks (-O, not -Ounchecked): a
-        // failed check stops a bug instead of letting it corrupt a host's memory. The few
-        // hot loops where checks blocked vectorisation do their index arithmetic without
-        // them by construction (lattice, spatial filter, col2im); with those, the checks
-        // cost 2.5 % CPU time on the forward pass, 4 % on the volume3d CRF and nothing
-        // measurable on slice2d (tools/bench_checks.py, 2 busy cores, AVX-512).
-        .target(name: "LiversegCore", dependencies: ["COpenBLAS", "CZlib"]),
+        // The Swift core, one target per layer; each depends only on the layers below it
+        // (docs/architecture.md). Release builds keep Swift's overflow and bounds checks (-O,
+        // not -Ounchecked): a failed check stops a bug instead of letting it corrupt a host's
+        // memory. The few hot loops where checks blocked vectorisation do their index
+        // arithmetic without them by construction (lattice, spatial filter, col2im); with
+        // those, the checks cost 2.5 % CPU time on the forward pass, 4 % on the volume3d CRF
+        // and nothing measurable on slice2d (tools/bench_checks.py, 2 busy cores, AVX-512).
+        // Errors, buffers, threads, JSON, files, grid sizes, axis codes, progress.
+        .target(name: "LiversegSupport"),
+        // NIfTI, NRRD, MetaImage and PNG files: bytes ↔ images (zlib for compression).
+        .target(name: "LiversegImageIO", dependencies: ["LiversegSupport", "CZlib"]),
+        // A CT volume as segmentation input: geometry, orientation, trilinear resampling.
+        .target(name: "LiversegVolume", dependencies: ["LiversegSupport", "LiversegImageIO"]),
+        // Layers with forward and backward passes, the DSN, safetensors (BLAS for GEMM).
+        .target(name: "LiversegNetwork", dependencies: ["LiversegSupport", "COpenBLAS"]),
+        // The fully connected CRF: permutohedral lattice, mean field, slice/volume refinement.
+        .target(name: "LiversegCRF", dependencies: ["LiversegSupport", "LiversegVolume"]),
+        // The model file and its metadata, inference, post-processing, preview pictures.
+        .target(
+            name: "LiversegPipeline",
+            dependencies: [
+                "LiversegSupport", "LiversegImageIO", "LiversegVolume", "LiversegNetwork", "LiversegCRF",
+            ]),
+        // Training data and trainer, SLiver07 metrics, learning curves.
+        .target(
+            name: "LiversegTraining",
+            dependencies: [
+                "LiversegSupport", "LiversegImageIO", "LiversegVolume", "LiversegNetwork", "LiversegPipeline",
+            ]),
         // The thin @_cdecl layer exporting liverseg_* functions; libliverseg.so exports only
         // those (version script) and is named libliverseg.so.0 (SONAME), in every build. lld
         // (in the Swift toolchain) because gold leaves local Swift type symbols in .dynsym.
-        .target(name: "LiversegCAPI", dependencies: ["LiversegCore", "CLiverseg"], exclude: ["exports.map"],
-                linkerSettings: [.unsafeFlags(["-use-ld=lld"] + (fuzzBuild ? [] : ["-Xlinker", "--version-script=\(exportList)",
-                                                                                   "-Xlinker", "-soname=libliverseg.so.0"]))]),
+        .target(
+            name: "LiversegCAPI", dependencies: coreLayers.map { .target(name: $0) } + ["CLiverseg"], exclude: ["exports.map"],
+            linkerSettings: [
+                .unsafeFlags(
+                    ["-use-ld=lld"]
+                        + (fuzzBuild
+                            ? []
+                            : [
+                                "-Xlinker", "--version-script=\(exportList)",
+                                "-Xlinker", "-soname=libliverseg.so.0",
+                            ]))
+            ]),
         // The command-line tool: segment, eval, info, train, loo, curves (CLiverseg: the header's version).
-        .executableTarget(name: "LiversegCLI", dependencies: [
-            "LiversegCore", "CLiverseg", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
+        .executableTarget(
+            name: "LiversegCLI",
+            dependencies: [
+                "CLiverseg", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ] + coreLayers.map { .target(name: $0) }),
         // libFuzzer harnesses, one per input surface (tools/fuzz.sh builds them with
         // -sanitize=fuzzer,address -DLIVERSEG_FUZZ); a plain build replays input files.
-        .executableTarget(name: "LiversegFuzz", dependencies: ["LiversegCore", "LiversegCAPI", "CLiverseg"]),
-        .testTarget(name: "LiversegCoreTests", dependencies: ["LiversegCore"]),
-    ],
+        .executableTarget(
+            name: "LiversegFuzz", dependencies: coreLayers.map { .target(name: $0) } + ["LiversegCAPI", "CLiverseg"]),
+        // Helpers the test targets share (test data builders).
+        .target(name: "LiversegTestSupport", dependencies: ["LiversegSupport"], path: "Tests/LiversegTestSupport"),
+    ]
+        + coreLayers.indices.map { layer in
+            // A layer's tests may build their inputs with the layers below it.
+            .testTarget(
+                name: "\(coreLayers[layer])Tests",
+                dependencies: coreLayers[...layer].map { .target(name: $0) } + ["LiversegTestSupport"])
+        },
     // Swift 5 mode: the numeric kernels share raw buffers across worker threads by design
     // (each index written by one thread), which Swift 6's Sendable checking cannot express.
     swiftLanguageModes: [.v5]

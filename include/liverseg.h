@@ -515,6 +515,33 @@ liverseg_status liverseg_evaluate(const uint8_t *segmentation, const uint8_t *re
                                   const size_t dims[3], const double spacing[3], int connectivity,
                                   int n_threads, liverseg_metrics *out_metrics);
 
+/**
+ * What a mask holds on its CT's grid: the figures `liverseg segment --statistics` writes.
+ * An empty mask has voxels 0, NaN HU statistics and -1 voxel indices / NaN mm boxes.
+ */
+typedef struct liverseg_mask_statistics {
+    size_t struct_size;        /**< set to sizeof(liverseg_mask_statistics) before the call */
+    size_t voxels;             /**< non-zero mask voxels */
+    double volume_ml;          /**< their volume, ml */
+    size_t components;         /**< 6-connected components of the mask */
+    double hu_mean;            /**< mean of the CT's values inside the mask, HU */
+    double hu_sd;              /**< their standard deviation (population, divided by voxels) */
+    double hu_median;          /**< their median (the mean of the middle two for an even count) */
+    int64_t min_voxel[3];      /**< the smallest (i, j, k) of a mask voxel */
+    int64_t max_voxel[3];      /**< the largest (i, j, k) of a mask voxel */
+    double extent_mm[3];       /**< (max_voxel - min_voxel + 1) * spacing along i, j, k */
+    double ras_min_mm[3];      /**< the RAS box (x, y, z) of the voxel centres at the index */
+    double ras_max_mm[3];      /**< box's corners, through ijk_to_ras (NULL: spacing, origin 0) */
+} liverseg_mask_statistics;
+
+/**
+ * Measures a mask on a CT: mask holds ct->dims[0]*dims[1]*dims[2] bytes, x fastest,
+ * non-zero = inside. HU are the CT's values as liverseg_segment reads them. The volume is
+ * checked as for liverseg_segment. `out->struct_size` must be set by the caller.
+ */
+liverseg_status liverseg_measure_mask(const liverseg_volume *ct, const uint8_t *mask,
+                                      liverseg_mask_statistics *out);
+
 /* ---- CRF refinement ----
  *
  * The fully connected CRF of the paper's §2.3 (Krähenbühl & Koltun 2011), refining a

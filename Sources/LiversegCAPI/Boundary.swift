@@ -1,8 +1,9 @@
 import CLiverseg
-import LiversegCore
 #if canImport(Glibc)
 import Glibc
 #endif
+import LiversegSupport
+import LiversegPipeline
 
 // The C boundary: every exported function funnels through `boundary`, which turns thrown
 // errors into a status plus a thread-local message, so nothing thrown crosses into C.
@@ -123,7 +124,8 @@ func handle(_ pointer: OpaquePointer?, _ name: String = "model") throws -> Model
     let raw = UnsafeRawPointer(try required(pointer, name))
     return try withHandleLock {
         guard liveHandles.contains(UInt(bitPattern: raw)) else {
-            throw LiversegError.invalidArgument("\(name) is not a live liverseg_model (freed twice, or not from liverseg_model_load_*)")
+            throw LiversegError.invalidArgument(
+                "\(name) is not a live liverseg_model (freed twice, or not from liverseg_model_load_*)")
         }
         return Unmanaged<ModelHandle>.fromOpaque(raw).takeUnretainedValue()
     }

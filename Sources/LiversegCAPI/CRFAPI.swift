@@ -1,5 +1,7 @@
 import CLiverseg
-import LiversegCore
+import LiversegSupport
+import LiversegVolume
+import LiversegCRF
 
 /// struct_size of each released liverseg_crf_params layout, oldest first.
 private let crfParamsSizes = [MemoryLayout<liverseg_crf_params>.size]
@@ -43,7 +45,8 @@ func crfParameters(_ params: UnsafePointer<liverseg_crf_params>?) throws -> (CRF
         throw LiversegError.invalidArgument("params->mode \(p.mode.rawValue) is not a liverseg_crf_mode")
     }
     guard let normalisation = CRFNormalisation(rawValue: Int(p.normalisation.rawValue)) else {
-        throw LiversegError.invalidArgument("params->normalisation \(p.normalisation.rawValue) is not a liverseg_crf_normalisation")
+        throw LiversegError.invalidArgument(
+            "params->normalisation \(p.normalisation.rawValue) is not a liverseg_crf_normalisation")
     }
     core.mode = mode
     core.normalisation = normalisation
@@ -69,8 +72,10 @@ func crfParameters(_ params: UnsafePointer<liverseg_crf_params>?) throws -> (CRF
 }
 
 @_cdecl("liverseg_refine_crf")
-public func liverseg_refine_crf(_ ct: UnsafePointer<liverseg_volume>?, _ probability: UnsafePointer<Float>?,
-                                _ params: UnsafePointer<liverseg_crf_params>?, _ outMask: UnsafeMutablePointer<UInt8>?) -> liverseg_status {
+public func liverseg_refine_crf(
+    _ ct: UnsafePointer<liverseg_volume>?, _ probability: UnsafePointer<Float>?,
+    _ params: UnsafePointer<liverseg_crf_params>?, _ outMask: UnsafeMutablePointer<UInt8>?
+) -> liverseg_status {
     boundary("liverseg_refine_crf") {
         let probability = try required(probability, "probability")
         let mask = try required(outMask, "out_mask")

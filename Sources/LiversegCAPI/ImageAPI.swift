@@ -1,8 +1,9 @@
 import CLiverseg
-import LiversegCore
 #if canImport(Glibc)
 import Glibc
 #endif
+import LiversegSupport
+import LiversegImageIO
 
 /// liverseg_dtype values and the voxel types they name.
 let dtypes: [(liverseg_dtype, VoxelType)] = [
@@ -32,8 +33,10 @@ private func pathArgument(_ path: UnsafePointer<CChar>?) throws -> String {
 }
 
 @_cdecl("liverseg_image_read")
-public func liverseg_image_read(_ path: UnsafePointer<CChar>?, _ info: UnsafeMutablePointer<liverseg_image_info>?,
-                                _ outData: UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> liverseg_status {
+public func liverseg_image_read(
+    _ path: UnsafePointer<CChar>?, _ info: UnsafeMutablePointer<liverseg_image_info>?,
+    _ outData: UnsafeMutablePointer<UnsafeMutableRawPointer?>?
+) -> liverseg_status {
     outData?.pointee = nil
     return boundary("liverseg_image_read") {
         let info = try required(info, "info")
@@ -64,8 +67,10 @@ public func liverseg_image_read(_ path: UnsafePointer<CChar>?, _ info: UnsafeMut
 }
 
 @_cdecl("liverseg_image_write")
-public func liverseg_image_write(_ path: UnsafePointer<CChar>?, _ data: UnsafeRawPointer?,
-                                 _ info: UnsafePointer<liverseg_image_info>?) -> liverseg_status {
+public func liverseg_image_write(
+    _ path: UnsafePointer<CChar>?, _ data: UnsafeRawPointer?,
+    _ info: UnsafePointer<liverseg_image_info>?
+) -> liverseg_status {
     boundary("liverseg_image_write") {
         let path = try pathArgument(path)
         let data = try required(data, "data")
@@ -82,10 +87,12 @@ public func liverseg_image_write(_ path: UnsafePointer<CChar>?, _ data: UnsafeRa
         }
         let dims = [i.dims.0, i.dims.1, i.dims.2]
         let count = try checkedProduct(dims + [type.size], what: "info->dims")
-        let matrix = withUnsafeBytes(of: i.ijk_to_ras) { raw in (0..<16).map { raw.load(fromByteOffset: 8 * $0, as: Double.self) } }
+        let matrix = withUnsafeBytes(of: i.ijk_to_ras) { raw in (0..<16).map { raw.load(fromByteOffset: 8 * $0, as: Double.self) }
+        }
         let bytes = Array(UnsafeRawBufferPointer(start: data, count: count))
-        let image = try Image(voxelType: type, data: bytes, size: GridSize(x: dims[0], y: dims[1], z: dims[2]),
-                              ijkToRAS: matrix, slope: i.scl_slope, intercept: i.scl_inter)
+        let image = try Image(
+            voxelType: type, data: bytes, size: GridSize(x: dims[0], y: dims[1], z: dims[2]),
+            ijkToRAS: matrix, slope: i.scl_slope, intercept: i.scl_inter)
         try writeImage(image, to: path)
     }
 }

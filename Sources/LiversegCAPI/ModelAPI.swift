@@ -1,5 +1,6 @@
 import CLiverseg
-import LiversegCore
+import LiversegSupport
+import LiversegPipeline
 
 @_cdecl("liverseg_status_name")
 public func liverseg_status_name(_ status: liverseg_status) -> UnsafePointer<CChar> {
@@ -19,18 +20,23 @@ public func liverseg_status_name(_ status: liverseg_status) -> UnsafePointer<CCh
 }
 
 @_cdecl("liverseg_set_log_callback")
-public func liverseg_set_log_callback(_ callback: liverseg_log_callback?, _ minLevel: liverseg_log_level,
-                                      _ userData: UnsafeMutableRawPointer?) {
+public func liverseg_set_log_callback(
+    _ callback: liverseg_log_callback?, _ minLevel: liverseg_log_level,
+    _ userData: UnsafeMutableRawPointer?
+) {
     guard let callback else { Log.setHandler(nil, level: .error); return }
     let level = LogLevel(rawValue: Int(minLevel.rawValue)) ?? .info
     nonisolated(unsafe) let userData = userData
-    Log.setHandler({ level, message in
-        message.withCString { callback(liverseg_log_level(UInt32(level.rawValue)), $0, userData) }
-    }, level: level)
+    Log.setHandler(
+        { level, message in
+            message.withCString { callback(liverseg_log_level(UInt32(level.rawValue)), $0, userData) }
+        }, level: level)
 }
 
 @_cdecl("liverseg_model_load_file")
-public func liverseg_model_load_file(_ path: UnsafePointer<CChar>?, _ outModel: UnsafeMutablePointer<OpaquePointer?>?) -> liverseg_status {
+public func liverseg_model_load_file(
+    _ path: UnsafePointer<CChar>?, _ outModel: UnsafeMutablePointer<OpaquePointer?>?
+) -> liverseg_status {
     outModel?.pointee = nil
     return boundary("liverseg_model_load_file") {
         let out = try required(outModel, "out_model")
@@ -47,8 +53,10 @@ public func liverseg_model_load_file(_ path: UnsafePointer<CChar>?, _ outModel: 
 }
 
 @_cdecl("liverseg_model_load_memory")
-public func liverseg_model_load_memory(_ data: UnsafeRawPointer?, _ size: Int,
-                                       _ outModel: UnsafeMutablePointer<OpaquePointer?>?) -> liverseg_status {
+public func liverseg_model_load_memory(
+    _ data: UnsafeRawPointer?, _ size: Int,
+    _ outModel: UnsafeMutablePointer<OpaquePointer?>?
+) -> liverseg_status {
     outModel?.pointee = nil
     return boundary("liverseg_model_load_memory") {
         let out = try required(outModel, "out_model")
@@ -64,7 +72,9 @@ public func liverseg_model_free(_ model: OpaquePointer?) {
 }
 
 @_cdecl("liverseg_model_get_info")
-public func liverseg_model_get_info(_ model: OpaquePointer?, _ info: UnsafeMutablePointer<liverseg_model_info>?) -> liverseg_status {
+public func liverseg_model_get_info(
+    _ model: OpaquePointer?, _ info: UnsafeMutablePointer<liverseg_model_info>?
+) -> liverseg_status {
     boundary("liverseg_model_get_info") {
         let model = try handle(model).model
         let info = try required(info, "info")

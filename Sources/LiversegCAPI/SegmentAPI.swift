@@ -1,5 +1,9 @@
 import CLiverseg
-import LiversegCore
+import LiversegSupport
+import LiversegVolume
+import LiversegNetwork
+import LiversegCRF
+import LiversegPipeline
 
 /// struct_size of each released liverseg_segment_params layout, oldest first.
 private let segmentParamsSizes = [MemoryLayout<lvs_segment_params_0_1>.size, MemoryLayout<liverseg_segment_params>.size]
@@ -21,7 +25,8 @@ private func defaultSegmentParams() -> liverseg_segment_params {
 }
 
 @_cdecl("liverseg_segment_params_init")
-public func liverseg_segment_params_init(_ params: UnsafeMutablePointer<liverseg_segment_params>?, _ size: Int) -> liverseg_status {
+public func liverseg_segment_params_init(_ params: UnsafeMutablePointer<liverseg_segment_params>?, _ size: Int) -> liverseg_status
+{
     boundary("liverseg_segment_params_init") {
         try initialiseParams(params, size: size, defaults: defaultSegmentParams(), released: segmentParamsSizes, "params")
     }
@@ -35,7 +40,9 @@ public func segmentDefaultParams01() -> lvs_segment_params_0_1 {
     var old = lvs_segment_params_0_1()
     var current = defaultSegmentParams()
     current.struct_size = MemoryLayout<lvs_segment_params_0_1>.size
-    withUnsafeMutableBytes(of: &old) { o in withUnsafeBytes(of: &current) { o.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0.prefix(o.count))) } }
+    withUnsafeMutableBytes(of: &old) { o in
+        withUnsafeBytes(of: &current) { o.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0.prefix(o.count))) }
+    }
     return old
 }
 
@@ -51,8 +58,10 @@ func withVolumeInput<R>(_ volume: UnsafePointer<liverseg_volume>?, _ body: (Volu
     let type = try voxelType(v.dtype, "volume->dtype")
     let spacing = [v.spacing.0, v.spacing.1, v.spacing.2]
     let matrix = v.ijk_to_ras.map { m in (0..<16).map { m[$0] } }
-    return try VolumeInput.lending(data, type: type, size: GridSize(x: dims[0], y: dims[1], z: dims[2]),
-                                   spacing: spacing, ijkToRAS: matrix) { input in
+    return try VolumeInput.lending(
+        data, type: type, size: GridSize(x: dims[0], y: dims[1], z: dims[2]),
+        spacing: spacing, ijkToRAS: matrix
+    ) { input in
         try input.validate()
         return try body(input)
     }
@@ -60,15 +69,19 @@ func withVolumeInput<R>(_ volume: UnsafePointer<liverseg_volume>?, _ body: (Volu
 
 /// Core options from C params (NULL: defaults), validated; the CRF's parameters default to
 /// `model`'s.
-private func segmentationOptions(_ params: UnsafePointer<liverseg_segment_params>?,
-                                 model: Model) throws -> (SegmentationOptions, ProgressHandler?) {
+private func segmentationOptions(
+    _ params: UnsafePointer<liverseg_segment_params>?,
+    model: Model
+) throws -> (SegmentationOptions, ProgressHandler?) {
     let p = try versionedParams(params, defaults: defaultSegmentParams(), released: segmentParamsSizes, "params")
     var options = SegmentationOptions()
     guard p.n_threads >= 0, p.n_threads <= 4096 else {
         throw LiversegError.invalidArgument("params->n_threads \(p.n_threads) must be in 0...4096")
     }
     options.threads = Int(p.n_threads)
-    if p.max_tile_voxels != 0 { options.maxTileVoxels = try checkedSize(UInt(bitPattern: p.max_tile_voxels), "params->max_tile_voxels") }
+    if p.max_tile_voxels != 0 {
+        options.maxTileVoxels = try checkedSize(UInt(bitPattern: p.max_tile_voxels), "params->max_tile_voxels")
+    }
     guard p.threshold.isFinite, p.threshold > 0, p.threshold < 1 else {
         throw LiversegError.invalidArgument("params->threshold \(p.threshold) must be in (0, 1)")
     }
@@ -96,9 +109,11 @@ private func segmentationOptions(_ params: UnsafePointer<liverseg_segment_params
 }
 
 @_cdecl("liverseg_segment")
-public func liverseg_segment(_ model: OpaquePointer?, _ volume: UnsafePointer<liverseg_volume>?,
-                             _ params: UnsafePointer<liverseg_segment_params>?,
-                             _ outMask: UnsafeMutablePointer<UInt8>?, _ outProbability: UnsafeMutablePointer<Float>?) -> liverseg_status {
+public func liverseg_segment(
+    _ model: OpaquePointer?, _ volume: UnsafePointer<liverseg_volume>?,
+    _ params: UnsafePointer<liverseg_segment_params>?,
+    _ outMask: UnsafeMutablePointer<UInt8>?, _ outProbability: UnsafeMutablePointer<Float>?
+) -> liverseg_status {
     boundary("liverseg_segment") {
         let model = try handle(model).model
         let mask = try required(outMask, "out_mask")
@@ -132,14 +147,16 @@ private func threadCount(_ n: Int32) throws -> Int {
 }
 
 @_cdecl("liverseg_network_forward")
-public func liverseg_network_forward(_ model: OpaquePointer?, _ input: UnsafePointer<Float>?, _ dims: UnsafePointer<Int>?,
-                                     _ nThreads: Int32, _ outMain: UnsafeMutablePointer<Float>?,
-                                     _ outBranch1: UnsafeMutablePointer<Float>?, _ outBranch2: UnsafeMutablePointer<Float>?) -> liverseg_status {
+public func liverseg_network_forward(
+    _ model: OpaquePointer?, _ input: UnsafePointer<Float>?, _ dims: UnsafePointer<Int>?,
+    _ nThreads: Int32, _ outMain: UnsafeMutablePointer<Float>?,
+    _ outBranch1: UnsafeMutablePointer<Float>?, _ outBranch2: UnsafeMutablePointer<Float>?
+) -> liverseg_status {
     boundary("liverseg_network_forward") {
         let model = try handle(model).model
         let tensor = try networkInput(input, dims)
         let count = tensor.size.voxelCount
-        let outputs = try model.forward(tensor, threads: try threadCount(nThreads))
+        let outputs = try model.network.forward(tensor, threads: try threadCount(nThreads))
         outMain?.update(from: outputs.main.pointer, count: count)
         outBranch1?.update(from: outputs.branch1.pointer, count: count)
         outBranch2?.update(from: outputs.branch2.pointer, count: count)
@@ -147,10 +164,12 @@ public func liverseg_network_forward(_ model: OpaquePointer?, _ input: UnsafePoi
 }
 
 @_cdecl("liverseg_network_loss_gradient")
-public func liverseg_network_loss_gradient(_ model: OpaquePointer?, _ input: UnsafePointer<Float>?, _ dims: UnsafePointer<Int>?,
-                                           _ labels: UnsafePointer<UInt8>?, _ eta1: Double, _ eta2: Double, _ nThreads: Int32,
-                                           _ outLosses: UnsafeMutablePointer<Double>?,
-                                           _ outGradient: UnsafeMutablePointer<Float>?) -> liverseg_status {
+public func liverseg_network_loss_gradient(
+    _ model: OpaquePointer?, _ input: UnsafePointer<Float>?, _ dims: UnsafePointer<Int>?,
+    _ labels: UnsafePointer<UInt8>?, _ eta1: Double, _ eta2: Double, _ nThreads: Int32,
+    _ outLosses: UnsafeMutablePointer<Double>?,
+    _ outGradient: UnsafeMutablePointer<Float>?
+) -> liverseg_status {
     boundary("liverseg_network_loss_gradient") {
         let model = try handle(model).model
         let tensor = try networkInput(input, dims)
@@ -163,14 +182,19 @@ public func liverseg_network_loss_gradient(_ model: OpaquePointer?, _ input: Uns
         if let bad = (0..<tensor.size.voxelCount).first(where: { Int(labels[$0]) >= classes }) {
             throw LiversegError.invalidArgument("labels[\(bad)] = \(labels[bad]) is not a class index below \(classes)")
         }
-        let (loss, gradients) = try model.lossAndGradients(tensor, labels: labels, eta: (Float(eta1), Float(eta2)),
-                                                                   threads: try threadCount(nThreads))
-        (losses[0], losses[1], losses[2], losses[3]) = (Double(loss.total), Double(loss.main), Double(loss.branch1), Double(loss.branch2))
+        let (loss, gradients) = try model.network.lossAndGradients(
+            tensor, labels: labels, eta: (Float(eta1), Float(eta2)),
+            threads: try threadCount(nThreads))
+        (losses[0], losses[1], losses[2], losses[3]) = (
+            Double(loss.total), Double(loss.main), Double(loss.branch1), Double(loss.branch2)
+        )
         if let out = outGradient {
             var offset = 0
             for (name, shape) in model.architecture.parameterShapes {
                 let g = gradients[name] ?? []
-                guard g.count == shape.reduce(1, *) else { throw LiversegError.internalError("gradient of \(name) has \(g.count) values") }
+                guard g.count == shape.reduce(1, *) else {
+                    throw LiversegError.internalError("gradient of \(name) has \(g.count) values")
+                }
                 (out + offset).update(from: g, count: g.count)
                 offset += g.count
             }
@@ -179,8 +203,10 @@ public func liverseg_network_loss_gradient(_ model: OpaquePointer?, _ input: Uns
 }
 
 @_cdecl("liverseg_model_grid_dims")
-public func liverseg_model_grid_dims(_ model: OpaquePointer?, _ volume: UnsafePointer<liverseg_volume>?,
-                                     _ outDims: UnsafeMutablePointer<Int>?) -> liverseg_status {
+public func liverseg_model_grid_dims(
+    _ model: OpaquePointer?, _ volume: UnsafePointer<liverseg_volume>?,
+    _ outDims: UnsafeMutablePointer<Int>?
+) -> liverseg_status {
     boundary("liverseg_model_grid_dims") {
         let model = try handle(model).model
         let out = try required(outDims, "out_dims")
@@ -190,8 +216,10 @@ public func liverseg_model_grid_dims(_ model: OpaquePointer?, _ volume: UnsafePo
 }
 
 @_cdecl("liverseg_preprocess")
-public func liverseg_preprocess(_ model: OpaquePointer?, _ volume: UnsafePointer<liverseg_volume>?, _ nThreads: Int32,
-                                _ out: UnsafeMutablePointer<Float>?, _ outCount: Int) -> liverseg_status {
+public func liverseg_preprocess(
+    _ model: OpaquePointer?, _ volume: UnsafePointer<liverseg_volume>?, _ nThreads: Int32,
+    _ out: UnsafeMutablePointer<Float>?, _ outCount: Int
+) -> liverseg_status {
     boundary("liverseg_preprocess") {
         let model = try handle(model).model
         let out = try required(out, "out")
@@ -199,7 +227,8 @@ public func liverseg_preprocess(_ model: OpaquePointer?, _ volume: UnsafePointer
         try withVolumeInput(volume) { input in
             let grid = try ModelGrid(volume: input, preprocessing: model.preprocessing)
             guard outCount == grid.size.voxelCount else {
-                throw LiversegError.invalidArgument("out_count \(UInt(bitPattern: outCount)) but the model grid \(grid.size) has \(grid.size.voxelCount) voxels")
+                throw LiversegError.invalidArgument(
+                    "out_count \(UInt(bitPattern: outCount)) but the model grid \(grid.size) has \(grid.size.voxelCount) voxels")
             }
             try grid.preprocess(input, model.preprocessing, into: out, threads: resolvedThreadCount(Int(nThreads)))
         }

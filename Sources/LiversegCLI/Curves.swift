@@ -1,15 +1,17 @@
 import ArgumentParser
 import Foundation
-import LiversegCore
+import LiversegSupport
+import LiversegImageIO
+import LiversegTraining
 
 struct Curves: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Plot training losses against epoch from `liverseg train --log` CSV files (as the paper's Fig. 2(a)).",
         discussion: """
-        One line per log, in order: red, blue, green, orange — e.g. the 3D-DSN log first and \
-        the 3D-CNN log second. The y axis runs from 0 to the largest loss, the x axis from 0 to \
-        the last epoch; both maxima are printed on the chart.
-        """)
+            One line per log, in order: red, blue, green, orange — e.g. the 3D-DSN log first and \
+            the 3D-CNN log second. The y axis runs from 0 to the largest loss, the x axis from 0 to \
+            the last epoch; both maxima are printed on the chart.
+            """)
 
     @Argument(help: "CSV logs written by `liverseg train --log`.")
     var logs: [String]
@@ -35,7 +37,8 @@ func learningCurvesPNG(_ logs: [(name: String, text: String)], column: String) t
     for (i, log) in logs.enumerated() {
         var lines = log.text.split(whereSeparator: \.isNewline).map { $0.split(separator: ",", omittingEmptySubsequences: false) }
         guard let header = lines.first, let e = header.firstIndex(of: "epoch"),
-              let c = header.firstIndex(where: { $0 == Substring(column) }) else {
+            let c = header.firstIndex(where: { $0 == Substring(column) })
+        else {
             throw LiversegError.invalidArgument("\(log.name) has no epoch and \(column) columns")
         }
         lines.removeFirst()

@@ -1,18 +1,21 @@
 import ArgumentParser
 import Foundation
-import LiversegCore
+import LiversegSupport
+import LiversegImageIO
+import LiversegPipeline
+import LiversegTraining
 
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Compare segmentations with references: SLiver07 measures and scores, Dice, HD95.",
         discussion: """
-        VOE and VD in %, surface distances in mm (voxel spacing applied, symmetric, pooled over \
-        both directions). VD is signed: positive when the segmentation is larger. HD95 is the \
-        95th percentile of the pooled distances (MedPy's convention). Scores: \
-        max(0, 100 − 25·m/m_ref) with m_ref = VOE 6.4 %, |VD| 4.7 %, AvgD 1 mm, RMSD 1.8 mm, \
-        MaxD 19 mm; the total is their mean. With several pairs, mean and sample standard \
-        deviation follow. An empty mask gives infinite distances (null in JSON) and score 0.
-        """)
+            VOE and VD in %, surface distances in mm (voxel spacing applied, symmetric, pooled over \
+            both directions). VD is signed: positive when the segmentation is larger. HD95 is the \
+            95th percentile of the pooled distances (MedPy's convention). Scores: \
+            max(0, 100 − 25·m/m_ref) with m_ref = VOE 6.4 %, |VD| 4.7 %, AvgD 1 mm, RMSD 1.8 mm, \
+            MaxD 19 mm; the total is their mean. With several pairs, mean and sample standard \
+            deviation follow. An empty mask gives infinite distances (null in JSON) and score 0.
+            """)
 
     @Argument(help: "SEG REF pairs: one or more segmentation and reference masks, each pair on one grid.")
     var files: [String]
@@ -56,22 +59,27 @@ struct Eval: ParsableCommand {
                 progress.update("evaluating", Double(n) / Double(pairs.count))
                 let seg = try readImage(segPath), ref = try readImage(refPath)
                 guard seg.size == ref.size else {
-                    throw LiversegError.invalidArgument("\(segPath) is \(seg.size) but \(refPath) is \(ref.size); masks must share one grid")
+                    throw LiversegError.invalidArgument(
+                        "\(segPath) is \(seg.size) but \(refPath) is \(ref.size); masks must share one grid")
                 }
                 guard seg.hasSameGeometry(as: ref, tolerance: 1e-3 * max(1, seg.spacing.max() ?? 1)) else {
-                    throw LiversegError.invalidArgument("\(segPath) and \(refPath) have different IJK→RAS matrices; masks must share one grid")
+                    throw LiversegError.invalidArgument(
+                        "\(segPath) and \(refPath) have different IJK→RAS matrices; masks must share one grid")
                 }
                 let (a, b) = (seg.mask(), ref.mask())
                 let metrics = try a.withUnsafeBufferPointer { pa in
                     try b.withUnsafeBufferPointer { pb in
-                        try evaluateSegmentation(pa, pb, size: seg.size, spacing: seg.spacing, connectivity: neighbourhood, threads: threads)
+                        try evaluateSegmentation(
+                            pa, pb, size: seg.size, spacing: seg.spacing, connectivity: neighbourhood, threads: threads)
                     }
                 }
                 results.append((segPath, refPath, metrics))
                 if n == 0, let preview {
-                    let background = try ct.map(readImage) ?? seg.withVoxels([Int16](repeating: -1024, count: seg.size.voxelCount))
+                    let background =
+                        try ct.map(readImage) ?? seg.withVoxels([Int16](repeating: -1024, count: seg.size.voxelCount))
                     guard background.size == seg.size else {
-                        throw LiversegError.invalidArgument("--ct \(ct ?? "") is \(background.size) but the masks are \(seg.size)")
+                        throw LiversegError.invalidArgument(
+                            "--ct \(ct ?? "") is \(background.size) but the masks are \(seg.size)")
                     }
                     try writeFileAtomically(try Preview().render(background, mask: a, reference: b).pngData(), to: preview)
                 }
@@ -101,14 +109,19 @@ struct Eval: ParsableCommand {
     }
 
     private func textReport(_ results: [(seg: String, ref: String, metrics: SegmentationMetrics)]) -> String {
-        func cell(_ v: Double) -> String { v.isFinite ? String(format: "%10.4f", v) : String(format: "%10@", v > 0 ? "inf" : "n/a") }
+        func cell(_ v: Double) -> String {
+            v.isFinite ? String(format: "%10.4f", v) : String(format: "%10@", v > 0 ? "inf" : "n/a")
+        }
         let names = results.map { ($0.seg as NSString).lastPathComponent }
         let width = max(12, (names.map(\.count).max() ?? 0) + 2)
         func label(_ s: String) -> String { s.padding(toLength: width, withPad: " ", startingAt: 0) }
-        var lines = [label("case") + Self.columns.map { c in
-            let title = c.unit.isEmpty ? c.name : "\(c.name)[\(c.unit)]"
-            return String(repeating: " ", count: max(0, 10 - title.count)) + title
-        }.joined(separator: " ")]
+        var lines = [
+            label("case")
+                + Self.columns.map { c in
+                    let title = c.unit.isEmpty ? c.name : "\(c.name)[\(c.unit)]"
+                    return String(repeating: " ", count: max(0, 10 - title.count)) + title
+                }.joined(separator: " ")
+        ]
         for (name, r) in zip(names, results) {
             lines.append(label(name) + Self.columns.map { cell($0.value(r.metrics)) }.joined(separator: " "))
         }
@@ -118,7 +131,9 @@ struct Eval: ParsableCommand {
             lines.append(label("sd") + stats.map { cell($0.1) }.joined(separator: " "))
         }
         lines.append("")
-        lines.append("border connectivity \(connectivity); HD95 = 95th percentile of the pooled surface distances (MedPy); scores as SLiver07 (Heimann et al. 2009)")
+        lines.append(
+            "border connectivity \(connectivity); HD95 = 95th percentile of the pooled surface distances (MedPy); scores as SLiver07 (Heimann et al. 2009)"
+        )
         return lines.joined(separator: "\n")
     }
 
@@ -128,27 +143,35 @@ struct Eval: ParsableCommand {
         for (key, value) in members {
             let parts = key.split(separator: ".", maxSplits: 1).map(String.init)
             guard parts.count == 2 else { top.append((key, value)); continue }
-            if let g = groups.firstIndex(where: { $0.0 == parts[0] }) { groups[g].1.append((parts[1], value)) }
-            else { groups.append((parts[0], [(parts[1], value)])); top.append((parts[0], .null)) }
+            if let g = groups.firstIndex(where: { $0.0 == parts[0] }) {
+                groups[g].1.append((parts[1], value))
+            } else {
+                groups.append((parts[0], [(parts[1], value)])); top.append((parts[0], .null))
+            }
         }
-        return .object(top.map { key, value in
-            guard let group = groups.first(where: { $0.0 == key }) else { return (key, value) }
-            return (key, .object(group.1))
-        })
+        return .object(
+            top.map { key, value in
+                guard let group = groups.first(where: { $0.0 == key }) else { return (key, value) }
+                return (key, .object(group.1))
+            })
     }
 
     private func jsonReport(_ results: [(seg: String, ref: String, metrics: SegmentationMetrics)]) -> JSONValue {
         func number(_ v: Double) -> JSONValue { v.isFinite ? .number(v) : .null }
         let cases: [JSONValue] = results.map { r in
-            nested([("segmentation", .string(r.seg)), ("reference", .string(r.ref))]
-                   + Self.columns.map { ($0.key, number($0.value(r.metrics))) }
-                   + [("segmentation_voxels", .number(Double(r.metrics.segmentationVoxels))),
-                      ("reference_voxels", .number(Double(r.metrics.referenceVoxels)))])
+            nested(
+                [("segmentation", .string(r.seg)), ("reference", .string(r.ref))]
+                    + Self.columns.map { ($0.key, number($0.value(r.metrics))) }
+                    + [
+                        ("segmentation_voxels", .number(Double(r.metrics.segmentationVoxels))),
+                        ("reference_voxels", .number(Double(r.metrics.referenceVoxels))),
+                    ])
         }
-        let summary = nested(Self.columns.map { c in
-            let (mean, sd) = meanAndSD(results.map { c.value($0.metrics) })
-            return (c.key, .object([("mean", number(mean)), ("sd", number(sd))]))
-        })
+        let summary = nested(
+            Self.columns.map { c in
+                let (mean, sd) = meanAndSD(results.map { c.value($0.metrics) })
+                return (c.key, .object([("mean", number(mean)), ("sd", number(sd))]))
+            })
         return .object([
             ("connectivity", .number(Double(connectivity))),
             ("hd95_convention", .string("95th percentile of the pooled distances of both directions (MedPy hd95)")),

@@ -1,6 +1,9 @@
 import ArgumentParser
 import Foundation
-import LiversegCore
+import LiversegSupport
+import LiversegImageIO
+import LiversegVolume
+import LiversegPipeline
 
 struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,20 +1,25 @@
 import ArgumentParser
 import Foundation
-import LiversegCore
+import LiversegSupport
+import LiversegImageIO
+import LiversegVolume
+import LiversegCRF
+import LiversegPipeline
+import LiversegTraining
 
 struct LeaveOneOut: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "loo",
         abstract: "Leave-one-out evaluation as the paper's Table 1: 3D-CNN, 3D-DSN, each with and without the CRF.",
         discussion: """
-        For each case: train a 3D-DSN and a 3D-CNN (no deep supervision) on the other cases \
-        with the given training options; pick the CRF setting with the lowest mean VOE on \
-        those training cases (never the held-out one) from the --crf-* grids; then segment \
-        the held-out case and score it. Writes OUT/table.txt, table.csv, table.md, folds.csv \
-        and each fold's models; prints the table (means over folds). A run whose network \
-        reaches a mean Dice below \(collapseDice) on its own training cases is reported as \
-        collapsed (folds.csv, table.txt and a warning); its rows stay in the means.
-        """)
+            For each case: train a 3D-DSN and a 3D-CNN (no deep supervision) on the other cases \
+            with the given training options; pick the CRF setting with the lowest mean VOE on \
+            those training cases (never the held-out one) from the --crf-* grids; then segment \
+            the held-out case and score it. Writes OUT/table.txt, table.csv, table.md, folds.csv \
+            and each fold's models; prints the table (means over folds). A run whose network \
+            reaches a mean Dice below \(collapseDice) on its own training cases is reported as \
+            collapsed (folds.csv, table.txt and a warning); its rows stay in the means.
+            """)
 
     @Option(help: "Labelled cases: CT,MASK or a folder of case folders (repeatable); at least 2.")
     var data: [String]
@@ -42,17 +47,21 @@ struct LeaveOneOut: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let all = try cases(data)
-            guard all.count >= 2 else { throw LiversegError.invalidArgument("leave-one-out needs at least 2 cases, got \(all.count)") }
+            guard all.count >= 2 else {
+                throw LiversegError.invalidArgument("leave-one-out needs at least 2 cases, got \(all.count)")
+            }
             let grid = try crfGrid()
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
             let base = try training.configuration()
             let volumes = try all.map {
-                try TrainingVolume(ctPath: $0.ct, maskPath: $0.mask, preprocessing: base.preprocessing,
-                                   threads: resolvedThreadCount(base.threads))
+                try TrainingVolume(
+                    ctPath: $0.ct, maskPath: $0.mask, preprocessing: base.preprocessing,
+                    threads: resolvedThreadCount(base.threads))
             }
             let rows = ["3D-CNN", "3D-DSN", "3D-CNN+CRF", "3D-DSN+CRF"]
             var results: [String: [SegmentationMetrics]] = [:]
-            var folds = "fold,held_out,method,voe,vd,avgd,rmsd,maxd,dice,training_dice,collapsed,crf_mode,crf_mu1,crf_theta_alpha_mm,crf_theta_beta_hu\n"
+            var folds =
+                "fold,held_out,method,voe,vd,avgd,rmsd,maxd,dice,training_dice,collapsed,crf_mode,crf_mu1,crf_theta_alpha_mm,crf_theta_beta_hu\n"
             var collapsedRuns: [String] = []
             for (k, heldOut) in all.enumerated() {
                 let trainingCases = all.indices.filter { $0 != k }
@@ -67,42 +76,58 @@ struct LeaveOneOut: ParsableCommand {
                         try trainer.resume(fromCheckpoint: saved)
                         say("fold \(k + 1)/\(all.count) \(name): resuming after epoch \(trainer.epochsDone)")
                     }
-                    let provenance = { (epoch: Int) in [("provenance", training.provenance(
-                        c, data: trainingCases.map { all[$0].ct }, epochs: epoch))] }
+                    let provenance = { (epoch: Int) in
+                        [
+                            (
+                                "provenance",
+                                training.provenance(
+                                    c, data: trainingCases.map { all[$0].ct }, epochs: epoch)
+                            )
+                        ]
+                    }
                     try trainWithCheckpoints(
                         trainer, sampler, epochs: training.epochs, model: stem + ".safetensors",
                         checkpoint: stem + ".checkpoint", log: stem + ".csv", metadata: provenance,
                         report: { summary, _ in
-                            say("fold \(k + 1)/\(all.count) \(name) epoch \(summary.epoch)/\(training.epochs) loss \(String(format: "%.4f", summary.total)) main \(String(format: "%.4f", summary.main))")
+                            say(
+                                "fold \(k + 1)/\(all.count) \(name) epoch \(summary.epoch)/\(training.epochs) loss \(String(format: "%.4f", summary.total)) main \(String(format: "%.4f", summary.main))"
+                            )
                         })
                     let model = try trainer.model(extraMetadata: provenance(training.epochs))
                     // A run finished earlier is re-scored with today's model-building rules.
                     try writeFileAtomically(model.fileBytes(), to: stem + ".safetensors")
                     // CRF setting chosen on the training cases only.
                     let trainingOutputs = try trainingCases.map { try segmentCase(model, all[$0]) }
-                    let trainingDice = try trainingOutputs.map { try $0.metrics(of: $0.thresholded).dice }
+                    let trainingDice =
+                        try trainingOutputs.map { try $0.metrics(of: $0.thresholded).dice }
                         .reduce(0, +) / Double(trainingOutputs.count)
                     let collapsed = trainingDice < Self.collapseDice
                     if collapsed {
                         collapsedRuns.append("fold \(k + 1) \(name)")
-                        say("warning: fold \(k + 1) \(name) collapsed: mean Dice \(String(format: "%.3f", trainingDice)) on its own training cases")
+                        say(
+                            "warning: fold \(k + 1) \(name) collapsed: mean Dice \(String(format: "%.3f", trainingDice)) on its own training cases"
+                        )
                     }
                     var best = (voe: Double.infinity, parameters: CRFParameters())
                     for parameters in grid {
-                        let voe = try trainingOutputs.map { output in
-                            try output.metrics(of: output.refined(parameters))
-                        }.map(\.voe).reduce(0, +) / Double(trainingOutputs.count)
+                        let voe =
+                            try trainingOutputs.map { output in
+                                try output.metrics(of: output.refined(parameters))
+                            }.map(\.voe).reduce(0, +) / Double(trainingOutputs.count)
                         if voe < best.voe { best = (voe, parameters) }
                     }
                     let test = try segmentCase(model, heldOut)
                     for (method, mask) in [(name, test.thresholded), (name + "+CRF", try test.refined(best.parameters))] {
                         let m = try test.metrics(of: mask)
                         results[method, default: []].append(m)
-                        folds += String(format: "%d,%@,%@,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%@,%@,%g,%g,%g\n", k + 1, heldOut.ct, method,
-                                        m.voe, m.vd, m.avgD, m.rmsD, m.maxD, m.dice, trainingDice, collapsed ? "yes" : "no",
-                                        best.parameters.mode.name, best.parameters.bilateralWeight,
-                                        best.parameters.thetaAlphaMM, best.parameters.thetaBetaHU)
-                        say("fold \(k + 1) \(method): VOE \(String(format: "%.2f", m.voe)) %, Dice \(String(format: "%.4f", m.dice))")
+                        folds += String(
+                            format: "%d,%@,%@,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%@,%@,%g,%g,%g\n", k + 1, heldOut.ct, method,
+                            m.voe, m.vd, m.avgD, m.rmsD, m.maxD, m.dice, trainingDice, collapsed ? "yes" : "no",
+                            best.parameters.mode.name, best.parameters.bilateralWeight,
+                            best.parameters.thetaAlphaMM, best.parameters.thetaBetaHU)
+                        say(
+                            "fold \(k + 1) \(method): VOE \(String(format: "%.2f", m.voe)) %, Dice \(String(format: "%.4f", m.dice))"
+                        )
                     }
                 }
                 let logs = try ["3D-DSN", "3D-CNN"].map { name in
@@ -117,20 +142,28 @@ struct LeaveOneOut: ParsableCommand {
                 let values: [[Double]] = ms.map { [$0.voe, $0.vd, $0.avgD, $0.rmsD, $0.maxD, $0.dice] }
                 return (0..<columns.count).map { i in values.map { $0[i] }.reduce(0, +) / Double(max(1, values.count)) }
             }
-            var text = "method".padding(toLength: 12, withPad: " ", startingAt: 0)
+            var text =
+                "method".padding(toLength: 12, withPad: " ", startingAt: 0)
                 + columns.map { $0.leftPadded(to: 10) }.joined() + "\n"
             var csv = "method," + columns.joined(separator: ",") + "\n"
-            var markdown = "| method | " + columns.joined(separator: " | ") + " |\n|---|" + String(repeating: "---|", count: columns.count) + "\n"
+            var markdown =
+                "| method | " + columns.joined(separator: " | ") + " |\n|---|" + String(repeating: "---|", count: columns.count)
+                + "\n"
             for row in rows {
                 let v = means(row)
-                text += row.padding(toLength: 12, withPad: " ", startingAt: 0) + v.map { String(format: "%.4f", $0).leftPadded(to: 10) }.joined() + "\n"
+                text +=
+                    row.padding(toLength: 12, withPad: " ", startingAt: 0)
+                    + v.map { String(format: "%.4f", $0).leftPadded(to: 10) }.joined() + "\n"
                 csv += row + "," + v.map { String(format: "%.4f", $0) }.joined(separator: ",") + "\n"
                 // Dice is a fraction: two decimals would hide differences of up to 0.01.
-                markdown += "| \(row) | " + v.dropLast().map { String(format: "%.2f", $0) }.joined(separator: " | ")
+                markdown +=
+                    "| \(row) | " + v.dropLast().map { String(format: "%.2f", $0) }.joined(separator: " | ")
                     + String(format: " | %.3f |\n", v[v.count - 1])
             }
-            text += "\nleave-one-out over \(all.count) cases, means over folds; VD signed; surface distances pooled, 18-connected borders\n"
-            text += "collapsed runs (mean training-case Dice < \(Self.collapseDice)): "
+            text +=
+                "\nleave-one-out over \(all.count) cases, means over folds; VD signed; surface distances pooled, 18-connected borders\n"
+            text +=
+                "collapsed runs (mean training-case Dice < \(Self.collapseDice)): "
                 + (collapsedRuns.isEmpty ? "none" : collapsedRuns.joined(separator: ", ")) + "\n"
             for (file, content) in [("table.txt", text), ("table.csv", csv), ("table.md", markdown), ("folds.csv", folds)] {
                 try writeFileAtomically(Array(content.utf8), to: "\(out)/\(file)")
@@ -149,12 +182,13 @@ struct LeaveOneOut: ParsableCommand {
     }
 
     private func crfGrid() throws -> [CRFParameters] {
-        let mode = try crfMode.map { name in
-            guard let mode = CRFMode(name: name) else {
-                throw LiversegError.invalidArgument("--crf-mode must be slice2d or volume3d, not \"\(name)\"")
-            }
-            return mode
-        } ?? CRFParameters().mode
+        let mode =
+            try crfMode.map { name in
+                guard let mode = CRFMode(name: name) else {
+                    throw LiversegError.invalidArgument("--crf-mode must be slice2d or volume3d, not \"\(name)\"")
+                }
+                return mode
+            } ?? CRFParameters().mode
         var grid: [CRFParameters] = []
         for mu1 in try commaSeparatedNumbers(crfMu1, option: "crf-mu1") {
             for alpha in try commaSeparatedNumbers(crfThetaAlpha, option: "crf-theta-alpha") {

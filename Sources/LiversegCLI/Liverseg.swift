@@ -1,7 +1,8 @@
 import ArgumentParser
 import CLiverseg
 import Foundation
-import LiversegCore
+import LiversegSupport
+import LiversegImageIO
 
 @main
 struct Liverseg: ParsableCommand {
@@ -9,21 +10,21 @@ struct Liverseg: ParsableCommand {
         commandName: "liverseg",
         abstract: "Segment the liver in abdominal CT with the 3D DSN network and evaluate segmentations.",
         discussion: """
-        Image files: NIfTI-1 (.nii, .nii.gz), NRRD (.nrrd, .nhdr + data file) and MetaImage \
-        (.mha, .mhd + .raw), any integer or float voxel type. Outputs keep the input's grid and \
-        geometry and are written atomically.
+            Image files: NIfTI-1 (.nii, .nii.gz), NRRD (.nrrd, .nhdr + data file) and MetaImage \
+            (.mha, .mhd + .raw), any integer or float voxel type. Outputs keep the input's grid and \
+            geometry and are written atomically.
 
-        Exit status:
-          0   success (a batch: every case)
-          64  bad command line (unknown option, missing or malformed argument)
-          65  bad input data: a malformed or inconsistent image or model file, grids that differ
-          69  unsupported input (e.g. a 4D image, a NIfTI-2 file, an unknown NRRD encoding)
-          70  internal error (a bug in liverseg; please report it)
-          71  out of memory
-          74  a file could not be read or written
-          130 cancelled
-        Errors are printed as one line on standard error.
-        """,
+            Exit status:
+              0   success (a batch: every case)
+              64  bad command line (unknown option, missing or malformed argument)
+              65  bad input data: a malformed or inconsistent image or model file, grids that differ
+              69  unsupported input (e.g. a 4D image, a NIfTI-2 file, an unknown NRRD encoding)
+              70  internal error (a bug in liverseg; please report it)
+              71  out of memory
+              74  a file could not be read or written
+              130 cancelled
+            Errors are printed as one line on standard error.
+            """,
         // The version is written once, in include/liverseg.h.
         version: String(cString: lvs_version_string()),
         subcommands: [Segment.self, Eval.self, Info.self, Train.self, LeaveOneOut.self, Curves.self])

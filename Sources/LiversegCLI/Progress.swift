@@ -20,7 +20,8 @@ final class ProgressBar {
         let width = 30, filled = Int(Double(width) * f)
         let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
         let remaining = f > 0.01 ? format(elapsed * (1 - f) / f) : "--:--"
-        let line = "\r\(stage.padding(toLength: 12, withPad: " ", startingAt: 0)) \(bar) \(String(format: "%3d%%", Int(f * 100)))  \(format(elapsed)) elapsed, \(remaining) left \u{1B}[K"
+        let line =
+            "\r\(stage.padding(toLength: 12, withPad: " ", startingAt: 0)) \(bar) \(String(format: "%3d%%", Int(f * 100)))  \(format(elapsed)) elapsed, \(remaining) left \u{1B}[K"
         FileHandle.standardError.write(Data(line.utf8))
         drawn = true
     }

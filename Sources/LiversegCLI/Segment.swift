@@ -1,24 +1,30 @@
 import ArgumentParser
 import Foundation
-import LiversegCore
+import LiversegSupport
+import LiversegImageIO
+import LiversegVolume
+import LiversegCRF
+import LiversegPipeline
 
 struct Segment: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Segment the liver in CT images and write 0/1 masks on the same grids.",
         discussion: """
-        One case:  liverseg segment ct.nii.gz liver.nii.gz
-        A batch:   liverseg segment CT... -o DIR     or     liverseg segment -i IN_DIR -o DIR
-        A batch loads the model once and writes each mask as DIR/<the input's file name> (the \
-        input's format). A failed case is reported and the batch goes on; a summary follows, and \
-        the exit status is the first failed case's (0 when every case succeeded). Every output is \
-        checked before any computation and written atomically. Warnings about inputs that do not \
-        look like CT in Hounsfield units go to standard error and never stop a run.
-        """)
+            One case:  liverseg segment ct.nii.gz liver.nii.gz
+            A batch:   liverseg segment CT... -o DIR     or     liverseg segment -i IN_DIR -o DIR
+            A batch loads the model once and writes each mask as DIR/<the input's file name> (the \
+            input's format). A failed case is reported and the batch goes on; a summary follows, and \
+            the exit status is the first failed case's (0 when every case succeeded). Every output is \
+            checked before any computation and written atomically. Warnings about inputs that do not \
+            look like CT in Hounsfield units go to standard error and never stop a run.
+            """)
 
     @Argument(help: "The CT image (Hounsfield units) and the mask to write (uint8, 1 = liver); with --output-dir, the CT images.")
     var paths: [String] = []
 
-    @Option(name: [.customShort("i"), .customLong("input-dir")], help: "Batch: segment every image file in this folder (with --output-dir).")
+    @Option(
+        name: [.customShort("i"), .customLong("input-dir")],
+        help: "Batch: segment every image file in this folder (with --output-dir).")
     var inputDir: String?
 
     @Option(name: [.customShort("o"), .customLong("output-dir")], help: "Batch: the folder for the masks (created if missing).")
@@ -30,16 +36,25 @@ struct Segment: ParsableCommand {
     @Option(help: "Also write the fused liver probability (float32) to this image file (one case only).")
     var probability: String?
 
-    @Option(help: "Write liver statistics as JSON: volume (ml), HU mean/sd/median inside the mask, bounding box (voxels, mm), connected components. A batch writes one document with every case.")
+    @Option(
+        help:
+            "Write liver statistics as JSON: volume (ml), HU mean/sd/median inside the mask, bounding box (voxels, mm), connected components. A batch writes one document with every case."
+    )
     var statistics: String?
 
     @Option(help: "Worker threads; 0 = all cores.")
     var threads = 0
 
-    @Flag(help: "Refine the mask with the dense CRF (paper §2.3), with the model file's CRF parameters (the library's defaults where it has none).")
+    @Flag(
+        help:
+            "Refine the mask with the dense CRF (paper §2.3), with the model file's CRF parameters (the library's defaults where it has none)."
+    )
     var crf = false
 
-    @Option(help: "Mask clean-up after thresholding or the CRF: all (default: largest connected component, 3D and per-slice hole filling), none, or a comma-separated list of largest_component, fill_holes_3d, fill_holes_slices.")
+    @Option(
+        help:
+            "Mask clean-up after thresholding or the CRF: all (default: largest connected component, 3D and per-slice hole filling), none, or a comma-separated list of largest_component, fill_holes_3d, fill_holes_slices."
+    )
     var postprocess = "all"
 
     @Option(help: "Write a PNG with axial, coronal and sagittal slices and the mask outline (one case only).")
@@ -59,7 +74,9 @@ struct Segment: ParsableCommand {
             guard probability == nil, preview == nil else {
                 throw ValidationError("--probability and --preview name one case's file: not with --output-dir")
             }
-            guard !paths.isEmpty || inputDir != nil else { throw ValidationError("give CT images or --input-dir with --output-dir") }
+            guard !paths.isEmpty || inputDir != nil else {
+                throw ValidationError("give CT images or --input-dir with --output-dir")
+            }
         }
     }
 
@@ -82,7 +99,9 @@ struct Segment: ParsableCommand {
         // Every output is staged before any is put in place: a failure leaves none of them.
         var files = try stageImage(try result.ct.withVoxels(result.mask), to: output)
         if let probability { files += try stageImage(try result.ct.withVoxels(result.probabilities), to: probability) }
-        if let preview { files.append(try StagedFile(try Preview().render(result.ct, mask: result.mask).pngData(), for: preview)) }
+        if let preview {
+            files.append(try StagedFile(try Preview().render(result.ct, mask: result.mask).pngData(), for: preview))
+        }
         if let statistics {
             files.append(try StagedFile(Array((caseReport(result, output: output).serialized + "\n").utf8), for: statistics))
         }
@@ -113,10 +132,12 @@ struct Segment: ParsableCommand {
         var reports: [JSONValue] = [], failures: [(input: String, error: LiversegError)] = []
         for (n, (input, output)) in zip(inputs, outputs).enumerated() {
             do {
-                let result = try segmentCase(input, with: loaded, options: options, probability: false,
-                                             label: "\(n + 1)/\(inputs.count) ")
+                let result = try segmentCase(
+                    input, with: loaded, options: options, probability: false,
+                    label: "\(n + 1)/\(inputs.count) ")
+                let report = try caseReport(result, output: output)
                 try commitAll(try stageImage(try result.ct.withVoxels(result.mask), to: output))
-                reports.append(caseReport(result, output: output))
+                reports.append(report)
                 if !quiet { print(summaryLine(result, output: output)) }
             } catch let error as LiversegError {
                 printError("\(input): \(error.description)")
@@ -133,8 +154,10 @@ struct Segment: ParsableCommand {
     }
 
     /// One case read, checked for plausibility and segmented.
-    private func segmentCase(_ input: String, with loaded: Model, options: SegmentationOptions, probability: Bool,
-                             label: String = "") throws -> CaseResult {
+    private func segmentCase(
+        _ input: String, with loaded: Model, options: SegmentationOptions, probability: Bool,
+        label: String = ""
+    ) throws -> CaseResult {
         var options = options
         if crf {
             var parameters = try CRFParameters(modelMetadata: loaded.metadata["crf"])
@@ -149,15 +172,19 @@ struct Segment: ParsableCommand {
         for warning in warnings { printError("warning: \(input): \(warning)") }
         var mask = [UInt8](repeating: 0, count: ct.size.voxelCount)
         var probabilities = probability ? [Float](repeating: 0, count: ct.size.voxelCount) : []
-        let stageNames: [SegmentationStage: String] = [.preprocess: "preprocess", .network: "network",
-                                                       .postprocess: "postprocess", .crf: "crf"]
+        let stageNames: [SegmentationStage: String] = [
+            .preprocess: "preprocess", .network: "network",
+            .postprocess: "postprocess", .crf: "crf",
+        ]
         try ct.withVolumeInput { volume in
             try mask.withUnsafeMutableBufferPointer { m in
                 try probabilities.withUnsafeMutableBufferPointer { p in
                     guard let maskBase = m.baseAddress else { throw LiversegError.internalError("empty mask buffer") }
                     // An empty array may still have a base address: pass NULL unless asked.
-                    try loaded.segment(volume, options: options, mask: maskBase,
-                                       probability: probability ? p.baseAddress : nil) { fraction, stage in
+                    try loaded.segment(
+                        volume, options: options, mask: maskBase,
+                        probability: probability ? p.baseAddress : nil
+                    ) { fraction, stage in
                         progress.update(label + (stageNames[stage] ?? ""), fraction)
                         return true
                     }
@@ -174,10 +201,13 @@ struct Segment: ParsableCommand {
         return "\(output): \(voxels) liver voxels, \(String(format: "%.1f", millilitres)) ml"
     }
 
-    private func caseReport(_ result: CaseResult, output: String) -> JSONValue {
-        .object([("input", .string(result.input)), ("mask", .string(output)),
-                 ("warnings", .array(result.warnings.map { .string($0) }))]
-                + liverStatistics(ct: result.ct, mask: result.mask))
+    private func caseReport(_ result: CaseResult, output: String) throws -> JSONValue {
+        .object(
+            [
+                ("input", .string(result.input)), ("mask", .string(output)),
+                ("warnings", .array(result.warnings.map { .string($0) })),
+            ]
+                + (try liverStatistics(ct: result.ct, mask: result.mask)))
     }
 }
 
@@ -213,5 +243,6 @@ func defaultModelPath() throws -> String {
         folder = folder.deletingLastPathComponent()
     }
     if let found = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) { return found }
-    throw LiversegError.io("no --model given and no default model found (looked at $LIVERSEG_MODEL, \(candidates.joined(separator: ", ")))")
+    throw LiversegError.io(
+        "no --model given and no default model found (looked at $LIVERSEG_MODEL, \(candidates.joined(separator: ", ")))")
 }

@@ -1,19 +1,23 @@
 import ArgumentParser
 import Foundation
-import LiversegCore
+import LiversegSupport
+import LiversegImageIO
+import LiversegCRF
+import LiversegPipeline
+import LiversegTraining
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a 3D DSN on labelled CT and write a model file.",
         discussion: """
-        Each --data / --val value is either CT,MASK (two image files) or a folder whose \
-        subfolders each hold ct.nii.gz and liver.nii.gz. Volumes are mapped onto the model \
-        grid with the segmentation pipeline's own reorientation and resampling. Objective: \
-        paper eq. 3 (main cross-entropy + η-weighted branch cross-entropies, weight decay), \
-        SGD with momentum; lr ÷ --lr-drop every --lr-step epochs, η × 0.95 every 10 epochs. \
-        A checkpoint is written after every epoch; --resume continues a run bit-identically \
-        (same arguments and seed). The CSV log has one row per epoch.
-        """)
+            Each --data / --val value is either CT,MASK (two image files) or a folder whose \
+            subfolders each hold ct.nii.gz and liver.nii.gz. Volumes are mapped onto the model \
+            grid with the segmentation pipeline's own reorientation and resampling. Objective: \
+            paper eq. 3 (main cross-entropy + η-weighted branch cross-entropies, weight decay), \
+            SGD with momentum; lr ÷ --lr-drop every --lr-step epochs, η × 0.95 every 10 epochs. \
+            A checkpoint is written after every epoch; --resume continues a run bit-identically \
+            (same arguments and seed). The CSV log has one row per epoch.
+            """)
 
     @Option(help: "Training data: CT,MASK or a folder of case folders (repeatable).")
     var data: [String]
@@ -47,7 +51,8 @@ struct Train: ParsableCommand {
             let progress = ProgressBar(quiet: quiet)
             progress.update("loading", 0)
             let volumes = try cases(data).map {
-                try TrainingVolume(ctPath: $0.ct, maskPath: $0.mask, preprocessing: c.preprocessing, threads: resolvedThreadCount(c.threads))
+                try TrainingVolume(
+                    ctPath: $0.ct, maskPath: $0.mask, preprocessing: c.preprocessing, threads: resolvedThreadCount(c.threads))
             }
             let validation = try cases(val)
             let sampler = try c.sampler(volumes)
@@ -58,13 +63,18 @@ struct Train: ParsableCommand {
             let epochs = training.epochs
             try trainWithCheckpoints(
                 trainer, sampler, epochs: epochs, model: out, checkpoint: checkpointPath, log: log,
-                metadata: { epoch in [("crf", CRFParameters().modelMetadata),
-                                      ("provenance", training.provenance(c, data: data, epochs: epoch))] },
+                metadata: { epoch in
+                    [
+                        ("crf", CRFParameters().modelMetadata),
+                        ("provenance", training.provenance(c, data: data, epochs: epoch)),
+                    ]
+                },
                 validation: { model in
                     let dice = try validation.map { try validationDice(model, $0) }
                     return dice.isEmpty ? nil : dice.reduce(0, +) / Double(dice.count)
                 },
-                progress: { epoch, done, total in progress.update(String(format: "epoch %d", epoch), Double(done) / Double(total)) },
+                progress: { epoch, done, total in progress.update(String(format: "epoch %d", epoch), Double(done) / Double(total))
+                },
                 report: { summary, dice in
                     progress.finish()
                     if let curves, let log {
@@ -72,10 +82,12 @@ struct Train: ParsableCommand {
                         try writeFileAtomically(try learningCurvesPNG([(log, text)], column: "main"), to: curves)
                     }
                     if !quiet {
-                        print(String(format: "epoch %d/%d  loss %.4f (main %.4f)  %.1f s  %.2f patches/s%@", summary.epoch, epochs,
-                                     summary.total, summary.main, summary.seconds,
-                                     Double(c.iterationsPerEpoch) / summary.seconds,
-                                     dice.map { String(format: "  validation Dice %.3f", $0) } ?? ""))
+                        print(
+                            String(
+                                format: "epoch %d/%d  loss %.4f (main %.4f)  %.1f s  %.2f patches/s%@", summary.epoch, epochs,
+                                summary.total, summary.main, summary.seconds,
+                                Double(c.iterationsPerEpoch) / summary.seconds,
+                                dice.map { String(format: "  validation Dice %.3f", $0) } ?? ""))
                     }
                 })
         }
@@ -86,12 +98,14 @@ struct Train: ParsableCommand {
 /// (with `metadata(epoch)`), the checkpoint and the CSV log, each atomically, so a run that is
 /// stopped resumes from its checkpoint with a log that matches it: rows after the trainer's
 /// epoch count are dropped on the way in.
-func trainWithCheckpoints(_ trainer: Trainer, _ sampler: PatchSampler, epochs: Int, model out: String,
-                          checkpoint: String, log: String?,
-                          metadata: (Int) -> [(String, JSONValue)],
-                          validation: (Model) throws -> Double? = { _ in nil },
-                          progress: (Int, Int, Int) -> Void = { _, _, _ in },
-                          report: (EpochSummary, Double?) throws -> Void) throws {
+func trainWithCheckpoints(
+    _ trainer: Trainer, _ sampler: PatchSampler, epochs: Int, model out: String,
+    checkpoint: String, log: String?,
+    metadata: (Int) -> [(String, JSONValue)],
+    validation: (Model) throws -> Double? = { _ in nil },
+    progress: (Int, Int, Int) -> Void = { _, _, _ in },
+    report: (EpochSummary, Double?) throws -> Void
+) throws {
     var csv = "epoch,seconds,loss,main,branch1,branch2,validation_dice\n"
     if let log, trainer.epochsDone > 0, let old = try? String(contentsOfFile: log, encoding: .utf8) {
         for line in old.split(separator: "\n").dropFirst() {
@@ -104,8 +118,9 @@ func trainWithCheckpoints(_ trainer: Trainer, _ sampler: PatchSampler, epochs: I
         let model = try trainer.model(extraMetadata: metadata(epoch))
         let dice = try validation(model)
         try writeFileAtomically(model.fileBytes(), to: out)
-        csv += String(format: "%d,%.1f,%.6f,%.6f,%.6f,%.6f,%@\n", epoch, summary.seconds, summary.total, summary.main,
-                      summary.branch1, summary.branch2, dice.map { String(format: "%.4f", $0) } ?? "")
+        csv += String(
+            format: "%d,%.1f,%.6f,%.6f,%.6f,%.6f,%@\n", epoch, summary.seconds, summary.total, summary.main,
+            summary.branch1, summary.branch2, dice.map { String(format: "%.4f", $0) } ?? "")
         if let log { try writeFileAtomically(Array(csv.utf8), to: log) }
         try writeFileAtomically(trainer.checkpointBytes(), to: checkpoint)
         try report(summary, dice)
@@ -142,7 +157,9 @@ func cases(_ values: [String]) throws -> [(ct: String, mask: String)] {
                 result.append((ct, mask))
             }
         }
-        guard !result.isEmpty else { throw LiversegError.invalidArgument("\(value) has no case folders with ct.nii.gz and liver.nii.gz") }
+        guard !result.isEmpty else {
+            throw LiversegError.invalidArgument("\(value) has no case folders with ct.nii.gz and liver.nii.gz")
+        }
     }
     return result
 }
@@ -191,7 +208,10 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Weight initialisation: he, or gaussian (σ = 0.01, the paper's).")
     var initialization = "he"
 
-    @Option(help: "Geometric augmentation: anatomical (small rotations and scaling, field-of-view crops; never mirrors), symmetric (90° turns and x mirroring, as models before 0.2) or none.")
+    @Option(
+        help:
+            "Geometric augmentation: anatomical (small rotations and scaling, field-of-view crops; never mirrors), symmetric (90° turns and x mirroring, as models before 0.2) or none."
+    )
     var augmentation = "anatomical"
 
     @Option(help: "Grey-value augmentation: range of a random HU shift per patch, LOW,HIGH (e.g. -70,30); with --hu-scale.")
@@ -214,8 +234,10 @@ struct TrainingOptions: ParsableArguments {
             throw ValidationError("--patch needs three positive multiples of 4")
         }
         guard epochs >= 1, iterationsPerEpoch >= 1, lr > 0, lrDrop >= 1, lrStep >= 1, weightDecay >= 0,
-              (0..<1).contains(momentum) else {
-            throw ValidationError("--epochs, --iterations-per-epoch, --lr, --lr-step must be positive; --lr-drop ≥ 1; 0 ≤ --momentum < 1")
+            (0..<1).contains(momentum)
+        else {
+            throw ValidationError(
+                "--epochs, --iterations-per-epoch, --lr, --lr-step must be positive; --lr-drop ≥ 1; 0 ≤ --momentum < 1")
         }
         guard ["he", "gaussian"].contains(initialization) else { throw ValidationError("--initialization is he or gaussian") }
         guard threads >= 0 else { throw ValidationError("--threads must be 0 (all cores) or more") }
@@ -223,8 +245,9 @@ struct TrainingOptions: ParsableArguments {
 
     /// The core configuration these options describe (HU window [−200, 300] → (HU − 50)/125, RAS).
     func configuration() throws -> TrainingConfiguration {
-        var c = TrainingConfiguration(preprocessing: Preprocessing(
-            spacing: spacing, orientation: AxisCodes("RAS")!, huWindow: (-200, 300), mean: 50, std: 125))
+        var c = TrainingConfiguration(
+            preprocessing: Preprocessing(
+                spacing: spacing, orientation: AxisCodes("RAS")!, huWindow: (-200, 300), mean: 50, std: 125))
         switch arch {
         case "paper": c.architecture = .paper
         case "small":
@@ -246,7 +269,8 @@ struct TrainingOptions: ParsableArguments {
         c.seed = seed
         c.threads = threads
         guard let spatial = SpatialAugmentation.presets.first(where: { $0.name == augmentation }) else {
-            throw LiversegError.invalidArgument("--augmentation \(augmentation): use \(SpatialAugmentation.presets.map(\.name).joined(separator: ", "))")
+            throw LiversegError.invalidArgument(
+                "--augmentation \(augmentation): use \(SpatialAugmentation.presets.map(\.name).joined(separator: ", "))")
         }
         c.spatialAugmentation = spatial.augmentation
         if huShift != nil || huScale != nil {
@@ -259,7 +283,9 @@ struct TrainingOptions: ParsableArguments {
                 return v[0]...v[1]
             }
             let scale = try range(huScale, "hu-scale", 1)
-            guard scale.lowerBound > 0 else { throw LiversegError.invalidArgument("--hu-scale must be positive, got \(huScale ?? "")") }
+            guard scale.lowerBound > 0 else {
+                throw LiversegError.invalidArgument("--hu-scale must be positive, got \(huScale ?? "")")
+            }
             c.intensityAugmentation = IntensityAugmentation(shiftHU: try range(huShift, "hu-shift", 0), scale: scale)
         }
         return c
@@ -267,18 +293,23 @@ struct TrainingOptions: ParsableArguments {
 
     /// The model file's "provenance" section.
     func provenance(_ c: TrainingConfiguration, data: [String], epochs: Int) -> JSONValue {
-        .object([("trainer", .string("liverseg train")), ("data", .array(data.map { .string($0) })),
-                 ("architecture", .string(arch)), ("epochs", .number(Double(epochs))),
-                 ("iterations_per_epoch", .number(Double(c.iterationsPerEpoch))),
-                 ("patch_xyz", .array(patch.map { .number(Double($0)) })), ("learning_rate", .number(c.learningRate)),
-                 ("lr_drop", .number(c.learningRateDrop)), ("lr_step_epochs", .number(Double(c.learningRateStepEpochs))),
-                 ("momentum", .number(c.momentum)), ("weight_decay", .number(c.weightDecay)),
-                 ("deep_supervision", .bool(c.deepSupervision)), ("initialization", .string(initialization)),
-                 ("augmentation", .string(augmentation)),
-                 ("seed", .string(String(c.seed)))]
+        .object(
+            [
+                ("trainer", .string("liverseg train")), ("data", .array(data.map { .string($0) })),
+                ("architecture", .string(arch)), ("epochs", .number(Double(epochs))),
+                ("iterations_per_epoch", .number(Double(c.iterationsPerEpoch))),
+                ("patch_xyz", .array(patch.map { .number(Double($0)) })), ("learning_rate", .number(c.learningRate)),
+                ("lr_drop", .number(c.learningRateDrop)), ("lr_step_epochs", .number(Double(c.learningRateStepEpochs))),
+                ("momentum", .number(c.momentum)), ("weight_decay", .number(c.weightDecay)),
+                ("deep_supervision", .bool(c.deepSupervision)), ("initialization", .string(initialization)),
+                ("augmentation", .string(augmentation)),
+                ("seed", .string(String(c.seed))),
+            ]
                 + (c.intensityAugmentation.map { a in
-                    [("hu_shift", .array([.number(a.shiftHU.lowerBound), .number(a.shiftHU.upperBound)])),
-                     ("hu_scale", .array([.number(a.scale.lowerBound), .number(a.scale.upperBound)]))]
+                    [
+                        ("hu_shift", .array([.number(a.shiftHU.lowerBound), .number(a.shiftHU.upperBound)])),
+                        ("hu_scale", .array([.number(a.scale.lowerBound), .number(a.scale.upperBound)])),
+                    ]
                 } ?? []))
     }
 }

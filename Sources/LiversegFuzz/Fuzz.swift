@@ -1,3 +1,7 @@
+import LiversegSupport
+import LiversegImageIO
+import LiversegPipeline
+
 // Fuzz harnesses for libFuzzer, one per input surface, chosen by LIVERSEG_FUZZ_TARGET:
 //   nifti      a .nii or .nii.gz file
 //   nrrd       a .nrrd file, or (first byte odd) a .nhdr header plus its detached data
@@ -11,8 +15,6 @@
 // Errors thrown or returned are the expected outcome of bad input; only a trap, a sanitizer
 // report or a leak is a finding.
 import CLiverseg
-import LiversegCAPI
-import LiversegCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -87,8 +89,10 @@ private func image(_ bytes: [UInt8], attached: ImageFormat, detached: ImageForma
 private func crf(_ bytes: [UInt8]) {
     var r = FuzzReader(bytes)
     let (dims, count) = r.dims(below: 12)
-    let dtype = [LIVERSEG_DTYPE_INT16, LIVERSEG_DTYPE_INT32, LIVERSEG_DTYPE_FLOAT32, LIVERSEG_DTYPE_UINT8,
-                 LIVERSEG_DTYPE_FLOAT64, liverseg_dtype(UInt32(r.byte()))][Int(r.byte()) % 6]
+    let dtype = [
+        LIVERSEG_DTYPE_INT16, LIVERSEG_DTYPE_INT32, LIVERSEG_DTYPE_FLOAT32, LIVERSEG_DTYPE_UINT8,
+        LIVERSEG_DTYPE_FLOAT64, liverseg_dtype(UInt32(r.byte())),
+    ][Int(r.byte()) % 6]
     var voxels = [UInt8](repeating: 0, count: max(1, count * 8))
     for i in 0..<voxels.count { voxels[i] = r.byte() }
     var probability = [Float](repeating: 0, count: max(1, count))
@@ -171,9 +175,11 @@ private let fuzzOne: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32 = { da
 /// libFuzzer's driver (SwiftPM names the program's entry itself, so libFuzzer's own main
 /// is not used).
 @_silgen_name("LLVMFuzzerRunDriver")
-private func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<Int32>,
-                                 _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-                                 _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32) -> Int32
+private func LLVMFuzzerRunDriver(
+    _ argc: UnsafeMutablePointer<Int32>,
+    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
+) -> Int32
 #endif
 
 @main

@@ -1,0 +1,344 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import LiversegSupport
+
+/// The overlap-save geometry of an FFT convolution over one grid: each block of `block`
+/// (FFT extents) yields block − kernel + 1 outputs per axis.
+struct FFTBlocking: Equatable {
+    /// FFT extents of a block.
+    let block: GridSize
+    /// Kernel extents.
+    let kernel: GridSize
+    /// The convolution's grid.
+    let grid: GridSize
+
+    /// Outputs per block along each axis.
+    var valid: GridSize { GridSize(x: block.x - kernel.x + 1, y: block.y - kernel.y + 1, z: block.z - kernel.z + 1) }
+    /// Blocks along each axis.
+    var counts: GridSize {
+        let v = valid
+        return GridSize(x: (grid.x + v.x - 1) / v.x, y: (grid.y + v.y - 1) / v.y, z: (grid.z + v.z - 1) / v.z)
+    }
+    /// Number of blocks.
+    var blockCount: Int { counts.voxelCount }
+
+    /// First output voxel of block `index` (x fastest).
+    func origin(_ index: Int) -> GridSize {
+        let c = counts, v = valid
+        return GridSize(x: index % c.x * v.x, y: index / c.x % c.y * v.y, z: index / (c.x * c.y) * v.z)
+    }
+
+    /// Outputs of the block at `origin` inside the grid.
+    func extent(at origin: GridSize) -> GridSize {
+        let v = valid
+        return GridSize(x: min(v.x, grid.x - origin.x), y: min(v.y, grid.y - origin.y), z: min(v.z, grid.z - origin.z))
+    }
+}
+
+/// Time estimates of the two algorithms: they only need to rank the choices. Rates fitted to
+/// the paper network's layers on 160×160×72 (one thread, AMD EPYC with AVX-512, busy machine):
+/// im2col 0.09–2.97 s per layer, FFT 0.09–0.56 s, each model within 1.5× of the measurement.
+enum ConvolutionCostModel {
+    /// im2col + sgemm on the paper layers.
+    static let im2colRate = 45e9
+    /// The x transforms: thin GEMMs with the DFT matrix.
+    static let dftRate = 35e9
+    /// The y and z butterflies.
+    static let butterflyRate = 8e9
+    /// The per-frequency channel sums (streaming, partly memory-bound).
+    static let mixRate = 6e9
+    /// Largest kernel-spectrum (and weight-gradient accumulator) store per layer and block size.
+    static let spectrumBytesLimit = 256 << 20
+    /// Largest FFT extent per axis.
+    static let maximumExtent = 128
+
+    /// Seconds of one im2col forward pass.
+    static func im2col(cin: Int, cout: Int, kernel: GridSize, grid: GridSize) -> Double {
+        2 * Double(cin * cout * kernel.voxelCount * grid.voxelCount) / im2colRate
+    }
+
+    /// Seconds of one FFT forward pass with `blocking`, kernel spectra included.
+    static func fft(_ blocking: FFTBlocking, cin: Int, cout: Int) -> Double {
+        let b = blocking.block, nc = Double(b.x / 2 + 1), rows = Double(b.y * b.z)
+        let complex = rows * nc
+        let transform =
+            4 * rows * Double(b.x) * nc / dftRate
+            + 5 * complex * (log2(Double(b.y)) + log2(Double(b.z))) / butterflyRate
+        let mix = 8 * Double(cin * cout) * complex / mixRate
+        return Double(blocking.blockCount) * (Double(cin + cout) * transform + mix) + Double(cin * cout) * transform
+    }
+
+    /// The cheapest blocking whose spectra fit the memory limit: y and z extents powers of
+    /// two, x any extent (its DFT is a matrix product), none beyond what one block covers.
+    static func bestBlocking(cin: Int, cout: Int, kernel: GridSize, grid: GridSize, scalarBytes: Int) -> FFTBlocking? {
+        func powersOfTwo(_ k: Int, _ s: Int) -> [Int] {
+            var n = 1, result: [Int] = []
+            while n < k { n *= 2 }
+            while n <= maximumExtent {
+                result.append(n)
+                if n >= s + k - 1 { break }
+                n *= 2
+            }
+            return result
+        }
+        let xs = Array(
+            Set(
+                powersOfTwo(kernel.x, grid.x)
+                    + (kernel.x...min(maximumExtent, grid.x + kernel.x - 1)).filter { $0 % 8 == 0 || $0 == grid.x + kernel.x - 1 }
+            ))
+        var best: (cost: Double, blocking: FFTBlocking)?
+        for nz in powersOfTwo(kernel.z, grid.z) {
+            for ny in powersOfTwo(kernel.y, grid.y) {
+                for nx in xs.sorted() {
+                    let blocking = FFTBlocking(block: GridSize(x: nx, y: ny, z: nz), kernel: kernel, grid: grid)
+                    let bytes = cin * cout * 2 * nz * ny * (nx / 2 + 1) * scalarBytes
+                    guard bytes <= spectrumBytesLimit else { continue }
+                    let cost = fft(blocking, cin: cin, cout: cout)
+                    if best == nil || cost < best!.cost { best = (cost, blocking) }
+                }
+            }
+        }
+        return best?.blocking
+    }
+}
+
+/// Kernel spectra of one layer per block size, computed on first use. A loaded model serves
+/// concurrent calls, so the cache is locked; a few block sizes are kept (tiles of different
+/// sizes may choose different blocks), the oldest dropped first.
+final class KernelSpectrumCache<Scalar: NetworkScalar>: @unchecked Sendable {
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private var entries: [(plan: SpectralPlan<Scalar>, spectra: Buffer<Scalar>)] = []
+    private static var capacity: Int { 4 }
+
+    init() { pthread_mutex_init(mutex, nil) }
+    deinit { pthread_mutex_destroy(mutex); mutex.deallocate() }
+
+    /// The plan and spectra for `block`, made by `make` when missing.
+    func entry(
+        _ block: GridSize, make: () throws -> (SpectralPlan<Scalar>, Buffer<Scalar>)
+    )
+        rethrows -> (plan: SpectralPlan<Scalar>, spectra: Buffer<Scalar>)
+    {
+        pthread_mutex_lock(mutex); defer { pthread_mutex_unlock(mutex) }
+        if let hit = entries.first(where: { $0.plan.size == block }) { return hit }
+        let made = try make()
+        if entries.count == Self.capacity { entries.removeFirst() }
+        entries.append(made)
+        return made
+    }
+}
+
+/// The variable that overrides every layer's cost-model choice: "im2colGEMM" or "fft".
+public let convolutionAlgorithmVariable = "LIVERSEG_CONV_ALGORITHM"
+
+extension Convolution3D {
+    /// The algorithm used over a grid of `size`: `algorithm` when set, else the one named by
+    /// LIVERSEG_CONV_ALGORITHM, else the faster by the cost model. 1×1×1 kernels and layers
+    /// whose spectra would not fit in memory use im2colGEMM. A function of shapes only, so
+    /// results do not depend on the thread count.
+    public func chosenAlgorithm(over size: GridSize) -> ConvolutionAlgorithm {
+        fftBlockingIfChosen(over: size) == nil ? .im2colGEMM : .fft
+    }
+
+    /// The blocking of the FFT algorithm when it is the one chosen over `size`, else nil.
+    func fftBlockingIfChosen(over size: GridSize) -> FFTBlocking? {
+        var forced = algorithm
+        if forced == nil, let name = getenv(convolutionAlgorithmVariable) {
+            forced = ConvolutionAlgorithm(rawValue: String(cString: name))
+        }
+        guard forced != .im2colGEMM, kernel.voxelCount > 1,
+            let blocking = ConvolutionCostModel.bestBlocking(
+                cin: inChannels, cout: outChannels, kernel: kernel, grid: size,
+                scalarBytes: MemoryLayout<Scalar>.size)
+        else { return nil }
+        if forced == .fft { return blocking }
+        let fft = ConvolutionCostModel.fft(blocking, cin: inChannels, cout: outChannels)
+        return fft < ConvolutionCostModel.im2col(cin: inChannels, cout: outChannels, kernel: kernel, grid: size) ? blocking : nil
+    }
+
+    private var radius: GridSize { GridSize(x: kernel.x / 2, y: kernel.y / 2, z: kernel.z / 2) }
+
+    /// Spectra of every kernel, [Cout][Cin] split half spectra of the zero-padded kernel
+    /// (taps at the block's origin), divided by the block's voxel count so that the
+    /// unnormalised inverse transform returns the convolution itself.
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
+    private func kernelSpectra(_ block: GridSize, threads: Int) throws -> (plan: SpectralPlan<Scalar>, spectra: Buffer<Scalar>) {
+        try spectrumCache.entry(block) {
+            let plan = SpectralPlan<Scalar>(size: block)
+            let count = plan.spectrumCount, pairs = outChannels * inChannels
+            let spectra = try Buffer<Scalar>(count: pairs * count, zeroed: false)
+            let workers = min(max(1, threads), pairs)
+            let tiles = try Buffer<Scalar>(count: workers * block.voxelCount, zeroed: false)
+            let scale = 1 / Scalar(block.voxelCount)
+            weight.withUnsafeBufferPointer { w in
+                nonisolated(unsafe) let w = w.baseAddress!
+                parallelChunks(pairs, threads: workers) { worker, range in
+                    let tile = tiles.pointer + worker * block.voxelCount
+                    for pair in range {
+                        gatherBlock(
+                            w + pair * kernel.voxelCount, grid: kernel, origin: GridSize(x: 0, y: 0, z: 0),
+                            limit: kernel, into: tile, block: block)
+                        let s = spectra.pointer + pair * count
+                        plan.forward(tile, s)
+                        for i in 0..<count { s[i] *= scale }
+                    }
+                }
+            }
+            return (plan, spectra)
+        }
+    }
+
+    /// Overlap-save over the blocks of `blocking`, each block on one thread (outputs are
+    /// disjoint, so results do not depend on the thread count): the source channels'
+    /// spectra, their channel sums with the kernel spectra, the inverse transforms of the
+    /// block's valid outputs.
+    /// Forward (adjoint false): source X [Cin], destination Y [Cout] with bias and ReLU;
+    /// Y[co] = Σ_ci conj(K[co, ci])·X[ci] (a correlation), outputs at block offset 0.
+    /// Input gradient (adjoint true): source dZ [Cout], destination dX [Cin];
+    /// dX[ci] = Σ_co K[co, ci]·dZ[co] (a convolution), outputs at block offset kernel − 1.
+    /// Both read the source block from output origin − kernel radius. `progress` gets the
+    /// fraction of blocks done between rounds of work (it may throw to stop).
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
+    func overlapSave(
+        _ source: Tensor<Scalar>, into destination: Tensor<Scalar>, adjoint: Bool,
+        blocking: FFTBlocking, threads: Int, progress: (Double) throws -> Void = { _ in }
+    ) throws {
+        let (plan, kernels) = try kernelSpectra(blocking.block, threads: threads)
+        let (sourceChannels, destinationChannels) = adjoint ? (outChannels, inChannels) : (inChannels, outChannels)
+        let count = plan.spectrumCount, complex = plan.complexCount, block = blocking.block, grid = blocking.grid
+        let workers = min(max(1, threads), blocking.blockCount)
+        let tiles = try Buffer<Scalar>(count: workers * block.voxelCount, zeroed: false)
+        let sourceSpectra = try Buffer<Scalar>(count: workers * sourceChannels * count, zeroed: false)
+        let destinationSpectra = try Buffer<Scalar>(count: workers * destinationChannels * count, zeroed: false)
+        let r = radius
+        let offset = adjoint ? GridSize(x: kernel.x - 1, y: kernel.y - 1, z: kernel.z - 1) : GridSize(x: 0, y: 0, z: 0)
+        // Frequencies per pass of the channel sums: the source chunks and one destination chunk stay in cache.
+        let chunk = max(64, min(complex, (64 << 10) / (MemoryLayout<Scalar>.size * 2 * (sourceChannels + 1))))
+        try parallelRounds(blocking.blockCount, threads: workers, checkpoint: progress) { worker, blocks in
+            let tile = tiles.pointer + worker * block.voxelCount
+            let from = sourceSpectra.pointer + worker * sourceChannels * count
+            let to = destinationSpectra.pointer + worker * destinationChannels * count
+            for b in blocks {
+                let o = blocking.origin(b), extent = blocking.extent(at: o)
+                for c in 0..<sourceChannels {
+                    gatherBlock(
+                        source.channel(c), grid: grid, origin: GridSize(x: o.x - r.x, y: o.y - r.y, z: o.z - r.z),
+                        limit: block, into: tile, block: block)
+                    plan.forward(tile, from + c * count)
+                }
+                for first in stride(from: 0, to: complex, by: chunk) {
+                    let n = min(chunk, complex - first)
+                    for d in 0..<destinationChannels {
+                        let acc = to + d * count + first
+                        acc.update(repeating: 0, count: n)
+                        (acc + complex).update(repeating: 0, count: n)
+                        for s in 0..<sourceChannels {
+                            let pair = adjoint ? s * inChannels + d : d * inChannels + s
+                            complexMultiplyAccumulate(
+                                acc, kernels.pointer + pair * count + first, from + s * count + first,
+                                count: n, stride: complex, conjugateA: !adjoint)
+                        }
+                    }
+                }
+                for d in 0..<destinationChannels {
+                    let out = destination.channel(d) + (o.z * grid.y + o.y) * grid.x + o.x
+                    plan.inverse(
+                        to + d * count, planesZ: offset.z..<(offset.z + extent.z), rowsY: offset.y..<(offset.y + extent.y),
+                        columns: offset.x..<(offset.x + extent.x), into: out,
+                        planeStride: grid.y * grid.x, rowStride: grid.x)
+                    if !adjoint {
+                        for z in 0..<extent.z {
+                            for y in 0..<extent.y {
+                                addBias(bias[d], relu: relu, to: out + (z * grid.y + y) * grid.x, count: extent.x)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// dW[co, ci, d] = Σ_p dZ[co, p]·X[ci, p + d − radius], per block a circular correlation
+    /// of the block's dZ (zero beyond its valid outputs) with the X block around it:
+    /// conj(G[co])·X[ci], accumulated over blocks in the frequency domain and transformed back
+    /// once per channel pair. Blocks are summed in order, each pair's accumulator by one
+    /// thread, so the result does not depend on the thread count.
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
+    func fftWeightGradient(_ input: Tensor<Scalar>, _ dZ: Tensor<Scalar>, blocking: FFTBlocking, threads: Int) throws -> [Scalar]
+    {
+        let block = blocking.block, grid = blocking.grid, r = radius
+        let plan = SpectralPlan<Scalar>(size: block)
+        let count = plan.spectrumCount, complex = plan.complexCount, channels = inChannels + outChannels
+        let accumulators = try Buffer<Scalar>(count: outChannels * inChannels * count, zeroed: true)
+        let spectra = try Buffer<Scalar>(count: channels * count, zeroed: false)
+        let workers = min(max(1, threads), channels)
+        let tiles = try Buffer<Scalar>(count: workers * block.voxelCount, zeroed: false)
+        for b in 0..<blocking.blockCount {
+            let o = blocking.origin(b)
+            // Spectra [X channels..., dZ channels...] of this block.
+            parallelChunks(channels, threads: workers) { worker, range in
+                let tile = tiles.pointer + worker * block.voxelCount
+                for c in range {
+                    if c < inChannels {
+                        gatherBlock(
+                            input.channel(c), grid: grid, origin: GridSize(x: o.x - r.x, y: o.y - r.y, z: o.z - r.z),
+                            limit: block, into: tile, block: block)
+                    } else {
+                        gatherBlock(
+                            dZ.channel(c - inChannels), grid: grid, origin: o, limit: blocking.valid, into: tile, block: block)
+                    }
+                    plan.forward(tile, spectra.pointer + c * count)
+                }
+            }
+            parallelFor(outChannels, threads: threads) { co in
+                let g = spectra.pointer + (inChannels + co) * count
+                for ci in 0..<inChannels {
+                    complexMultiplyAccumulate(
+                        accumulators.pointer + (co * inChannels + ci) * count, g, spectra.pointer + ci * count,
+                        count: complex, stride: complex, conjugateA: true)
+                }
+            }
+        }
+        let taps = kernel.voxelCount, scale = 1 / Scalar(block.voxelCount)
+        var result = [Scalar](repeating: 0, count: outChannels * inChannels * taps)
+        result.withUnsafeMutableBufferPointer { out in
+            nonisolated(unsafe) let out = out.baseAddress!
+            parallelFor(outChannels * inChannels, threads: threads) { pair in
+                let dst = out + pair * taps
+                plan.inverse(
+                    accumulators.pointer + pair * count, planesZ: 0..<kernel.z, rowsY: 0..<kernel.y,
+                    columns: 0..<kernel.x, into: dst, planeStride: kernel.y * kernel.x, rowStride: kernel.x)
+                for i in 0..<taps { dst[i] *= scale }
+            }
+        }
+        return result
+    }
+}
+
+/// tile[z][y][x] (extents `block`) ← src[origin + (x, y, z)] where that lies inside `grid`
+/// and (x, y, z) < limit; zero elsewhere. `origin` may be negative.
+@_specialize(where Scalar == Float)
+@_specialize(where Scalar == Double)
+func gatherBlock<Scalar: NetworkScalar>(
+    _ src: UnsafePointer<Scalar>, grid: GridSize, origin: GridSize, limit: GridSize,
+    into tile: UnsafeMutablePointer<Scalar>, block: GridSize
+) {
+    tile.update(repeating: 0, count: block.voxelCount)
+    func span(_ o: Int, _ g: Int, _ l: Int, _ b: Int) -> Range<Int> {
+        let lo = max(0, -o), hi = min(min(l, b), g - o)
+        return lo < hi ? lo..<hi : 0..<0
+    }
+    let xs = span(origin.x, grid.x, limit.x, block.x), ys = span(origin.y, grid.y, limit.y, block.y)
+    let zs = span(origin.z, grid.z, limit.z, block.z)
+    guard !xs.isEmpty else { return }
+    for z in zs {
+        for y in ys {
+            (tile + (z * block.y + y) * block.x + xs.lowerBound)
+                .update(from: src + ((origin.z + z) * grid.y + origin.y + y) * grid.x + origin.x + xs.lowerBound, count: xs.count)
+        }
+    }
+}

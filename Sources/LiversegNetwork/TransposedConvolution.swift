@@ -1,0 +1,176 @@
+import LiversegSupport
+
+/// A 3×3×3 transposed convolution with stride 2 that doubles every extent
+/// (PyTorch ConvTranspose3d(kernel 3, stride 2, padding 1, output_padding 1)), bias, and
+/// optional fused ReLU: the paper's "deconvolution" layers.
+///
+/// Shapes: input [Cin, Z, Y, X] → output [Cout, 2Z, 2Y, 2X];
+/// weight [Cin, Cout, 3, 3, 3] (PyTorch ConvTranspose3d layout), bias [Cout].
+/// Input voxel i contributes to output 2i − 1 + k for tap k ∈ {0, 1, 2} on each axis.
+public struct TransposedConvolution3D<Scalar: NetworkScalar>: Sendable {
+    /// Input channels.
+    public let inChannels: Int
+    /// Output channels.
+    public let outChannels: Int
+    /// Weights, [Cin][Cout][3][3][3].
+    public let weight: [Scalar]
+    /// One bias per output channel.
+    public let bias: [Scalar]
+    /// Whether a ReLU follows.
+    public let relu: Bool
+
+    /// Creates a layer; sizes must agree.
+    public init(inChannels: Int, outChannels: Int, weight: [Scalar], bias: [Scalar], relu: Bool) {
+        precondition(weight.count == inChannels * outChannels * 27 && bias.count == outChannels)
+        self.inChannels = inChannels
+        self.outChannels = outChannels
+        self.weight = weight
+        self.bias = bias
+        self.relu = relu
+    }
+
+    /// Multiply-accumulates of one forward pass from an input of `size`.
+    public func macs(over size: GridSize) -> Int { inChannels * outChannels * 27 * size.voxelCount }
+
+    /// Input z planes per GEMM: bounds the column buffer to about `planesPerChunk` ×
+    /// (27 · Cout) × (X · Y) floats.
+    private static func planesPerChunk(_ size: GridSize, outChannels: Int) -> Int {
+        max(1, min(size.z, (4 << 20) / max(1, 27 * outChannels * size.x * size.y)))
+    }
+
+    /// Forward pass: the GEMM cols[(co, kz, ky, kx), n] = Σ_ci W[ci, co, k] · in[ci, n]
+    /// followed by a scatter-add (col2im) of each tap into the doubled grid. `progress`
+    /// receives the fraction of the layer done after each chunk of planes, on the calling
+    /// thread; it may throw to stop.
+    public func forward(
+        _ input: Tensor<Scalar>, threads: Int,
+        progress: (Double) throws -> Void = { _ in }
+    ) throws -> Tensor<Scalar> {
+        try withSingleThreadedBLAS { try unscopedForward(input, threads: threads, progress: progress) }
+    }
+
+    private func unscopedForward(
+        _ input: Tensor<Scalar>, threads: Int, progress: (Double) throws -> Void
+    ) throws -> Tensor<Scalar> {
+        precondition(input.channels == inChannels)
+        let inSize = input.size, outSize = input.size.multiplied(by: 2)
+        let output = try Tensor<Scalar>(channels: outChannels, size: outSize, zeroed: true)
+        let plane = inSize.x * inSize.y
+        let rows = outChannels * 27
+        let chunk = Self.planesPerChunk(inSize, outChannels: outChannels)
+        let columns = try Buffer<Scalar>(count: rows * chunk * plane, zeroed: false)
+        try weight.withUnsafeBufferPointer { w in
+            nonisolated(unsafe) let w = w.baseAddress!
+            for z0 in stride(from: 0, to: inSize.z, by: chunk) {
+                let planes = z0..<min(z0 + chunk, inSize.z), n = planes.count * plane
+                // GEMM, split by column ranges across threads: each column is one input voxel.
+                parallelChunks(n, threads: threads) { _, range in
+                    Scalar.gemm(
+                        transposeA: true, transposeB: false, m: rows, n: range.count, k: inChannels,
+                        alpha: 1, a: w, lda: rows,
+                        b: input.storage.pointer + z0 * plane + range.lowerBound, ldb: inSize.voxelCount,
+                        beta: 0, c: columns.pointer + range.lowerBound, ldc: n)
+                }
+                // col2im, split by output channel so each output value has one writer and a
+                // fixed summation order.
+                parallelFor(outChannels, threads: threads) { co in
+                    let out = output.channel(co)
+                    for tap in 0..<27 {
+                        let src = columns.pointer + (co * 27 + tap) * n
+                        Self.forEachTapRow(inSize, planes: planes, tap: tap) { srcRow, dstRow, firstX, kx in
+                            // Row pointers, so the loop has no per-element overflow check.
+                            let from = src + srcRow, to = out + (dstRow - 1 + kx)
+                            for ix in firstX..<inSize.x { to[2 &* ix] += from[ix] }
+                        }
+                    }
+                }
+                try progress(Double(planes.upperBound) / Double(inSize.z))
+            }
+        }
+        parallelFor(outChannels, threads: threads) { co in
+            addBias(bias[co], relu: relu, to: output.channel(co), count: outSize.voxelCount)
+        }
+        return output
+    }
+
+    /// Backward pass. Shapes: input X [Cin, Z, Y, X], output Y and dL/dY [Cout, 2Z, 2Y, 2X]
+    /// → dL/dX [Cin, Z, Y, X], dL/dW [Cin, Cout, 3, 3, 3], dL/db [Cout].
+    /// The gather G[(co, k), i] = dZ[co, 2i − 1 + k] is the adjoint of the forward's col2im;
+    /// then dX = W · G and dW = X · Gᵀ as GEMMs, chunk by chunk in plane order.
+    public func backward(
+        input: Tensor<Scalar>, output: Tensor<Scalar>, outputGradient: Tensor<Scalar>,
+        threads: Int
+    ) throws -> LayerGradients<Scalar> {
+        try withSingleThreadedBLAS {
+            try unscopedBackward(input: input, output: output, outputGradient: outputGradient, threads: threads)
+        }
+    }
+
+    private func unscopedBackward(
+        input: Tensor<Scalar>, output: Tensor<Scalar>, outputGradient: Tensor<Scalar>,
+        threads: Int
+    ) throws -> LayerGradients<Scalar> {
+        let dZ = try preActivationGradient(output: output, outputGradient: outputGradient, relu: relu, threads: threads)
+        let bias = channelSums(dZ, threads: threads)
+        let inSize = input.size, plane = inSize.x * inSize.y, rows = outChannels * 27
+        let inputGradient = try Tensor<Scalar>(channels: inChannels, size: inSize, zeroed: false)
+        var weightGradient = [Scalar](repeating: 0, count: weight.count)
+        let chunk = Self.planesPerChunk(inSize, outChannels: outChannels)
+        let gathered = try Buffer<Scalar>(count: rows * chunk * plane, zeroed: false)
+        weight.withUnsafeBufferPointer { w in
+            weightGradient.withUnsafeMutableBufferPointer { dW in
+                nonisolated(unsafe) let w = w.baseAddress!
+                for z0 in stride(from: 0, to: inSize.z, by: chunk) {
+                    let planes = z0..<min(z0 + chunk, inSize.z), n = planes.count * plane
+                    parallelFor(outChannels, threads: threads) { co in
+                        let src = dZ.channel(co)
+                        for tap in 0..<27 {
+                            let g = gathered.pointer + (co * 27 + tap) * n
+                            g.update(repeating: 0, count: n)
+                            Self.forEachTapRow(inSize, planes: planes, tap: tap) { row, srcRow, firstX, kx in
+                                for ix in firstX..<inSize.x { g[row + ix] = src[srcRow + 2 * ix - 1 + kx] }
+                            }
+                        }
+                    }
+                    parallelChunks(n, threads: threads) { _, range in
+                        Scalar.gemm(
+                            transposeA: false, transposeB: false, m: inChannels, n: range.count, k: rows,
+                            alpha: 1, a: w, lda: rows, b: gathered.pointer + range.lowerBound, ldb: n,
+                            beta: 0, c: inputGradient.storage.pointer + z0 * plane + range.lowerBound,
+                            ldc: inSize.voxelCount)
+                    }
+                    Scalar.gemm(
+                        transposeA: false, transposeB: true, m: inChannels, n: rows, k: n,
+                        alpha: 1, a: input.storage.pointer + z0 * plane, lda: inSize.voxelCount,
+                        b: gathered.pointer, ldb: n, beta: 1, c: dW.baseAddress!, ldc: rows)
+                }
+            }
+        }
+        return LayerGradients(input: inputGradient, weight: weightGradient, bias: bias)
+    }
+
+    /// For tap k = (kz, ky, kx), calls body(inputRow, outputRow, firstX, kx) for every input
+    /// row (iz ∈ planes, iy) whose output row (2iz − 1 + kz, 2iy − 1 + ky) lies in the
+    /// doubled grid: inputRow is the row's offset within the chunk's columns, outputRow the
+    /// output row's offset in its channel; input x ≥ firstX maps to output x 2x − 1 + kx.
+    @inline(__always)
+    private static func forEachTapRow(
+        _ inSize: GridSize, planes: Range<Int>, tap: Int,
+        _ body: (Int, Int, Int, Int) -> Void
+    ) {
+        let (kz, ky, kx) = (tap / 9, (tap / 3) % 3, tap % 3)
+        let outSize = inSize.multiplied(by: 2)
+        for iz in planes {
+            let oz = 2 * iz - 1 + kz
+            guard oz >= 0, oz < outSize.z else { continue }
+            for iy in 0..<inSize.y {
+                let oy = 2 * iy - 1 + ky
+                guard oy >= 0, oy < outSize.y else { continue }
+                // ox = 2·ix − 1 + kx < 2X always; ox ≥ 0 excludes ix = 0 for kx = 0.
+                body(
+                    ((iz - planes.lowerBound) * inSize.y + iy) * inSize.x, (oz * outSize.y + oy) * outSize.x,
+                    kx == 0 ? 1 : 0, kx)
+            }
+        }
+    }
+}

@@ -1,0 +1,99 @@
+import LiversegSupport
+import LiversegVolume
+
+/// The model grid a volume is resampled onto: the input reoriented to the model's axis
+/// codes and resampled to the model's spacing, extents rounded to the nearest voxel.
+public struct ModelGrid: Equatable, Sendable {
+    /// Input axes → model axes.
+    public let mapping: AxisMapping
+    /// Input extents (i, j, k).
+    public let inputSize: GridSize
+    /// Extents of the model grid (x, y, z in model orientation).
+    public let size: GridSize
+
+    /// The largest model-grid extent along any axis, in voxels (at 0.5 mm, 2 m).
+    public static let maximumExtent = 4096
+    /// The most model-grid voxels (2^30: 4 GiB of float32 network input alone).
+    public static let maximumVoxels = 1 << 30
+
+    /// The model grid of `volume` for a model with `preprocessing`; a grid beyond
+    /// `maximumExtent` along an axis or `maximumVoxels` in all is an error (a volume of
+    /// absurd spacing, which would also overflow Int).
+    public init(volume: VolumeInput, preprocessing: Preprocessing) throws {
+        let mapping =
+            try volume.ijkToRAS.map {
+                AxisMapping(from: try AxisMapping.axisCodes(ofIJKToRAS: $0), to: preprocessing.orientation)
+            } ?? .identity
+        self.mapping = mapping
+        inputSize = volume.size
+        let inputExtents = [volume.size.x, volume.size.y, volume.size.z]
+        let extents = try (0..<3).map { j -> Int in
+            let source = mapping.sourceAxis[j]
+            let millimetres = Double(inputExtents[source]) * volume.spacing[source]
+            // In Double, checked before converting: the quotient may exceed Int's range.
+            let voxels = max(1, (millimetres / preprocessing.spacing[j]).rounded())
+            guard voxels <= Double(Self.maximumExtent) else {
+                throw LiversegError.invalidArgument(
+                    "the volume spans \(millimetres) mm along its axis \(source) (\(inputExtents[source]) voxels of \(volume.spacing[source]) mm): \(voxels) model voxels of \(preprocessing.spacing[j]) mm, more than the \(Self.maximumExtent) liverseg allows per axis"
+                )
+            }
+            return Int(voxels)
+        }
+        size = GridSize(x: extents[0], y: extents[1], z: extents[2])
+        guard size.voxelCount <= Self.maximumVoxels else {
+            throw LiversegError.invalidArgument(
+                "the model grid \(size) has \(size.voxelCount) voxels, more than the \(Self.maximumVoxels) liverseg allows")
+        }
+    }
+
+    private var inputExtents: [Int] { [inputSize.x, inputSize.y, inputSize.z] }
+    private var modelExtents: [Int] { [size.x, size.y, size.z] }
+
+    /// Samples the input volume onto the model grid and normalises it: trilinear on raw HU,
+    /// then clipping and scaling per `preprocessing`. Output: size.voxelCount floats.
+    /// `progress` receives the fraction done, on the calling thread, and may throw to stop.
+    public func preprocess(
+        _ volume: VolumeInput, _ preprocessing: Preprocessing,
+        into output: UnsafeMutablePointer<Float>, threads: Int,
+        progress: (Double) throws -> Void = { _ in }
+    ) throws {
+        try resample(volume, into: output, threads: threads, progress: progress, transform: preprocessing.normalise)
+    }
+
+    /// Samples the input volume onto the model grid (trilinear), mapping each value by
+    /// `transform`. Output: size.voxelCount floats. `progress` as for `preprocess`.
+    public func resample(
+        _ volume: VolumeInput, into output: UnsafeMutablePointer<Float>, threads: Int,
+        progress: (Double) throws -> Void = { _ in }, transform: (Float) -> Float
+    ) throws {
+        let strides = [1, inputSize.x, inputSize.x * inputSize.y]
+        let axes = (0..<3).map { j -> AxisSamples in
+            let source = mapping.sourceAxis[j]
+            return AxisSamples(
+                outputCount: modelExtents[j], sourceCount: inputExtents[source],
+                sourceStride: strides[source], flipOutput: false, flipSource: mapping.flipped[j])
+        }
+        try resampleTrilinear(
+            volume.voxels, x: axes[0], y: axes[1], z: axes[2], into: output, threads: threads,
+            progress: progress, transform: transform)
+    }
+
+    /// Samples a model-grid map (e.g. the fused probability) back onto the input grid in the
+    /// input's orientation. Output: inputSize.voxelCount floats. `progress` as for `preprocess`.
+    public func mapBack(
+        _ modelValues: UnsafePointer<Float>, into output: UnsafeMutablePointer<Float>, threads: Int,
+        progress: (Double) throws -> Void = { _ in }
+    ) throws {
+        let strides = [1, size.x, size.x * size.y]
+        let axes = (0..<3).map { a -> AxisSamples in
+            let j = mapping.sourceAxis.firstIndex(of: a)!
+            return AxisSamples(
+                outputCount: inputExtents[a], sourceCount: modelExtents[j],
+                sourceStride: strides[j], flipOutput: mapping.flipped[j], flipSource: false)
+        }
+        try resampleTrilinear(
+            .float32(modelValues), x: axes[0], y: axes[1], z: axes[2], into: output, threads: threads,
+            progress: progress
+        ) { $0 }
+    }
+}

@@ -1,0 +1,159 @@
+import LiversegSupport
+import LiversegVolume
+import LiversegNetwork
+import LiversegCRF
+
+/// Tunables of `segment`.
+public struct SegmentationOptions: Sendable {
+    /// Worker threads; 0 = all cores.
+    public var threads: Int = 0
+    /// Largest network tile in model-grid voxels, halo included.
+    public var maxTileVoxels: Int = SegmentationOptions.defaultMaxTileVoxels
+    /// Fused probability at or above this is liver (without `crf`).
+    public var threshold: Float = 0.5
+    /// When set, the mask comes from the dense CRF on the fused probability (paper §2.3).
+    public var crf: CRFParameters? = nil
+    /// Clean-up of the mask after thresholding or the CRF.
+    public var postProcessing = MaskPostProcessing.all
+
+    /// 8 Mi voxels: about 1.5 GB of activations for the paper's network.
+    public static let defaultMaxTileVoxels = 8 << 20
+
+    /// Default options.
+    public init() {}
+}
+
+/// Share of the progress bar given to each stage (network dominates; the CRF, when run,
+/// takes its share from the network's).
+private let preprocessShare = 0.05, networkShare = 0.9, crfShare = 0.15
+
+extension Model {
+    /// Runs the whole pipeline on `volume`: reorient + resample + normalise, tiled network,
+    /// eq. 4 fusion, resampling back, then thresholding — or the dense CRF when
+    /// `options.crf` is set — and `options.postProcessing`. Writes `mask` (0/1, input grid)
+    /// and, if given, the fused liver probability.
+    public func segment(
+        _ volume: VolumeInput, options: SegmentationOptions,
+        mask: UnsafeMutablePointer<UInt8>, probability: UnsafeMutablePointer<Float>?,
+        progress: ProgressHandler? = nil
+    ) throws {
+        func report(_ fraction: Double, _ stage: SegmentationStage) throws {
+            if let progress, !progress(min(1, fraction), stage) { throw LiversegError.cancelled }
+        }
+        guard options.threshold > 0, options.threshold < 1 else {
+            throw LiversegError.invalidArgument("threshold \(options.threshold) must be in (0, 1)")
+        }
+        let threads = resolvedThreadCount(options.threads)
+        try volume.validate()
+        try report(0, .preprocess)
+        let grid = try ModelGrid(volume: volume, preprocessing: preprocessing)
+        Log.write(
+            .info,
+            "input \(volume.size), model grid \(grid.size) (axes \(grid.mapping.sourceAxis), flipped \(grid.mapping.flipped)), \(threads) threads"
+        )
+        let normalised = try FloatBuffer(count: grid.size.voxelCount, zeroed: false)
+        try grid.preprocess(volume, preprocessing, into: normalised.pointer, threads: threads) { f in
+            try report(preprocessShare * f, .preprocess)
+        }
+
+        let networkPart = networkShare - (options.crf == nil ? 0 : crfShare)
+        let fused = try fusedProbability(normalised, size: grid.size, options: options, threads: threads) { f in
+            try report(preprocessShare + networkPart * f, .network)
+        }
+        let networkEnd = preprocessShare + networkPart
+        try report(networkEnd, .postprocess)
+
+        let voxels = volume.size.voxelCount
+        // Without a caller's probability buffer, map back into scratch memory we own.
+        var scratch: FloatBuffer? = nil
+        let target: UnsafeMutablePointer<Float>
+        if let probability {
+            target = probability
+        } else {
+            let buffer = try FloatBuffer(count: voxels, zeroed: false)
+            scratch = buffer
+            target = buffer.pointer
+        }
+        defer { withExtendedLifetime(scratch) {} }
+        // Mapping back takes the first half of the post-processing share, the rest the second.
+        try grid.mapBack(fused.pointer, into: target, threads: threads) { f in
+            try report(networkEnd + 0.025 * f, .postprocess)
+        }
+        let threshold = options.threshold
+        if let crf = options.crf {
+            let start = networkEnd + 0.05
+            try refineWithCRF(volume, probability: target, parameters: crf, mask: mask) { fraction, stage in
+                progress?(start + (1 - start) * fraction, stage) ?? true
+            }
+        } else {
+            nonisolated(unsafe) let (maskOut, source) = (mask, target)
+            parallelChunks(voxels, threads: threads) { _, range in
+                for i in range { maskOut[i] = source[i] >= threshold ? 1 : 0 }
+            }
+        }
+        if !options.postProcessing.isEmpty {
+            // Slices across the input axis that runs head to foot.
+            let headToFoot = preprocessing.orientation.rasAxis.firstIndex(of: 2) ?? 2
+            let stage: SegmentationStage = options.crf == nil ? .postprocess : .crf
+            let fraction = options.crf == nil ? networkEnd + 0.025 : 1
+            try postProcess(
+                mask: UnsafeMutableBufferPointer(start: mask, count: voxels), size: volume.size,
+                sliceAxis: grid.mapping.sourceAxis[headToFoot], steps: options.postProcessing
+            ) {
+                try report(fraction, stage)
+            }
+        }
+        try report(1, options.crf == nil ? .postprocess : .crf)
+    }
+
+    /// The eq. 4 fused liver probability on the model grid (`size`), from the normalised
+    /// model-grid input, running the network tile by tile.
+    func fusedProbability(
+        _ normalised: FloatBuffer, size: GridSize, options: SegmentationOptions, threads: Int,
+        progress: (Double) throws -> Void
+    ) throws -> FloatBuffer {
+        let m = DSNArchitecture.sizeMultiple
+        let grid = GridSize(x: (size.x + m - 1) / m * m, y: (size.y + m - 1) / m * m, z: (size.z + m - 1) / m * m)
+        let plan = try TilePlan(grid: grid, halo: architecture.receptiveHalo, maxVoxels: max(1, options.maxTileVoxels))
+        Log.write(.debug, "network grid \(grid), \(plan.tiles.count) tile(s), halo \(architecture.receptiveHalo)")
+        let fused = try FloatBuffer(count: size.voxelCount, zeroed: false)
+        // Padding beyond the model grid reads as the lowest HU of the window (air).
+        let padValue = preprocessing.normalise(-Float.infinity)
+        let (w1, w2) = (Float(fusionTau[0]), Float(fusionTau[1]))
+        let wMain = 1 - w1 - w2
+        for (t, tile) in plan.tiles.enumerated() {
+            let region = tile.regionSize, o = tile.regionOrigin
+            let input = try Tensor<Float>(channels: 1, size: region, zeroed: false)
+            let dst = input.storage.pointer, src = normalised.pointer
+            parallelFor(region.z, threads: threads) { k in
+                for j in 0..<region.y {
+                    let (gz, gy) = (o[2] + k, o[1] + j)
+                    let row = dst + (k * region.y + j) * region.x
+                    for i in 0..<region.x {
+                        let gx = o[0] + i
+                        row[i] = gx < size.x && gy < size.y && gz < size.z ? src[(gz * size.y + gy) * size.x + gx] : padValue
+                    }
+                }
+            }
+            let outputs = try network.forward(input, threads: threads) { f in
+                try progress((Double(t) + f) / Double(plan.tiles.count))
+            }
+            let c = tile.coreOrigin, core = tile.coreSize
+            let (pm, p1, p2) = (outputs.main.pointer, outputs.branch1.pointer, outputs.branch2.pointer)
+            let out = fused.pointer
+            parallelFor(core.z, threads: threads) { k in
+                let gz = c[2] + k
+                guard gz < size.z else { return }
+                for j in 0..<core.y {
+                    let gy = c[1] + j
+                    guard gy < size.y else { continue }
+                    for i in 0..<min(core.x, size.x - c[0]) {
+                        let r = ((gz - o[2]) * region.y + (gy - o[1])) * region.x + (c[0] + i - o[0])
+                        out[(gz * size.y + gy) * size.x + c[0] + i] = wMain * pm[r] + w1 * p1[r] + w2 * p2[r]
+                    }
+                }
+            }
+        }
+        return fused
+    }
+}

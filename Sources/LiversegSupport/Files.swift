@@ -1,0 +1,48 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The most bytes liverseg reads from one file or decompresses from one stream (8 GiB): a
+/// bound on what a header, a file or a compressed stream can make it allocate.
+package let maximumDataBytes = 1 << 33
+
+/// Reads a whole regular file of at most `maximumDataBytes`, reporting failures as
+/// `LiversegError.io` with the path and reason. Anything else (a FIFO, a device such as
+/// /dev/zero, a folder) is refused before reading: it could block or never end.
+public func readWholeFile(_ path: String) throws -> [UInt8] {
+    func failure(_ what: String, _ code: Int32 = errno) -> LiversegError {
+        .io("cannot \(what) \(path): \(String(cString: strerror(code)))")
+    }
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+    let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+    guard fd >= 0 else { throw failure("open") }
+    defer { close(fd) }
+    var info = stat()
+    guard fstat(fd, &info) == 0 else { throw failure("examine") }
+    guard info.st_mode & S_IFMT == S_IFREG else {
+        throw LiversegError.io("cannot read \(path): not a regular file")
+    }
+    guard Int(info.st_size) <= maximumDataBytes else {
+        throw LiversegError.io("cannot read \(path): \(info.st_size) bytes, more than the \(maximumDataBytes) liverseg reads")
+    }
+    // The size may change while reading: read at most one byte beyond the limit to tell.
+    var bytes = [UInt8](repeating: 0, count: Int(info.st_size) + 1)
+    var count = 0
+    while true {
+        if count == bytes.count {
+            guard count <= maximumDataBytes else {
+                throw LiversegError.io("cannot read \(path): it grew beyond the \(maximumDataBytes) bytes liverseg reads")
+            }
+            bytes.append(contentsOf: repeatElement(0, count: min(max(count, 1 << 20), maximumDataBytes + 1 - count)))
+        }
+        let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + count, $0.count - count) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw failure("read")
+        }
+        if n == 0 { break }
+        count += n
+    }
+    bytes.removeSubrange(count...)
+    return bytes
+}
