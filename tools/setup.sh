@@ -5,7 +5,8 @@
 #   tools/setup.sh test   (the default) also what the tests need: cmake, and the Python
 #                         references numpy, scipy, nibabel, safetensors, pytest, PyTorch's CPU
 #                         build, pynrrd, SimpleITK, MedPy, and pydicom with pylibjpeg and its
-#                         OpenJPEG plug-in (DICOM series, JPEG 2000)
+#                         OpenJPEG plug-in (DICOM series, JPEG 2000), and Dask distributed
+#                         (liverseg.batch)
 set -euo pipefail
 need=${1:-test}
 case "$need" in
@@ -29,7 +30,7 @@ PYTHON=${PYTHON:-python3}
 py_missing=()
 # Each entry: the module to import, then ":" and the pip requirement where they differ.
 for entry in numpy scipy nibabel safetensors pytest "torch:torch==2.13.0+cpu" "nrrd:pynrrd" SimpleITK medpy \
-             pydicom pylibjpeg "openjpeg:pylibjpeg-openjpeg"; do
+             pydicom pylibjpeg "openjpeg:pylibjpeg-openjpeg" "distributed:dask[distributed]"; do
     module=${entry%%:*}
     spec=${entry#*:}
     "$PYTHON" -c "import $module" 2>/dev/null || py_missing+=("$spec")
