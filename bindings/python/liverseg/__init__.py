@@ -28,9 +28,11 @@ from .model_file import save_model, paper_architecture, parameter_shapes, random
 from .imageio import Geometry, read_image, write_image
 from .dicom import read_dicom
 from .metrics import evaluate
+from .statistics import liver_statistics
 
 __all__ = ["Model", "Error", "default_model_path", "save_model", "paper_architecture", "parameter_shapes", "random_weights",
-           "version", "affine_from_sitk", "set_log_callback", "Geometry", "read_image", "write_image", "read_dicom", "evaluate"]
+           "version", "affine_from_sitk", "set_log_callback", "Geometry", "read_image", "write_image", "read_dicom", "evaluate",
+           "liver_statistics"]
 
 
 def version() -> str:
