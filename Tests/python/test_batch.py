@@ -143,8 +143,9 @@ def cli(*args):
 
 
 def test_statistics_equal_the_command_line(run, tmp_path):
-    """The numpy statistics against the command's own (Statistics.swift), once on the batch's
-    row for the default post-processing and once on a raw mask with several components."""
+    """The batch's statistics columns and liverseg.liver_statistics equal the command's
+    --statistics (one library routine, three front ends; test_statistics.py checks it against
+    numpy), once on the batch's row and once on a raw mask with several components."""
     rows, _, _ = run
     ct_path = require_data(CASES[1][0])
     cli("segment", ct_path, tmp_path / "cli.nii.gz", "--statistics", tmp_path / "cli.json", "--quiet")

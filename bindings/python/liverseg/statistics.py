@@ -1,21 +1,34 @@
-"""Liver statistics of a mask on its CT's grid, the same document `liverseg segment
---statistics` writes per case (Sources/LiversegCLI/Statistics.swift).
+"""Statistics of a mask on its CT's grid through libliverseg (liverseg_measure_mask): the
+document `liverseg segment --statistics` writes per case.
 
     ct, geometry = liverseg.read_image("ct.nii.gz")
     stats = liverseg.liver_statistics(ct, mask, geometry)
     stats["volume_ml"], stats["hu_median"], stats["bounding_box"]["extent_mm"]
-
-The library does not export this computation (it lives in the command), so it is written
-here in numpy; Tests/python/test_batch.py holds the two to the same values on a real CT.
-Needs scipy for the component count.
 """
 from __future__ import annotations
 
+import ctypes
 from typing import Union
 
 import numpy as np
 
+from . import _lib
+from ._lib import check, lib
 from .imageio import Geometry
+
+
+class MaskStatistics(ctypes.Structure):
+    """ctypes mirror of liverseg_mask_statistics."""
+    _fields_ = [("struct_size", ctypes.c_size_t), ("voxels", ctypes.c_size_t), ("volume_ml", ctypes.c_double),
+                ("components", ctypes.c_size_t), ("hu_mean", ctypes.c_double), ("hu_sd", ctypes.c_double),
+                ("hu_median", ctypes.c_double), ("min_voxel", ctypes.c_int64 * 3), ("max_voxel", ctypes.c_int64 * 3),
+                ("extent_mm", ctypes.c_double * 3), ("ras_min_mm", ctypes.c_double * 3), ("ras_max_mm", ctypes.c_double * 3)]
+
+
+@_lib.on_load
+def _declare(lib):
+    lib.liverseg_measure_mask.argtypes = [ctypes.POINTER(_lib.Volume), ctypes.c_void_p, ctypes.POINTER(MaskStatistics)]
+    lib.liverseg_measure_mask.restype = ctypes.c_int
 
 
 def liver_statistics(ct: np.ndarray, mask: np.ndarray, geometry: Union[Geometry, np.ndarray]) -> dict:
@@ -25,28 +38,22 @@ def liver_statistics(ct: np.ndarray, mask: np.ndarray, geometry: Union[Geometry,
     min_voxel / max_voxel (indices), extent_mm (along i, j, k) and ras_min_mm / ras_max_mm
     (the RAS box of the voxel centres). An empty mask gives None for the HU values and the
     box, as the command's JSON gives null."""
-    from scipy import ndimage
-    affine = np.asarray(geometry.affine if isinstance(geometry, Geometry) else geometry, dtype=np.float64)
-    ct = np.asarray(ct)
-    liver = np.asarray(mask) != 0
-    if ct.ndim != 3 or liver.shape != ct.shape:
-        raise ValueError(f"ct {ct.shape} and mask {liver.shape} must be 3-D arrays of one shape")
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)
-    voxels = int(liver.sum())
-    # scipy's default 3-D structuring element is the 6-neighbourhood, the command's connectivity.
-    _, components = ndimage.label(liver)
-    stats = {"voxels": voxels, "volume_ml": voxels * float(np.prod(spacing)) / 1000, "components": int(components)}
-    if voxels == 0:
+    from . import _as_volume_array, _spacing_and_matrix, _volume_struct
+    affine = geometry.affine if isinstance(geometry, Geometry) else geometry
+    volume = _as_volume_array(ct)
+    liver = np.asarray(mask)
+    if liver.shape != volume.shape:
+        raise ValueError(f"ct {volume.shape} and mask {liver.shape} must be 3-D arrays of one shape")
+    liver = np.asfortranarray(liver != 0, dtype=np.uint8)
+    spacing, matrix = _spacing_and_matrix(volume.shape, None, affine)
+    out = MaskStatistics()
+    out.struct_size = ctypes.sizeof(MaskStatistics)
+    check(lib.liverseg_measure_mask(ctypes.byref(_volume_struct(volume, spacing, matrix)), liver.ctypes.data,
+                                    ctypes.byref(out)))
+    stats = {"voxels": out.voxels, "volume_ml": out.volume_ml, "components": out.components}
+    if out.voxels == 0:
         return dict(stats, hu_mean=None, hu_sd=None, hu_median=None, bounding_box=None)
-    values = ct[liver].astype(np.float64)
-    indices = np.nonzero(liver)
-    lower = np.array([int(i.min()) for i in indices])
-    upper = np.array([int(i.max()) for i in indices])
-    # The RAS box of the voxel centres: the index box's eight corners through the affine.
-    corners = np.array([[(lower, upper)[(c >> axis) & 1][axis] for axis in range(3)] + [1] for c in range(8)], dtype=np.float64)
-    ras = (affine @ corners.T)[:3]
-    stats.update(hu_mean=float(values.mean()), hu_sd=float(values.std()), hu_median=float(np.median(values)),
-                 bounding_box={"min_voxel": lower.tolist(), "max_voxel": upper.tolist(),
-                               "extent_mm": ((upper - lower + 1) * spacing).tolist(),
-                               "ras_min_mm": ras.min(axis=1).tolist(), "ras_max_mm": ras.max(axis=1).tolist()})
+    stats.update(hu_mean=out.hu_mean, hu_sd=out.hu_sd, hu_median=out.hu_median,
+                 bounding_box={name: list(getattr(out, name))
+                               for name in ("min_voxel", "max_voxel", "extent_mm", "ras_min_mm", "ras_max_mm")})
     return stats
