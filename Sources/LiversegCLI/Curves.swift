@@ -29,24 +29,3 @@ struct Curves: ParsableCommand {
         }
     }
 }
-
-/// A PNG of each CSV log's `column` against its epoch column, one colour per log in
-/// `LearningCurves.palette` order; `name` appears in errors.
-func learningCurvesPNG(_ logs: [(name: String, text: String)], column: String) throws -> [UInt8] {
-    var series: [LearningCurves.Series] = []
-    for (i, log) in logs.enumerated() {
-        var lines = log.text.split(whereSeparator: \.isNewline).map { $0.split(separator: ",", omittingEmptySubsequences: false) }
-        guard let header = lines.first, let e = header.firstIndex(of: "epoch"),
-            let c = header.firstIndex(where: { $0 == Substring(column) })
-        else {
-            throw LiversegError.invalidArgument("\(log.name) has no epoch and \(column) columns")
-        }
-        lines.removeFirst()
-        let points = lines.compactMap { row -> (epoch: Double, loss: Double)? in
-            guard row.count > max(e, c), let x = Double(row[e]), let y = Double(row[c]) else { return nil }
-            return (x, y)
-        }
-        series.append(.init(colour: LearningCurves.palette[i % LearningCurves.palette.count], points: points))
-    }
-    return try LearningCurves().render(series).pngData()
-}

@@ -67,12 +67,8 @@ struct Eval: ParsableCommand {
                         "\(segPath) and \(refPath) have different IJK→RAS matrices; masks must share one grid")
                 }
                 let (a, b) = (seg.mask(), ref.mask())
-                let metrics = try a.withUnsafeBufferPointer { pa in
-                    try b.withUnsafeBufferPointer { pb in
-                        try evaluateSegmentation(
-                            pa, pb, size: seg.size, spacing: seg.spacing, connectivity: neighbourhood, threads: threads)
-                    }
-                }
+                let metrics = try evaluateSegmentation(
+                    a, b, size: seg.size, spacing: seg.spacing, connectivity: neighbourhood, threads: threads)
                 results.append((segPath, refPath, metrics))
                 if n == 0, let preview {
                     let background =

@@ -170,27 +170,17 @@ struct Segment: ParsableCommand {
         let ct = try readImage(input)
         let warnings = plausibilityWarnings(ct)
         for warning in warnings { printError("warning: \(input): \(warning)") }
-        var mask = [UInt8](repeating: 0, count: ct.size.voxelCount)
-        var probabilities = probability ? [Float](repeating: 0, count: ct.size.voxelCount) : []
         let stageNames: [SegmentationStage: String] = [
             .preprocess: "preprocess", .network: "network",
             .postprocess: "postprocess", .crf: "crf",
         ]
-        try ct.withVolumeInput { volume in
-            try mask.withUnsafeMutableBufferPointer { m in
-                try probabilities.withUnsafeMutableBufferPointer { p in
-                    guard let maskBase = m.baseAddress else { throw LiversegError.internalError("empty mask buffer") }
-                    // An empty array may still have a base address: pass NULL unless asked.
-                    try loaded.segment(
-                        volume, options: options, mask: maskBase,
-                        probability: probability ? p.baseAddress : nil
-                    ) { fraction, stage in
-                        progress.update(label + (stageNames[stage] ?? ""), fraction)
-                        return true
-                    }
-                }
+        let segmentation = try ct.withVolumeInput { volume in
+            try loaded.segment(volume, options: options, keepProbability: probability) { fraction, stage in
+                progress.update(label + (stageNames[stage] ?? ""), fraction)
+                return true
             }
         }
+        let (mask, probabilities) = (segmentation.mask, segmentation.probability ?? [])
         progress.update(label + "writing", 1)
         return CaseResult(input: input, ct: ct, mask: mask, probabilities: probabilities, warnings: warnings)
     }

@@ -50,11 +50,11 @@ struct Train: ParsableCommand {
             let c = try training.configuration()
             let progress = ProgressBar(quiet: quiet)
             progress.update("loading", 0)
-            let volumes = try cases(data).map {
+            let volumes = try LabelledCase.parse(data).map {
                 try TrainingVolume(
                     ctPath: $0.ct, maskPath: $0.mask, preprocessing: c.preprocessing, threads: resolvedThreadCount(c.threads))
             }
-            let validation = try cases(val)
+            let validation = try LabelledCase.parse(val)
             let sampler = try c.sampler(volumes)
             let trainer = try Trainer(configuration: c)
             let checkpointPath = checkpoint ?? out + ".checkpoint"
@@ -94,39 +94,6 @@ struct Train: ParsableCommand {
     }
 }
 
-/// Trains `trainer` until it has done `epochs` epochs. After every epoch it writes the model
-/// (with `metadata(epoch)`), the checkpoint and the CSV log, each atomically, so a run that is
-/// stopped resumes from its checkpoint with a log that matches it: rows after the trainer's
-/// epoch count are dropped on the way in.
-func trainWithCheckpoints(
-    _ trainer: Trainer, _ sampler: PatchSampler, epochs: Int, model out: String,
-    checkpoint: String, log: String?,
-    metadata: (Int) -> [(String, JSONValue)],
-    validation: (Model) throws -> Double? = { _ in nil },
-    progress: (Int, Int, Int) -> Void = { _, _, _ in },
-    report: (EpochSummary, Double?) throws -> Void
-) throws {
-    var csv = "epoch,seconds,loss,main,branch1,branch2,validation_dice\n"
-    if let log, trainer.epochsDone > 0, let old = try? String(contentsOfFile: log, encoding: .utf8) {
-        for line in old.split(separator: "\n").dropFirst() {
-            if let epoch = Int(line.prefix { $0 != "," }), epoch <= trainer.epochsDone { csv += line + "\n" }
-        }
-    }
-    while trainer.epochsDone < epochs {
-        let epoch = trainer.epochsDone + 1
-        let summary = try trainer.trainEpoch(sampler) { done, total, _ in progress(epoch, done, total) }
-        let model = try trainer.model(extraMetadata: metadata(epoch))
-        let dice = try validation(model)
-        try writeFileAtomically(model.fileBytes(), to: out)
-        csv += String(
-            format: "%d,%.1f,%.6f,%.6f,%.6f,%.6f,%@\n", epoch, summary.seconds, summary.total, summary.main,
-            summary.branch1, summary.branch2, dice.map { String(format: "%.4f", $0) } ?? "")
-        if let log { try writeFileAtomically(Array(csv.utf8), to: log) }
-        try writeFileAtomically(trainer.checkpointBytes(), to: checkpoint)
-        try report(summary, dice)
-    }
-}
-
 /// The finite numbers of a comma-separated option value; an error names `--option`.
 func commaSeparatedNumbers(_ text: String, option: String) throws -> [Double] {
     let parts = text.split(separator: ",", omittingEmptySubsequences: false)
@@ -137,36 +104,9 @@ func commaSeparatedNumbers(_ text: String, option: String) throws -> [Double] {
     return v
 }
 
-/// CT and mask paths of the cases named by --data / --val values.
-func cases(_ values: [String]) throws -> [(ct: String, mask: String)] {
-    var result: [(String, String)] = []
-    for value in values {
-        let parts = value.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
-        if parts.count == 2 {
-            result.append((parts[0], parts[1]))
-            continue
-        }
-        var isFolder: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: value, isDirectory: &isFolder), isFolder.boolValue else {
-            throw LiversegError.invalidArgument("\(value) is neither CT,MASK nor a folder")
-        }
-        let sub = try FileManager.default.contentsOfDirectory(atPath: value).sorted()
-        for name in sub {
-            let ct = "\(value)/\(name)/ct.nii.gz", mask = "\(value)/\(name)/liver.nii.gz"
-            if FileManager.default.fileExists(atPath: ct), FileManager.default.fileExists(atPath: mask) {
-                result.append((ct, mask))
-            }
-        }
-        guard !result.isEmpty else {
-            throw LiversegError.invalidArgument("\(value) has no case folders with ct.nii.gz and liver.nii.gz")
-        }
-    }
-    return result
-}
-
 /// Dice of a model's segmentation of one case against its mask, on the CT's grid.
-func validationDice(_ model: Model, _ c: (ct: String, mask: String)) throws -> Double {
-    let segmented = try segmentCase(model, c)
+func validationDice(_ model: Model, _ c: LabelledCase) throws -> Double {
+    let segmented = try SegmentedCase(c, model: model)
     return try segmented.metrics(of: segmented.thresholded).dice
 }
 
@@ -176,7 +116,7 @@ struct TrainingOptions: ParsableArguments {
     var arch = "paper"
 
     @Option(parsing: .upToNextOption, help: "Model grid spacing in mm (x y z).")
-    var spacing: [Double] = [2.5, 2.5, 2.5]
+    var spacing: [Double] = Preprocessing.default.spacing
 
     @Option(parsing: .upToNextOption, help: "Training patch in model voxels (x y z), multiples of 4.")
     var patch: [Int] = [64, 64, 48]
@@ -243,11 +183,11 @@ struct TrainingOptions: ParsableArguments {
         guard threads >= 0 else { throw ValidationError("--threads must be 0 (all cores) or more") }
     }
 
-    /// The core configuration these options describe (HU window [−200, 300] → (HU − 50)/125, RAS).
+    /// The core configuration these options describe (`Preprocessing.default` but its spacing).
     func configuration() throws -> TrainingConfiguration {
-        var c = TrainingConfiguration(
-            preprocessing: Preprocessing(
-                spacing: spacing, orientation: AxisCodes("RAS")!, huWindow: (-200, 300), mean: 50, std: 125))
+        var preprocessing = Preprocessing.default
+        preprocessing.spacing = spacing
+        var c = TrainingConfiguration(preprocessing: preprocessing)
         switch arch {
         case "paper": c.architecture = .paper
         case "small":

@@ -184,6 +184,25 @@ private final class IndexDispenser: @unchecked Sendable {
 /// (from `ijkToRAS`; the third axis without it). Progress is reported with stage
 /// `.crf` on the calling thread. Deterministic whatever the thread count.
 public func refineWithCRF(
+    _ volume: VolumeInput, probability: [Float], parameters: CRFParameters, progress: ProgressHandler? = nil
+) throws -> [UInt8] {
+    guard probability.count == volume.size.voxelCount else {
+        throw LiversegError.invalidArgument(
+            "probability has \(probability.count) values but the volume \(volume.size) has \(volume.size.voxelCount) voxels")
+    }
+    var mask = [UInt8](repeating: 0, count: probability.count)
+    try probability.withUnsafeBufferPointer { p in
+        try mask.withUnsafeMutableBufferPointer { m in
+            try refineWithCRF(
+                volume, probability: p.baseAddress!, parameters: parameters, mask: m.baseAddress!, progress: progress)
+        }
+    }
+    return mask
+}
+
+/// `refineWithCRF` between borrowed buffers of volume.size voxels (the C API's and the
+/// pipeline's, without copies).
+package func refineWithCRF(
     _ volume: VolumeInput, probability: UnsafePointer<Float>, parameters: CRFParameters,
     mask: UnsafeMutablePointer<UInt8>, progress: ProgressHandler? = nil
 ) throws {

@@ -47,7 +47,7 @@ public struct MaskPostProcessing: OptionSet, Sendable, Hashable {
 /// then the 3D holes, then the holes of each slice across `sliceAxis` (0, 1 or 2: the axis
 /// that runs head to foot). A voxel counts as liver when it is non-zero. `checkpoint`
 /// runs after each step and each slice, and may throw (a cancellation) to stop.
-public func postProcess(
+func postProcess(
     mask: UnsafeMutableBufferPointer<UInt8>, size: GridSize, sliceAxis: Int,
     steps: MaskPostProcessing, checkpoint: () throws -> Void = {}
 ) throws {
@@ -87,7 +87,7 @@ public func postProcess(
 }
 
 /// The number of 6-connected components of non-zero voxels in a mask of `size` (x fastest).
-public func componentCount(mask: UnsafeBufferPointer<UInt8>, size: GridSize) -> Int {
+func componentCount(mask: UnsafeBufferPointer<UInt8>, size: GridSize) -> Int {
     let runs = RowRuns(mask, size: size, foreground: true)
     var components = runs.components(size: size)
     return (0..<runs.count).reduce(0) { $0 + (components.root($1) == $1 ? 1 : 0) }

@@ -26,6 +26,12 @@ public struct Preprocessing: Equatable, Sendable {
         self.std = std
     }
 
+    /// The model grid and intensity mapping `liverseg train` uses unless told otherwise (the
+    /// bundled model's): 3 mm isotropic, RAS, HU window [−200, 300] → (HU − 50)/125. Python's
+    /// `liverseg.model_file.DEFAULT_PREPROCESSING` is held to it by a test.
+    public static let `default` = Preprocessing(
+        spacing: [3, 3, 3], orientation: AxisCodes("RAS")!, huWindow: (-200, 300), mean: 50, std: 125)
+
     public static func == (a: Preprocessing, b: Preprocessing) -> Bool {
         a.spacing == b.spacing && a.orientation == b.orientation && a.huWindow == b.huWindow && a.mean == b.mean && a.std == b.std
     }

@@ -27,12 +27,42 @@ public struct SegmentationOptions: Sendable {
 /// takes its share from the network's).
 private let preprocessShare = 0.05, networkShare = 0.9, crfShare = 0.15
 
+/// What `segment` returns: the mask on the input grid and, when asked for, the fused liver
+/// probability there.
+public struct Segmentation: Sendable {
+    /// 0/1 per input voxel, x fastest.
+    public var mask: [UInt8]
+    /// The eq. 4 fused liver probability per input voxel, when `keepProbability` was set.
+    public var probability: [Float]?
+}
+
 extension Model {
     /// Runs the whole pipeline on `volume`: reorient + resample + normalise, tiled network,
     /// eq. 4 fusion, resampling back, then thresholding — or the dense CRF when
-    /// `options.crf` is set — and `options.postProcessing`. Writes `mask` (0/1, input grid)
-    /// and, if given, the fused liver probability.
+    /// `options.crf` is set — and `options.postProcessing`. `progress` may cancel (the call
+    /// then throws `LiversegError.cancelled`).
     public func segment(
+        _ volume: VolumeInput, options: SegmentationOptions = SegmentationOptions(), keepProbability: Bool = false,
+        progress: ProgressHandler? = nil
+    ) throws -> Segmentation {
+        try volume.validate()
+        let voxels = volume.size.voxelCount
+        var mask = [UInt8](repeating: 0, count: voxels)
+        var probability = [Float](repeating: 0, count: keepProbability ? voxels : 0)
+        try mask.withUnsafeMutableBufferPointer { m in
+            try probability.withUnsafeMutableBufferPointer { p in
+                // An empty array may still have a base address: pass nil unless asked.
+                try segment(
+                    volume, options: options, mask: m.baseAddress!, probability: keepProbability ? p.baseAddress : nil,
+                    progress: progress)
+            }
+        }
+        return Segmentation(mask: mask, probability: keepProbability ? probability : nil)
+    }
+
+    /// `segment` into borrowed buffers of volume.size voxels (the C API's, without copies):
+    /// writes `mask` and, if given, the fused liver probability.
+    package func segment(
         _ volume: VolumeInput, options: SegmentationOptions,
         mask: UnsafeMutablePointer<UInt8>, probability: UnsafeMutablePointer<Float>?,
         progress: ProgressHandler? = nil

@@ -85,6 +85,18 @@ public struct SegmentationMetrics: Equatable, Sendable {
 ///   - connectivity: neighbourhood defining border voxels; SLiver07's program uses 18.
 ///   - threads: worker threads (0: all cores); results do not depend on it.
 public func evaluateSegmentation(
+    _ segmentation: [UInt8], _ reference: [UInt8], size: GridSize, spacing: [Double],
+    connectivity: BorderConnectivity = .edges, threads: Int = 0
+) throws -> SegmentationMetrics {
+    try segmentation.withUnsafeBufferPointer { a in
+        try reference.withUnsafeBufferPointer { b in
+            try evaluateSegmentation(a, b, size: size, spacing: spacing, connectivity: connectivity, threads: threads)
+        }
+    }
+}
+
+/// `evaluateSegmentation` on borrowed masks (the C API's, without a copy).
+package func evaluateSegmentation(
     _ segmentation: UnsafeBufferPointer<UInt8>, _ reference: UnsafeBufferPointer<UInt8>,
     size: GridSize, spacing: [Double], connectivity: BorderConnectivity = .edges,
     threads: Int = 0

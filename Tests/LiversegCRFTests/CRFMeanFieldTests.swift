@@ -101,6 +101,8 @@ final class CRFMeanFieldTests: XCTestCase {
             }
         }
 
+        /// The borrowed-buffer refiner (the one behind every front end), its output
+        /// pre-filled with 7 so a voxel it fails to write shows.
         func refine(_ parameters: CRFParameters) throws -> [UInt8] {
             var mask = [UInt8](repeating: 7, count: probability.count)
             try volume { v in try refineWithCRF(v, probability: probability, parameters: parameters, mask: &mask) }

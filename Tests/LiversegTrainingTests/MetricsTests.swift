@@ -7,11 +7,7 @@ func evaluate(
     _ a: [UInt8], _ b: [UInt8], _ size: GridSize, _ spacing: [Double],
     _ connectivity: BorderConnectivity = .edges, threads: Int = 1
 ) throws -> SegmentationMetrics {
-    try a.withUnsafeBufferPointer { pa in
-        try b.withUnsafeBufferPointer { pb in
-            try evaluateSegmentation(pa, pb, size: size, spacing: spacing, connectivity: connectivity, threads: threads)
-        }
-    }
+    try evaluateSegmentation(a, b, size: size, spacing: spacing, connectivity: connectivity, threads: threads)
 }
 
 final class MetricsTests: XCTestCase {

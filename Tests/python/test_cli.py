@@ -225,6 +225,18 @@ TRAIN_ARGS = ["--arch", "small", "--spacing", "4", "4", "4", "--patch", "16", "1
               "--threads", "2", "--quiet"]
 
 
+def test_train_defaults_are_pythons_default_preprocessing(synthetic_cases, tmp_path):
+    """One fact in one place: the model grid and HU mapping `liverseg train` writes without
+    --spacing (Swift's Preprocessing.default) equal liverseg.model_file.DEFAULT_PREPROCESSING."""
+    args = [a for a in TRAIN_ARGS]
+    del args[args.index("--spacing"):args.index("--spacing") + 4]
+    result = run("train", "--data", synthetic_cases, *args, "--epochs", "1", "--iterations-per-epoch", "1",
+                 "--out", tmp_path / "d.safetensors")
+    assert result.returncode == 0, result.stderr
+    written = liverseg.Model(tmp_path / "d.safetensors").metadata()["preprocessing"]
+    assert written == liverseg.model_file.DEFAULT_PREPROCESSING
+
+
 def test_train_writes_model_log_and_resumes_exactly(synthetic_cases, tmp_path):
     straight = run("train", "--data", synthetic_cases, *TRAIN_ARGS, "--epochs", "3", "--out", tmp_path / "a.safetensors",
                    "--log", tmp_path / "a.csv", "--curves", tmp_path / "a.png")

@@ -29,8 +29,10 @@ def paper_architecture():
     }
 
 
+# Preprocessing.default in Sources/LiversegPipeline/Model.swift (what `liverseg train` uses
+# unless told otherwise); Tests/python/test_model_file.py holds the two equal.
 DEFAULT_PREPROCESSING = {
-    "spacing_mm": [2.0, 2.0, 2.0],
+    "spacing_mm": [3.0, 3.0, 3.0],
     "orientation": "RAS",
     "hu_window": [-200.0, 300.0],
     "mean": 50.0,
