@@ -57,6 +57,11 @@ public struct SegmentedCase {
     /// The mask `segment` gives with default options.
     public let thresholded: [UInt8]
 
+    /// A case from its parts (tests build probabilities directly).
+    init(ct: Image, reference: [UInt8], probability: [Float], thresholded: [UInt8]) {
+        (self.ct, self.reference, self.probability, self.thresholded) = (ct, reference, probability, thresholded)
+    }
+
     /// Reads `labelled` and segments it with `model`.
     public init(_ labelled: LabelledCase, model: Model) throws {
         let ct = try readImage(labelled.ct), reference = try readImage(labelled.mask).mask()
