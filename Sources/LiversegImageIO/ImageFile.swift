@@ -90,7 +90,7 @@ public func encodeImageFiles(_ image: Image, path: String) throws -> [(path: Str
     case .nifti:
         return [(path, try NIfTI.serialize(image))]
     case .niftiGzip:
-        return [(path, try deflate(try NIfTI.serialize(image), container: .gzip))]
+        return [(path, try deflate([try NIfTI.header(of: image)[...], image.data[...]], container: .gzip))]
     case .nrrd:
         return [(path, try NRRD.serialize(image, encoding: .gzip).header)]
     case .nrrdDetached:

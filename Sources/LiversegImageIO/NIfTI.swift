@@ -173,6 +173,11 @@ public enum NIfTI {
     /// in pixdim, units mm, scl_slope/scl_inter from the image. NIfTI-1 stores each extent
     /// as an int16: an image with an extent beyond 32767 is an error. Pure.
     public static func serialize(_ image: Image) throws -> [UInt8] {
+        try header(of: image) + image.data
+    }
+
+    /// The bytes `serialize` writes before the voxels (header, magic, no extensions).
+    static func header(of image: Image) throws -> [UInt8] {
         let extents = [image.size.x, image.size.y, image.size.z]
         if let axis = extents.firstIndex(where: { $0 > Int(Int16.max) }) {
             throw LiversegError.unsupported(
@@ -211,7 +216,6 @@ public enum NIfTI {
         w.zeros(16)  // intent_name
         w.text("n+1", length: 4)
         w.zeros(4)  // no extensions
-        w.raw(image.data)
         return w.bytes
     }
 

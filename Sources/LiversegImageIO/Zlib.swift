@@ -94,6 +94,13 @@ package func inflate(_ input: ArraySlice<UInt8>, expected: Int? = nil, prefix: B
 
 /// Compresses `input` into a zlib or gzip stream at zlib's level `level` (1 fast … 9 small).
 package func deflate(_ input: [UInt8], container: DeflateContainer, level: Int32 = 6) throws -> [UInt8] {
+    try deflate([input[...]], container: container, level: level)
+}
+
+/// Compresses the concatenation of `parts` (e.g. a header and the voxels, without joining
+/// them first) into one zlib or gzip stream. The output grows as it fills instead of
+/// reserving zlib's worst-case bound: a mask compresses to a few percent of its size.
+package func deflate(_ parts: [ArraySlice<UInt8>], container: DeflateContainer, level: Int32 = 6) throws -> [UInt8] {
     var stream = z_stream()
     guard
         deflateInit2_(
@@ -103,27 +110,38 @@ package func deflate(_ input: [UInt8], container: DeflateContainer, level: Int32
         throw LiversegError.outOfMemory("zlib could not start deflating")
     }
     defer { deflateEnd(&stream) }
-    var output = [UInt8](repeating: 0, count: Int(deflateBound(&stream, uLong(input.count))) + 64)
-    var consumed = 0, produced = 0
-    try input.withUnsafeBytes { src in
-        let base = src.baseAddress.map { UnsafeMutablePointer(mutating: $0.assumingMemoryBound(to: Bytef.self)) }
-        while true {
-            if produced == output.count { output.append(contentsOf: repeatElement(0, count: output.count)) }
-            let chunkIn = min(src.count - consumed, Int(UInt32.max))
-            let chunkOut = min(output.count - produced, Int(UInt32.max))
-            stream.next_in = base.map { $0 + consumed }
-            stream.avail_in = uInt(chunkIn)
-            let flush = consumed + chunkIn == src.count ? Z_FINISH : Z_NO_FLUSH
-            let status: Int32 = output.withUnsafeMutableBytes { dst in
-                stream.next_out = dst.baseAddress!.assumingMemoryBound(to: Bytef.self) + produced
-                stream.avail_out = uInt(chunkOut)
-                return CZlib.deflate(&stream, flush)
-            }
-            consumed += chunkIn - Int(stream.avail_in)
-            produced += chunkOut - Int(stream.avail_out)
-            if status == Z_STREAM_END { return }
-            guard status == Z_OK || status == Z_BUF_ERROR else {
-                throw LiversegError.internalError("zlib deflate failed with status \(status)")
+    let parts = parts.isEmpty ? [[]] : parts
+    let total = parts.reduce(0) { $0 + $1.count }
+    let bound = Int(deflateBound(&stream, uLong(total))) + 64
+    var output = [UInt8](repeating: 0, count: min(bound, max(1 << 16, total / 16)))
+    var produced = 0
+    for (n, part) in parts.enumerated() {
+        let last = n == parts.count - 1
+        try part.withUnsafeBytes { src in
+            let base = src.baseAddress.map { UnsafeMutablePointer(mutating: $0.assumingMemoryBound(to: Bytef.self)) }
+            var consumed = 0
+            while true {
+                if produced == output.count {
+                    output.append(contentsOf: repeatElement(0, count: max(1 << 16, min(output.count, bound - output.count))))
+                }
+                let chunkIn = min(src.count - consumed, Int(UInt32.max))
+                let chunkOut = min(output.count - produced, Int(UInt32.max))
+                stream.next_in = base.map { $0 + consumed }
+                stream.avail_in = uInt(chunkIn)
+                let finishing = last && consumed + chunkIn == src.count
+                let status: Int32 = output.withUnsafeMutableBytes { dst in
+                    stream.next_out = dst.baseAddress!.assumingMemoryBound(to: Bytef.self) + produced
+                    stream.avail_out = uInt(chunkOut)
+                    return CZlib.deflate(&stream, finishing ? Z_FINISH : Z_NO_FLUSH)
+                }
+                consumed += chunkIn - Int(stream.avail_in)
+                produced += chunkOut - Int(stream.avail_out)
+                if status == Z_STREAM_END { return }
+                guard status == Z_OK || status == Z_BUF_ERROR else {
+                    throw LiversegError.internalError("zlib deflate failed with status \(status)")
+                }
+                // This part is consumed and zlib has room left: on to the next part.
+                if !finishing, consumed == src.count, stream.avail_out > 0 { return }
             }
         }
     }

@@ -84,16 +84,56 @@ public struct ModelGrid: Equatable, Sendable {
         _ modelValues: UnsafePointer<Float>, into output: UnsafeMutablePointer<Float>, threads: Int,
         progress: (Double) throws -> Void = { _ in }
     ) throws {
+        let axes = mapBackSamples()
+        try resampleTrilinear(
+            .float32(modelValues), x: axes[0], y: axes[1], z: axes[2], into: output, threads: threads,
+            progress: progress
+        ) { $0 }
+    }
+
+    /// `mapBack` thresholded on the way: `mask` (inputSize.voxelCount bytes) gets 1 where the
+    /// resampled value is at least `threshold`, 0 elsewhere — the same mask as thresholding
+    /// `mapBack`'s output, without a float per input voxel (slabs of planes pass through a
+    /// small buffer).
+    public func mapBack(
+        _ modelValues: UnsafePointer<Float>, threshold: Float, into mask: UnsafeMutablePointer<UInt8>, threads: Int,
+        progress: (Double) throws -> Void = { _ in }
+    ) throws {
+        let axes = mapBackSamples()
+        let plane = inputExtents[0] * inputExtents[1], planes = inputExtents[2]
+        // About 4 MB of floats per slab, at least one plane.
+        let slab = max(1, min(planes, (1 << 20) / max(1, plane)))
+        let buffer = try FloatBuffer(count: slab * plane, zeroed: false)
+        for start in stride(from: 0, to: planes, by: slab) {
+            let range = start..<min(planes, start + slab)
+            try resampleTrilinear(
+                .float32(modelValues), x: axes[0], y: axes[1], z: axes[2].slice(range), into: buffer.pointer,
+                threads: threads, progress: { _ in }
+            ) { $0 }
+            applyThreshold(
+                threshold, to: buffer.pointer, count: range.count * plane, into: mask + start * plane, threads: threads)
+            try progress(Double(range.upperBound) / Double(planes))
+        }
+    }
+
+    /// Per input axis, where each input voxel samples the model grid.
+    private func mapBackSamples() -> [AxisSamples] {
         let strides = [1, size.x, size.x * size.y]
-        let axes = (0..<3).map { a -> AxisSamples in
+        return (0..<3).map { a -> AxisSamples in
             let j = mapping.sourceAxis.firstIndex(of: a)!
             return AxisSamples(
                 outputCount: inputExtents[a], sourceCount: modelExtents[j],
                 sourceStride: strides[j], flipOutput: mapping.flipped[j], flipSource: false)
         }
-        try resampleTrilinear(
-            .float32(modelValues), x: axes[0], y: axes[1], z: axes[2], into: output, threads: threads,
-            progress: progress
-        ) { $0 }
+    }
+}
+
+/// mask[i] = values[i] ≥ threshold ? 1 : 0 for i in 0..<count.
+func applyThreshold(
+    _ threshold: Float, to values: UnsafePointer<Float>, count: Int, into mask: UnsafeMutablePointer<UInt8>, threads: Int
+) {
+    nonisolated(unsafe) let (source, target) = (values, mask)
+    parallelChunks(count, threads: threads) { _, chunk in
+        for i in chunk { target[i] = source[i] >= threshold ? 1 : 0 }
     }
 }

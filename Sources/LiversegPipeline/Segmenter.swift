@@ -94,31 +94,24 @@ extension Model {
         try report(networkEnd, .postprocess)
 
         let voxels = volume.size.voxelCount
-        // Without a caller's probability buffer, map back into scratch memory we own.
-        var scratch: FloatBuffer? = nil
-        let target: UnsafeMutablePointer<Float>
-        if let probability {
-            target = probability
-        } else {
-            let buffer = try FloatBuffer(count: voxels, zeroed: false)
-            scratch = buffer
-            target = buffer.pointer
-        }
-        defer { withExtendedLifetime(scratch) {} }
         // Mapping back takes the first half of the post-processing share, the rest the second.
-        try grid.mapBack(fused.pointer, into: target, threads: threads) { f in
-            try report(networkEnd + 0.025 * f, .postprocess)
-        }
-        let threshold = options.threshold
-        if let crf = options.crf {
-            let start = networkEnd + 0.05
-            try refineWithCRF(volume, probability: target, parameters: crf, mask: mask) { fraction, stage in
-                progress?(start + (1 - start) * fraction, stage) ?? true
-            }
+        let mapBackProgress = { (f: Double) in try report(networkEnd + 0.025 * f, .postprocess) }
+        if probability == nil, options.crf == nil {
+            // Nobody needs the probability on the input grid: threshold it slab by slab.
+            try grid.mapBack(fused.pointer, threshold: options.threshold, into: mask, threads: threads, progress: mapBackProgress)
         } else {
-            nonisolated(unsafe) let (maskOut, source) = (mask, target)
-            parallelChunks(voxels, threads: threads) { _, range in
-                for i in range { maskOut[i] = source[i] >= threshold ? 1 : 0 }
+            let scratch = probability == nil ? try FloatBuffer(count: voxels, zeroed: false) : nil
+            let target = probability ?? scratch!.pointer
+            try withExtendedLifetime(scratch) {
+                try grid.mapBack(fused.pointer, into: target, threads: threads, progress: mapBackProgress)
+                if let crf = options.crf {
+                    let start = networkEnd + 0.05
+                    try refineWithCRF(volume, probability: target, parameters: crf, mask: mask) { fraction, stage in
+                        progress?(start + (1 - start) * fraction, stage) ?? true
+                    }
+                } else {
+                    applyThreshold(options.threshold, to: target, count: voxels, into: mask, threads: threads)
+                }
             }
         }
         if !options.postProcessing.isEmpty {

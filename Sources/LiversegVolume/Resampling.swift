@@ -25,6 +25,13 @@ package struct AxisSamples {
             weight.append(Float(c - Double(lo)))
         }
     }
+
+    /// The samples of outputs `range` only (a slab of output planes).
+    package func slice(_ range: Range<Int>) -> AxisSamples {
+        var s = self
+        (s.lower, s.upper, s.weight) = (Array(lower[range]), Array(upper[range]), Array(weight[range]))
+        return s
+    }
 }
 
 /// Trilinear resampling with per-axis sample tables (output x fastest), the one routine

@@ -197,6 +197,21 @@ final class ImageIOTests: XCTestCase {
         corrupt[12] ^= 0xFF
         XCTAssertThrowsError(try inflate(corrupt[...], what: "x"))
     }
+
+    /// Parts deflated as one stream inflate to their concatenation, with empty parts, and
+    /// with incompressible data that makes the output grow past its first allocation.
+    func testDeflatingPartsEqualsDeflatingTheirConcatenation() throws {
+        var rng = SeededGenerator(seed: 5)
+        let noise = (0..<300_000).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        let zeros = [UInt8](repeating: 0, count: 200_000)
+        for parts in [[noise[...]], [zeros[..<352], noise[...], zeros[...]], [[], zeros[...], []], [], [noise[..<1]]] {
+            let joined = parts.flatMap { Array($0) }
+            for container in [DeflateContainer.gzip, .zlib] {
+                let packed = try deflate(parts, container: container)
+                XCTAssertEqual(try inflate(packed[...], what: "x"), joined)
+            }
+        }
+    }
 }
 
 final class ImageIOHostileInputTests: XCTestCase {

@@ -233,7 +233,7 @@ def test_train_defaults_are_pythons_default_preprocessing(synthetic_cases, tmp_p
     result = run("train", "--data", synthetic_cases, *args, "--epochs", "1", "--iterations-per-epoch", "1",
                  "--out", tmp_path / "d.safetensors")
     assert result.returncode == 0, result.stderr
-    written = liverseg.Model(tmp_path / "d.safetensors").metadata()["preprocessing"]
+    written = liverseg.Model(tmp_path / "d.safetensors").metadata["preprocessing"]
     assert written == liverseg.model_file.DEFAULT_PREPROCESSING
 
 

@@ -70,6 +70,12 @@ def test_segmentation_matches_independent_chain(small_model, small_model_path, i
     assert np.abs(probability - reference).max() < 2e-5
     assert np.array_equal(mask, (probability >= 0.5).astype(np.uint8))
     assert 0.01 < mask.mean() < 0.99   # a random model, but not a constant one
+    # Without the probability the mask is thresholded slab by slab while mapping back: the
+    # same mask, at other thresholds too.
+    assert np.array_equal(small_model.segment(ct, affine=affine, postprocess=False), mask)
+    for threshold in (0.3, 0.7):
+        expected = (probability >= threshold).astype(np.uint8)
+        assert np.array_equal(small_model.segment(ct, affine=affine, postprocess=False, threshold=threshold), expected)
 
 
 @pytest.mark.parametrize("kernels,shape,budget", [
