@@ -8,7 +8,8 @@
 #   make setup-demo demo       install what the demo needs, then segment a real CT from
 #                              ../shared/data with the bundled model: mask + pictures
 #   make format                apply the formatter (.swift-format); `make lint` checks it
-#   make bench                 forward-pass benchmark against OpenBLAS sgemm and PyTorch
+#   make bench                 the benchmark suite against PyTorch and pydensecrf2 (tools/bench.py);
+#                              appends a dated section to docs/benchmarks.md
 #   make fuzz [FUZZ_SECONDS=600] every libFuzzer harness (tools/fuzz.sh), .build-fuzz/
 #   make sanitizers            Swift tests under ASan and TSan, the C API under valgrind
 
@@ -84,8 +85,9 @@ test-python: build cli
 demo: cli
 	DATA=$(DATA) OUT=$(OUT) CLI=$(CLI) bash tools/demo.sh
 
-bench: build
-	LIVERSEG_LIBRARY=$(CURDIR)/$(LIB) PYTHONPATH=$(CURDIR)/bindings/python $(PYTHON) tools/bench_forward.py
+bench: build cli
+	LIVERSEG_LIBRARY=$(CURDIR)/$(LIB) LIVERSEG_CLI=$(CURDIR)/$(CLI) PYTHONPATH=$(CURDIR)/bindings/python \
+		$(PYTHON) tools/bench.py --data $(DATA) --markdown docs/benchmarks.md
 
 FUZZ_SECONDS ?= 600
 fuzz:

@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""The benchmark suite (`make bench`): liverseg and its peers side by side, in one run.
+
+  1. forward pass of the paper 3D DSN on 160×160×72 — liverseg vs PyTorch CPU (same weights);
+  2. a training step (eq. 3 loss and every gradient) on a 64×64×48 patch, one thread —
+     liverseg vs PyTorch autograd on the same network and loss;
+  3. the dense CRF — tools/bench_crf.py (one slice and the whole IRCADb-17 volume against
+     pydensecrf2), when pydensecrf2 is installed;
+  4. `liverseg segment --crf` on IRCADb-17, end to end, 2 threads (wall time);
+  5. peak resident memory of `liverseg segment` on 512×512×119 (IRCADb-17) and on a
+     512×512×600 CT made by stacking IRCADb-01 (written to a temporary folder).
+
+Each comparison alternates the two sides `--repeats` times, so a background load hits both
+alike, and reports medians and the median of the per-round ratios. The CPU, its vector
+extensions and the load average are printed first: figures from different machines or
+loads are not comparable; ratios from one run are. `--markdown FILE` appends the run as a
+dated section (docs/benchmarks.md keeps the history). Release build:
+
+    make build cli && LIVERSEG_LIBRARY=.build/release/libliverseg.so PYTHONPATH=bindings/python \\
+        python3 tools/bench.py --data ../shared/data --markdown docs/benchmarks.md
+"""
+import argparse
+import datetime
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import liverseg
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cpu_description():
+    """(model name, vector extensions, logical cores, 1-minute load average)."""
+    model, flags = "unknown", set()
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name") and model == "unknown":
+            model = line.split(":", 1)[1].strip()
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+    vectors = sorted(f for f in flags if f.startswith(("avx", "fma", "sse4")))
+    return model, vectors, os.cpu_count(), os.getloadavg()[0]
+
+
+def alternate(fns, repeats):
+    """Runs each of `fns` in turn for `repeats` rounds after one warm-up each; returns the
+    wall times per function, over the rounds."""
+    for fn in fns:
+        fn()
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, t in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            t.append(time.perf_counter() - start)
+    return times
+
+
+def comparison(label, ours, peer, peer_name):
+    """A table row: medians and the median of the per-round ratios peer / liverseg."""
+    ratio = statistics.median(p / o for o, p in zip(ours, peer))
+    return (f"| {label} | {statistics.median(ours):.3f} s | {peer_name} {statistics.median(peer):.3f} s "
+            f"| {ratio:.2f}× |")
+
+
+def network_benchmarks(repeats):
+    """Rows for the forward pass (1 and 2 threads) and the training step (1 thread)."""
+    import torch
+    import torch.nn.functional as F
+    from liverseg.torch_train import DSN
+    arch = liverseg.paper_architecture()
+    weights = liverseg.random_weights(arch, seed=0)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "paper.safetensors"
+        liverseg.save_model(path, arch, weights)
+        model = liverseg.Model(path)
+        net = DSN(arch)
+        with torch.no_grad():
+            for name, value in weights.items():
+                net.weight(name).copy_(torch.from_numpy(value))
+        rng = np.random.default_rng(1)
+
+        x = rng.standard_normal((160, 160, 72)).astype(np.float32)
+        xt = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 1, 0)))[None, None]
+
+        def torch_forward():
+            with torch.no_grad():
+                return [torch.softmax(s, 1) for s in net(xt)]
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            ours, peer = alternate([lambda: model.forward(x, threads=threads), torch_forward], repeats)
+            rows.append(comparison(f"forward, paper DSN, 160×160×72, {threads} thread(s)", ours, peer,
+                                   f"PyTorch {torch.__version__}"))
+
+        patch = rng.standard_normal((64, 64, 48)).astype(np.float32)
+        labels = (rng.random((64, 64, 48)) < 0.3).astype(np.uint8)
+        pt = torch.from_numpy(np.ascontiguousarray(patch.transpose(2, 1, 0)))[None, None]
+        yt = torch.from_numpy(np.ascontiguousarray(labels.transpose(2, 1, 0)).astype(np.int64))[None]
+
+        def torch_step():
+            net.zero_grad()
+            main, b1, b2 = net(pt)
+            loss = F.cross_entropy(main, yt) + 0.3 * F.cross_entropy(b1, yt) + 0.4 * F.cross_entropy(b2, yt)
+            loss.backward()
+        torch.set_num_threads(1)
+        ours, peer = alternate([lambda: model.loss_and_gradient(patch, labels, threads=1), torch_step], repeats)
+        rows.append(comparison("training step (loss + all gradients), paper DSN, 64×64×48, 1 thread", ours, peer,
+                               "PyTorch autograd"))
+    return rows
+
+
+def cli(*args):
+    """Runs the liverseg command; returns (wall s, peak RSS MB of that process)."""
+    command = [os.environ.get("LIVERSEG_CLI", str(ROOT / ".build/release/liverseg-cli")), *map(str, args)]
+    with tempfile.TemporaryFile() as errors:
+        start = time.perf_counter()
+        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors)
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status) != 0:
+            errors.seek(0)
+            sys.exit(f"{' '.join(command)} failed: {errors.read().decode(errors='replace')}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def pipeline_benchmarks(data, repeats):
+    rows = []
+    case = Path(data) / "ircadb1-17" / "ct.nii.gz"
+    with tempfile.TemporaryDirectory() as tmp:
+        walls = [cli("segment", case, Path(tmp) / "m.nii.gz", "--crf", "--threads", "2", "--quiet")[0]
+                 for _ in range(repeats)]
+        rows.append(f"| `segment --crf`, IRCADb-17 (512×512×119), 2 threads | {statistics.median(walls):.2f} s "
+                    f"| paper: 92 s with a GPU | |")
+        _, rss = cli("segment", case, Path(tmp) / "m.nii.gz", "--quiet")
+        rows.append(f"| peak RSS of `segment`, 512×512×119 | {rss:.0f} MB | | |")
+        import nibabel as nib
+        source = nib.load(Path(data) / "ircadb1-01" / "ct.nii.gz")
+        ct = np.asarray(source.dataobj).astype(np.int16)
+        stacked = np.concatenate([ct] * (600 // ct.shape[2] + 1), axis=2)[:, :, :600]
+        big = Path(tmp) / "ct600.nii"
+        nib.save(nib.Nifti1Image(stacked, source.affine), big)
+        del ct, stacked
+        _, rss = cli("segment", big, Path(tmp) / "m600.nii.gz", "--quiet")
+        rows.append(f"| peak RSS of `segment`, 512×512×600 (IRCADb-01 stacked) | {rss:.0f} MB | | |")
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--markdown", help="append the run to this Markdown file")
+    args = ap.parse_args()
+    model, vectors, cores, load = cpu_description()
+    header = [f"### {datetime.date.today().isoformat()} — {model}, {cores} logical cores",
+              "", f"Vector extensions: {' '.join(vectors)}. Load average at the start: {load:.2f}"
+              f" (above 0.5 the machine was busy: compare ratios, not times).", "",
+              "| benchmark | liverseg | peer | peer / liverseg time |", "|---|---|---|---|"]
+    print("\n".join(header), flush=True)
+    rows = []
+    try:
+        import torch  # noqa: F401
+        rows += network_benchmarks(args.repeats)
+    except ImportError:
+        rows.append("| forward, training step | | PyTorch not installed: no comparison | |")
+    for row in rows:
+        print(row, flush=True)
+    pipeline = pipeline_benchmarks(args.data, max(3, args.repeats // 2))
+    print("\n".join(pipeline), flush=True)
+    rows += pipeline
+    crf = ""
+    try:
+        import pydensecrf.densecrf  # noqa: F401
+        result = subprocess.run([sys.executable, str(ROOT / "tools" / "bench_crf.py"), "--data", args.data],
+                                capture_output=True, text=True, check=True)
+        crf = "\nDense CRF (tools/bench_crf.py):\n\n```\n" + result.stdout.strip() + "\n```\n"
+    except ImportError:
+        crf = "\nDense CRF: pydensecrf2 is not installed (`pip install pydensecrf2`): no CRF comparison.\n"
+    print(crf)
+    if args.markdown:
+        with open(args.markdown, "a") as f:
+            f.write("\n" + "\n".join(header + rows) + "\n" + crf)
+
+
+if __name__ == "__main__":
+    main()
