@@ -117,17 +117,18 @@ def network_benchmarks(repeats):
 
 
 def cli(*args):
-    """Runs the liverseg command; returns (wall s, peak RSS MB of that process)."""
-    command = [os.environ.get("LIVERSEG_CLI", str(ROOT / ".build/release/liverseg-cli")), *map(str, args)]
-    with tempfile.TemporaryFile() as errors:
-        start = time.perf_counter()
-        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors)
-        _, status, usage = os.wait4(child.pid, 0)
-        wall = time.perf_counter() - start
-        if os.waitstatus_to_exitcode(status) != 0:
-            errors.seek(0)
-            sys.exit(f"{' '.join(command)} failed: {errors.read().decode(errors='replace')}")
-    return wall, usage.ru_maxrss / 1024
+    """Runs the liverseg command under GNU time; returns (wall s, peak RSS MB of that
+    process). (The rusage of a child forked from this process would count this process's
+    pages, PyTorch's included, until the child execs.)"""
+    command = ["/usr/bin/time", "-f", "peak-rss-kb %M",
+               os.environ.get("LIVERSEG_CLI", str(ROOT / ".build/release/liverseg-cli")), *map(str, args)]
+    start = time.perf_counter()
+    result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - start
+    if result.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed: {result.stderr}")
+    kilobytes = int(result.stderr.strip().splitlines()[-1].split()[-1])
+    return wall, kilobytes / 1024
 
 
 def pipeline_benchmarks(data, repeats):
