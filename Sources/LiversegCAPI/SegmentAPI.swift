@@ -188,17 +188,7 @@ public func liverseg_network_loss_gradient(
         (losses[0], losses[1], losses[2], losses[3]) = (
             Double(loss.total), Double(loss.main), Double(loss.branch1), Double(loss.branch2)
         )
-        if let out = outGradient {
-            var offset = 0
-            for (name, shape) in model.architecture.parameterShapes {
-                let g = gradients[name] ?? []
-                guard g.count == shape.reduce(1, *) else {
-                    throw LiversegError.internalError("gradient of \(name) has \(g.count) values")
-                }
-                (out + offset).update(from: g, count: g.count)
-                offset += g.count
-            }
-        }
+        if let out = outGradient { out.update(from: gradients, count: gradients.count) }
     }
 }
 

@@ -92,6 +92,17 @@ public struct DSNArchitecture: Equatable, Sendable {
         return result
     }
 
+    /// Where each tensor of `parameterShapes` lives in one flat buffer of `parameterCount`
+    /// values (model-file order, each tensor row-major): the layout of the network's
+    /// parameters, its gradients, the trainer's momentum and `liverseg_network_loss_gradient`.
+    public var parameterTable: [ParameterTensor] {
+        var offset = 0
+        return parameterShapes.map { name, shape in
+            defer { offset += shape.reduce(1, *) }
+            return ParameterTensor(name: name, shape: shape, offset: offset)
+        }
+    }
+
     /// Total number of weights and biases.
     public var parameterCount: Int { parameterShapes.reduce(0) { $0 + $1.shape.reduce(1, *) } }
 
@@ -135,4 +146,20 @@ public struct DSNArchitecture: Equatable, Sendable {
         total += 27 * (c[3] * branch2DeconvChannels * l2.voxelCount + branch2DeconvChannels * classes * l1.voxelCount)
         return total
     }
+}
+
+/// One tensor of a network's flat parameter buffer.
+public struct ParameterTensor: Equatable, Sendable {
+    /// Its model-file name, e.g. "conv1.weight".
+    public let name: String
+    /// Its shape (see `DSNArchitecture.parameterShapes`).
+    public let shape: [Int]
+    /// Its first value's index in the flat buffer.
+    public let offset: Int
+    /// Its number of values.
+    public var count: Int { shape.reduce(1, *) }
+    /// Its index range in the flat buffer.
+    public var range: Range<Int> { offset..<(offset + count) }
+    /// Whether weight decay applies (weights, not biases).
+    public var isWeight: Bool { name.hasSuffix(".weight") }
 }

@@ -23,63 +23,59 @@ public struct DSNNetwork<Scalar: NetworkScalar>: Sendable {
     /// Branch 2's two up-samplings (ReLU between) to class scores.
     public let branch2Upsampling: [TransposedConvolution3D<Scalar>]
 
-    /// Builds the layers from named parameters whose shapes match `architecture.parameterShapes`.
+    /// Builds the layers from `parameters`, the flat buffer `architecture.parameterTable`
+    /// describes: each layer's weight then bias, convolutions conv1…conv8, then deconv9,
+    /// deconv10, branch1.deconv, branch2.deconv1, branch2.deconv2.
     // Exported Float specialisations: callers in other modules (pipeline, trainer) would
     // otherwise run the generic code unspecialised, several times slower.
     @_specialize(exported:true,where Scalar == Float)
-    public init(architecture: DSNArchitecture, parameters: [String: [Scalar]]) throws {
+    public init(architecture: DSNArchitecture, parameters: [Scalar]) throws {
+        guard parameters.count == architecture.parameterCount else {
+            throw LiversegError.invalidModel(
+                "\(parameters.count) parameters given; the architecture has \(architecture.parameterCount)")
+        }
         self.architecture = architecture
         let a = architecture
-        func values(_ name: String, _ count: Int) throws -> [Scalar] {
-            guard let v = parameters[name], v.count == count else {
-                throw LiversegError.invalidModel("tensor \(name) is missing or has the wrong size")
-            }
-            return v
-        }
+        let table = a.parameterTable
+        // Layer l's weight is table entry 2l, its bias 2l + 1.
+        func weight(_ l: Int) -> [Scalar] { Array(parameters[table[2 * l].range]) }
+        func bias(_ l: Int) -> [Scalar] { Array(parameters[table[2 * l + 1].range]) }
         var cin = a.inChannels
         var convs: [Convolution3D<Scalar>] = []
-        for (i, name) in DSNArchitecture.convNames.enumerated() {
-            let cout = a.convChannels[i], k = a.convKernels[i]
+        for (l, (cout, k)) in zip(a.convChannels, a.convKernels).enumerated() {
             convs.append(
-                Convolution3D(
-                    inChannels: cin, outChannels: cout, kernel: k,
-                    weight: try values("\(name).weight", cout * cin * k.voxelCount),
-                    bias: try values("\(name).bias", cout), relu: true))
-            cin = a.convChannels[i]
+                Convolution3D(inChannels: cin, outChannels: cout, kernel: k, weight: weight(l), bias: bias(l), relu: true))
+            cin = cout
         }
         convolutions = convs
-        func deconv(_ name: String, _ cin: Int, _ cout: Int, relu: Bool) throws -> TransposedConvolution3D<Scalar> {
-            TransposedConvolution3D(
-                inChannels: cin, outChannels: cout, weight: try values("\(name).weight", cin * cout * 27),
-                bias: try values("\(name).bias", cout), relu: relu)
+        let deconvs = [
+            (a.convChannels[5], a.mainDeconvChannels, true), (a.mainDeconvChannels, a.classes, false),
+            (a.convChannels[1], a.classes, false),
+            (a.convChannels[3], a.branch2DeconvChannels, true), (a.branch2DeconvChannels, a.classes, false),
+        ].enumerated().map { j, layer in
+            let l = convs.count + j
+            return TransposedConvolution3D(
+                inChannels: layer.0, outChannels: layer.1, weight: weight(l), bias: bias(l), relu: layer.2)
         }
-        mainUpsampling = [
-            try deconv("deconv9", a.convChannels[5], a.mainDeconvChannels, relu: true),
-            try deconv("deconv10", a.mainDeconvChannels, a.classes, relu: false),
-        ]
-        branch1Upsampling = try deconv("branch1.deconv", a.convChannels[1], a.classes, relu: false)
-        branch2Upsampling = [
-            try deconv("branch2.deconv1", a.convChannels[3], a.branch2DeconvChannels, relu: true),
-            try deconv("branch2.deconv2", a.branch2DeconvChannels, a.classes, relu: false),
-        ]
+        mainUpsampling = [deconvs[0], deconvs[1]]
+        branch1Upsampling = deconvs[2]
+        branch2Upsampling = [deconvs[3], deconvs[4]]
     }
 
-    /// Every parameter with its model-file name and shape, in `parameterShapes` order.
+    /// The layers in `parameterTable` order (convolutions, then deconv9, deconv10, branch 1,
+    /// branch 2): layer l's weight and bias are table entries 2l and 2l + 1.
+    private var layerParameters: [(weight: [Scalar], bias: [Scalar])] {
+        convolutions.map { ($0.weight, $0.bias) }
+            + (mainUpsampling + [branch1Upsampling] + branch2Upsampling).map { ($0.weight, $0.bias) }
+    }
+
+    /// The flat parameter buffer `architecture.parameterTable` describes.
+    public var flatParameters: [Scalar] { layerParameters.flatMap { $0.weight + $0.bias } }
+
+    /// Every parameter with its model-file name and shape, in `parameterTable` order.
     public var parameters: [(name: String, shape: [Int], values: [Scalar])] {
-        var values: [String: [Scalar]] = [:]
-        for (name, conv) in zip(DSNArchitecture.convNames, convolutions) {
-            values["\(name).weight"] = conv.weight
-            values["\(name).bias"] = conv.bias
-        }
-        for (name, layer) in [
-            ("deconv9", mainUpsampling[0]), ("deconv10", mainUpsampling[1]),
-            ("branch1.deconv", branch1Upsampling),
-            ("branch2.deconv1", branch2Upsampling[0]), ("branch2.deconv2", branch2Upsampling[1]),
-        ] {
-            values["\(name).weight"] = layer.weight
-            values["\(name).bias"] = layer.bias
-        }
-        return architecture.parameterShapes.map { ($0.name, $0.shape, values[$0.name] ?? []) }
+        let flat = flatParameters
+        return architecture.parameterTable.map { ($0.name, $0.shape, Array(flat[$0.range])) }
     }
 
     /// Index of the liver class in every output.

@@ -18,14 +18,13 @@ extension DSNNetwork {
     ///
     /// input [1, Z, Y, X] (extents multiples of 4); labels: Z·Y·X class indices;
     /// eta: (η1, η2), the branch weights (0, 0 trains the plain 3D-CNN).
-    /// Returns the loss terms and dL/dθ keyed by the model file's tensor names.
+    /// Returns the loss terms and dL/dθ as a flat buffer laid out as `architecture.parameterTable`.
     @_specialize(exported:true,where Scalar == Float)
     public func lossAndGradients(
         _ input: Tensor<Scalar>, labels: UnsafePointer<UInt8>, eta: (Scalar, Scalar),
         threads: Int
-    ) throws -> (DSNLoss<Scalar>, [String: [Scalar]]) {
+    ) throws -> (DSNLoss<Scalar>, [Scalar]) {
         let t = threads
-        let names = DSNArchitecture.convNames
         // Forward, keeping what the backward pass needs.
         let c1 = try convolutions[0].forward(input, threads: t)
         let c2 = try convolutions[1].forward(c1, threads: t)
@@ -47,44 +46,48 @@ extension DSNNetwork {
         scale(dS1, by: eta.0, threads: t)
         scale(dS2, by: eta.1, threads: t)
 
-        var gradients: [String: [Scalar]] = [:]
-        func record(_ name: String, _ g: LayerGradients<Scalar>) {
-            gradients["\(name).weight"] = g.weight
-            gradients["\(name).bias"] = g.bias
+        // Layer l (convolutions 0…5, then deconv9, deconv10, branch1, branch2a, branch2b) owns
+        // table entries 2l (weight) and 2l + 1 (bias).
+        let table = architecture.parameterTable
+        var gradients = [Scalar](repeating: 0, count: architecture.parameterCount)
+        func record(_ l: Int, _ g: LayerGradients<Scalar>) {
+            gradients.replaceSubrange(table[2 * l].range, with: g.weight)
+            gradients.replaceSubrange(table[2 * l + 1].range, with: g.bias)
         }
+        let (deconv9, deconv10, branch1, branch2a, branch2b) = (6, 7, 8, 9, 10)
         // Main path back to the second pool.
         let g10 = try mainUpsampling[1].backward(input: d9, output: s0, outputGradient: dS0, threads: t)
-        record("deconv10", g10)
+        record(deconv10, g10)
         let g9 = try mainUpsampling[0].backward(input: c8, output: d9, outputGradient: g10.input, threads: t)
-        record("deconv9", g9)
+        record(deconv9, g9)
         let g8 = try convolutions[5].backward(input: c7, output: c8, outputGradient: g9.input, threads: t)
-        record(names[5], g8)
+        record(5, g8)
         let g7 = try convolutions[4].backward(input: p2, output: c7, outputGradient: g8.input, threads: t)
-        record(names[4], g7)
+        record(4, g7)
         // Branch 2 joins at the second pool.
         let gb2b = try branch2Upsampling[1].backward(input: b2, output: s2, outputGradient: dS2, threads: t)
-        record("branch2.deconv2", gb2b)
+        record(branch2b, gb2b)
         let gb2a = try branch2Upsampling[0].backward(input: p2, output: b2, outputGradient: gb2b.input, threads: t)
-        record("branch2.deconv1", gb2a)
+        record(branch2a, gb2a)
         add(gb2a.input, into: g7.input, threads: t)
         let gc5 = try convolutions[3].backward(
             input: c4, output: c5,
             outputGradient: try MaxPool2.backward(input: c5, outputGradient: g7.input, threads: t),
             threads: t)
-        record(names[3], gc5)
+        record(3, gc5)
         let gc4 = try convolutions[2].backward(input: p1, output: c4, outputGradient: gc5.input, threads: t)
-        record(names[2], gc4)
+        record(2, gc4)
         // Branch 1 joins at the first pool.
         let gb1 = try branch1Upsampling.backward(input: p1, output: s1, outputGradient: dS1, threads: t)
-        record("branch1.deconv", gb1)
+        record(branch1, gb1)
         add(gb1.input, into: gc4.input, threads: t)
         let gc2 = try convolutions[1].backward(
             input: c1, output: c2,
             outputGradient: try MaxPool2.backward(input: c2, outputGradient: gc4.input, threads: t),
             threads: t)
-        record(names[1], gc2)
+        record(1, gc2)
         let gc1 = try convolutions[0].backward(input: input, output: c1, outputGradient: gc2.input, threads: t)
-        record(names[0], gc1)
+        record(0, gc1)
 
         let loss = DSNLoss(
             main: lossMain, branch1: loss1, branch2: loss2,

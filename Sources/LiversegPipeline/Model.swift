@@ -135,7 +135,8 @@ public final class Model: Sendable {
             let architecture = try parseArchitecture(metadata["architecture"])
             let preprocessing = try parsePreprocessing(metadata["preprocessing"])
             let tau = try parseTau(metadata["fusion"])
-            var parameters: [String: [Float]] = [:]
+            var parameters: [Float] = []
+            parameters.reserveCapacity(architecture.parameterCount)
             let expected = architecture.parameterShapes
             for (name, shape) in expected {
                 guard let entry = file.entry(name) else { throw LiversegError.invalidModel("tensor \"\(name)\" is missing") }
@@ -150,7 +151,7 @@ public final class Model: Sendable {
                 if let bad = values.firstIndex(where: { !$0.isFinite }) {
                     throw LiversegError.invalidModel("tensor \"\(name)\" has a non-finite value at flat index \(bad)")
                 }
-                parameters[name] = values
+                parameters += values
             }
             let known = Set(expected.map(\.name))
             if let extra = file.entries.first(where: { !known.contains($0.name) }) {

@@ -91,10 +91,10 @@ public struct EpochSummary: Sendable {
 public final class Trainer {
     /// The run's settings.
     public let configuration: TrainingConfiguration
-    /// Current parameters, by model-file name.
-    public private(set) var parameters: [String: [Float]]
-    /// Momentum buffers, by name.
-    public private(set) var velocity: [String: [Float]]
+    /// Current parameters: the flat buffer `architecture.parameterTable` lays out.
+    public private(set) var parameters: [Float]
+    /// Momentum, laid out as the parameters.
+    public private(set) var velocity: [Float]
     /// Epochs completed.
     public private(set) var epochsDone = 0
 
@@ -103,25 +103,24 @@ public final class Trainer {
         try configuration.architecture.validate()
         self.configuration = configuration
         var rng = SeededGenerator(seed: configuration.seed, stream: 0, index: 0)
-        var parameters: [String: [Float]] = [:]
-        for (name, shape) in configuration.architecture.parameterShapes {
-            let count = shape.reduce(1, *)
-            if name.hasSuffix(".bias") {
-                parameters[name] = [Float](repeating: 0, count: count)
+        var parameters: [Float] = []
+        for tensor in configuration.architecture.parameterTable {
+            guard tensor.isWeight else {
+                parameters += [Float](repeating: 0, count: tensor.count)
                 continue
             }
             // Convolutions [Cout, Cin, k…]: fan-in Cin·taps; transposed [Cin, Cout, 27]: each
             // output sums about Cin·27/8 inputs, taken as Cin·27 like PyTorch's default.
-            let fanIn = name.hasPrefix("conv") ? shape.dropFirst().reduce(1, *) : shape[0] * 27
+            let fanIn = tensor.name.hasPrefix("conv") ? tensor.shape.dropFirst().reduce(1, *) : tensor.shape[0] * 27
             let sigma: Double
             switch configuration.initialization {
             case .gaussian(let s): sigma = s
             case .he: sigma = (2.0 / Double(fanIn)).squareRoot()
             }
-            parameters[name] = (0..<count).map { _ in Float(rng.gaussian() * sigma) }
+            parameters += (0..<tensor.count).map { _ in Float(rng.gaussian() * sigma) }
         }
         self.parameters = parameters
-        self.velocity = parameters.mapValues { [Float](repeating: 0, count: $0.count) }
+        self.velocity = [Float](repeating: 0, count: parameters.count)
     }
 
     /// The current network.
@@ -151,6 +150,7 @@ public final class Trainer {
         let (eta1, eta2) = c.eta(epoch: epoch)
         let rate = Float(c.learningRate(epoch: epoch)), mu = Float(c.momentum), decay = Float(c.weightDecay)
         let start = monotonicSeconds()
+        let table = c.architecture.parameterTable
         var sums = (0.0, 0.0, 0.0, 0.0)
         let first = epoch * c.iterationsPerEpoch
         var next = Prefetch { try sampler.patch(first) }
@@ -160,15 +160,13 @@ public final class Trainer {
             let (loss, gradients) = try labels.withUnsafeBufferPointer { l in
                 try network().lossAndGradients(input, labels: l.baseAddress!, eta: (Float(eta1), Float(eta2)), threads: threads)
             }
-            for (name, g) in gradients {
-                guard var w = parameters[name], var v = velocity[name] else { continue }
-                let decayed = name.hasSuffix(".weight") ? decay : 0
-                for j in 0..<w.count {
-                    v[j] = mu * v[j] - rate * (g[j] + decayed * w[j])
-                    w[j] += v[j]
+            // SGD with momentum; weight decay on weights, not biases.
+            for tensor in table {
+                let decayed = tensor.isWeight ? decay : 0
+                for j in tensor.range {
+                    velocity[j] = mu * velocity[j] - rate * (gradients[j] + decayed * parameters[j])
+                    parameters[j] += velocity[j]
                 }
-                parameters[name] = w
-                velocity[name] = v
             }
             guard loss.total.isFinite else {
                 throw LiversegError.invalidArgument(
@@ -190,10 +188,10 @@ public final class Trainer {
     /// The run's state as a safetensors file: parameters, "velocity.<name>" buffers and the
     /// epoch count in the "liverseg.checkpoint" metadata entry.
     public func checkpointBytes() -> [UInt8] {
-        let shapes = configuration.architecture.parameterShapes
+        let table = configuration.architecture.parameterTable
         let tensors =
-            shapes.map { ($0.name, $0.shape, parameters[$0.name] ?? []) }
-            + shapes.map { ("velocity.\($0.name)", $0.shape, velocity[$0.name] ?? []) }
+            table.map { ($0.name, $0.shape, Array(parameters[$0.range])) }
+            + table.map { ("velocity.\($0.name)", $0.shape, Array(velocity[$0.range])) }
         return safeTensorsBytes(
             tensors,
             metadata: [
@@ -217,14 +215,14 @@ public final class Trainer {
                 throw LiversegError.invalidArgument(
                     "the checkpoint was made with seed \(doc["seed"]?.stringValue ?? "?"), not \(configuration.seed)")
             }
-            var p: [String: [Float]] = [:], v: [String: [Float]] = [:]
-            for (name, shape) in configuration.architecture.parameterShapes {
-                for (key, prefix) in [(name, ""), ("velocity.\(name)", "v")] {
-                    guard let e = file.entry(key), e.dtype == "F32", e.shape == shape else {
+            var p: [Float] = [], v: [Float] = []
+            for tensor in configuration.architecture.parameterTable {
+                for key in [tensor.name, "velocity.\(tensor.name)"] {
+                    guard let e = file.entry(key), e.dtype == "F32", e.shape == tensor.shape else {
                         throw LiversegError.invalidModel("checkpoint tensor \(key) is missing or has another shape")
                     }
                     let values = SafeTensorsFile.float32Values(e, in: raw)
-                    if prefix.isEmpty { p[name] = values } else { v[name] = values }
+                    if key == tensor.name { p += values } else { v += values }
                 }
             }
             return (p, v, epochs)

@@ -50,9 +50,9 @@ final class ConvolutionBenchmarks: XCTestCase {
 
     func network(_ architecture: DSNArchitecture) throws -> DSNNetwork<Float> {
         var seed: UInt64 = 5
-        var parameters: [String: [Float]] = [:]
-        for (name, shape) in architecture.parameterShapes {
-            parameters[name] = random(
+        var parameters: [Float] = []
+        for (_, shape) in architecture.parameterShapes {
+            parameters += random(
                 shape.reduce(1, *), scale: (2 / Float(shape.dropFirst().reduce(1, *))).squareRoot(), seed: &seed)
         }
         return try DSNNetwork(architecture: architecture, parameters: parameters)

@@ -123,8 +123,9 @@ final class GradientTests: XCTestCase {
                 GridSize(x: 3, y: 3, z: 1), GridSize(x: 3, y: 3, z: 3), GridSize(x: 1, y: 1, z: 1),
             ],
             mainDeconvChannels: 2, branch2DeconvChannels: 3, classes: 2)
-        var parameters: [String: [Double]] = [:]
-        for (name, shape) in arch.parameterShapes { parameters[name] = random(shape.reduce(1, *), scale: 0.7) }
+        let table = arch.parameterTable
+        var parameters: [Double] = []
+        for tensor in table { parameters += random(tensor.count, scale: 0.7) }
         let size = GridSize(x: 8, y: 8, z: 4)
         let input = try tensor(random(size.voxelCount), 1, size)
         let labels: [UInt8] = (0..<size.voxelCount).map { v -> UInt8 in UInt8((v * 7 + v / 5) % 2) }
@@ -133,11 +134,14 @@ final class GradientTests: XCTestCase {
         let (loss, gradients) = try network.lossAndGradients(input, labels: labels, eta: eta, threads: 2)
         let expected: Double = loss.main + 0.3 * loss.branch1 + 0.4 * loss.branch2
         XCTAssertEqual(loss.total, expected, accuracy: 1e-12)
-        XCTAssertEqual(Set(gradients.keys), Set(arch.parameterShapes.map(\.name)))
-        for (name, _) in arch.parameterShapes {
-            try checkDerivatives(parameters[name]!, analytic: gradients[name]!, probes: 4, what: name) { values in
+        XCTAssertEqual(gradients.count, arch.parameterCount)
+        XCTAssertEqual(network.flatParameters, parameters)
+        for tensor in table {
+            try checkDerivatives(
+                Array(parameters[tensor.range]), analytic: Array(gradients[tensor.range]), probes: 4, what: tensor.name
+            ) { values in
                 var p = parameters
-                p[name] = values
+                p.replaceSubrange(tensor.range, with: values)
                 return try DSNNetwork<Double>(architecture: arch, parameters: p)
                     .lossAndGradients(input, labels: labels, eta: eta, threads: 1).0.total
             }
@@ -145,6 +149,7 @@ final class GradientTests: XCTestCase {
         // Without deep supervision the branch terms drop out of the loss and the gradient.
         let (plain, plainGradients) = try network.lossAndGradients(input, labels: labels, eta: (0, 0), threads: 2)
         XCTAssertEqual(plain.total, plain.main)
-        XCTAssertTrue(plainGradients["branch1.deconv.weight"]!.allSatisfy { $0 == 0 })
+        let branch1 = table.first { $0.name == "branch1.deconv.weight" }!
+        XCTAssertTrue(plainGradients[branch1.range].allSatisfy { $0 == 0 })
     }
 }
