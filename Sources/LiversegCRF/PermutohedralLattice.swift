@@ -258,18 +258,48 @@ private struct LatticeTables {
 /// were memory loops, and the build took about half of a CRF slice's time).
 private enum LatticeBuilder<let D: Int> {
     /// Builds the tables for `count` points with D features each at `features`; the
-    /// lattice coordinate c of a point is features[c] · scale[c] − shift[c].
+    /// lattice coordinate c of a point is features[c] · scale[c] − shift[c]. Four phases:
+    /// each point's simplex, weights and vertices (`findVertices`); one numbering of the
+    /// vertices (`numberVertices`); the incidences grouped by vertex for a parallel splat
+    /// (`groupIncidences`, with threads); each vertex's blur neighbours (`findNeighbours`).
     static func build(
         _ features: UnsafePointer<Float>, count: Int, scale: [Double], shift: [Double],
         kernelName: String, threads: Int, checkpoint: () throws -> Void
     ) throws -> LatticeTables {
-        let d = D, d1 = D + 1, n = count
+        let d1 = D + 1, n = count
+        // A power of two, so shard-tagged vertex numbers (local · shards + shard) decode with
+        // shifts; they must fit in Int32 too.
+        var shards = 1
+        while 2 * shards <= min(threads, 64), 2 * shards * max(1, n * d1) <= Int(Int32.max) { shards *= 2 }
         let pointVertex = try Buffer<Int32>(count: n * d1, zeroed: false)
         let pointWeight = try Buffer<Float>(count: n * d1, zeroed: false)
-        nonisolated(unsafe) let vertexOut = pointVertex.pointer, weightOut = pointWeight.pointer
-        nonisolated(unsafe) let featureIn = features
-        let inverseD1 = 1 / Double(d1)
+        let (tables, sameAsPrevious) = try findVertices(
+            features, count: n, scale: scale, shift: shift, shards: shards, pointVertex: pointVertex,
+            pointWeight: pointWeight, checkpoint: checkpoint)
+        let (vertices, shardOffsets, allKeys) = try numberVertices(
+            tables, count: n, shards: shards, pointVertex: pointVertex, sameAsPrevious: sameAsPrevious)
+        Log.write(.debug, "\(kernelName): lattice d=\(D), \(n) points, \(vertices) vertices, \(shards) shard(s)")
+        let incidences =
+            threads > 1
+            ? try groupIncidences(
+                count: n, vertices: vertices, parts: shards, pointVertex: pointVertex, pointWeight: pointWeight,
+                checkpoint: checkpoint) : nil
+        let neighbours = try findNeighbours(
+            vertices: vertices, keys: allKeys, tables: tables, shardOffsets: shardOffsets, shards: shards,
+            checkpoint: checkpoint)
+        return LatticeTables(
+            pointVertex: pointVertex, pointWeight: pointWeight, incidences: incidences,
+            neighbours: neighbours, vertexCount: vertices)
+    }
 
+    /// Each point's enclosing simplex, barycentric weights (into `pointWeight`) and simplex
+    /// vertices (into `pointVertex`, as shard-tagged numbers local · shards + shard, or left
+    /// to its predecessor's where `sameAsPrevious` is set). Returns each shard's vertex table.
+    private static func findVertices(
+        _ features: UnsafePointer<Float>, count n: Int, scale: [Double], shift: [Double], shards: Int,
+        pointVertex: Buffer<Int32>, pointWeight: Buffer<Float>, checkpoint: () throws -> Void
+    ) throws -> (tables: [VertexTable<D>], sameAsPrevious: Buffer<UInt8>) {
+        let d = D, d1 = D + 1
         // Vertices are found in blocks of points, in two parallel phases per block:
         //  1. each point's enclosing simplex (remainder-0 point, ranks) and barycentric
         //     weights, split over the points;
@@ -277,11 +307,6 @@ private enum LatticeBuilder<let D: Int> {
         //     keys whose hash falls in s, into its own table, scanning points in order.
         // Vertex numbers then depend on the shard count, but no result does: every sum over
         // a vertex's points is still taken in point order.
-        // A power of two, so shard-tagged vertex numbers (local · shards + shard) decode with
-        // shifts; they must fit in Int32 too.
-        var shards = 1
-        while 2 * shards <= min(threads, 64), 2 * shards * max(1, n * d1) <= Int(Int32.max) { shards *= 2 }
-        let shardBits = shards.trailingZeroBitCount
         var tables = try (0..<shards).map { _ in try VertexTable<D>(expectedVertices: max(16, n / (4 * shards))) }
         let block = max(1, min(n, 1 << 15))
         // The simplex of each point of the block; slot 0 holds the previous block's last.
@@ -293,6 +318,9 @@ private enum LatticeBuilder<let D: Int> {
         var failures = [LiversegError?](repeating: nil, count: shards)
         nonisolated(unsafe) let bRem0 = blockRem0.pointer, bRank = blockRank.pointer, same = sameAsPrevious.pointer
         nonisolated(unsafe) let keys = keyScratch.pointer
+        nonisolated(unsafe) let vertexOut = pointVertex.pointer, weightOut = pointWeight.pointer
+        nonisolated(unsafe) let featureIn = features
+        let inverseD1 = 1 / Double(d1)
         for first in stride(from: 0, to: n, by: block) {
             let m = min(block, n - first)
             parallelChunks(m, threads: shards) { _, range in
@@ -399,8 +427,18 @@ private enum LatticeBuilder<let D: Int> {
             (bRank).update(from: bRank + m * d1, count: d1)
             try checkpoint()
         }
+        return (tables, sameAsPrevious)
+    }
 
-        // Number the vertices shard after shard, and resolve the repeated simplices in order.
+    /// Numbers the vertices shard after shard, turns `pointVertex`'s shard-tagged numbers
+    /// into those, and resolves the repeated simplices in point order. Returns the vertex
+    /// count, each shard's first number and every vertex's key (d coordinates each).
+    private static func numberVertices(
+        _ tables: [VertexTable<D>], count n: Int, shards: Int, pointVertex: Buffer<Int32>, sameAsPrevious: Buffer<UInt8>
+    ) throws -> (vertices: Int, shardOffsets: [Int], keys: Buffer<Int32>) {
+        let d = D, d1 = D + 1
+        let shardBits = shards.trailingZeroBitCount
+        nonisolated(unsafe) let vertexOut = pointVertex.pointer, same = sameAsPrevious.pointer
         var offsets = [Int](repeating: 0, count: shards + 1)
         for s in 0..<shards { offsets[s + 1] = offsets[s] + tables[s].count }
         let vertices = offsets[shards]
@@ -422,55 +460,66 @@ private enum LatticeBuilder<let D: Int> {
         for s in 0..<shards {
             (allKeys.pointer + offsets[s] * d).update(from: tables[s].keys.pointer, count: tables[s].count * d)
         }
-        Log.write(.debug, "\(kernelName): lattice d=\(d), \(n) points, \(vertices) vertices, \(shards) shard(s)")
+        return (vertices, shardOffsets, allKeys)
+    }
 
-        let incidences: (start: Buffer<Int32>, point: Buffer<Int32>, weight: Buffer<Float>)?
-        // Group incidences by vertex for the parallel splat: count serially, then each
-        // shard fills its own vertices' entries scanning points in order.
-        if threads > 1 {
-            let vertexStart = try Buffer<Int32>(count: vertices + 1)
-            let entryPoint = try Buffer<Int32>(count: n * d1, zeroed: false)
-            let entryWeight = try Buffer<Float>(count: n * d1, zeroed: false)
-            let cursor = try Buffer<Int32>(count: vertices, zeroed: false)
-            let start = vertexStart.pointer
-            for first in stride(from: 0, to: n * d1, by: 1 << 22) {
-                for e in first..<min(n * d1, first + 1 << 22) { start[Int(vertexOut[e]) + 1] += 1 }
-                try checkpoint()
-            }
-            for v in 0..<vertices { start[v + 1] += start[v] }
-            cursor.pointer.update(from: start, count: vertices)
+    /// The incidences grouped by vertex, for the parallel splat: per vertex its first entry
+    /// (`start`, vertices + 1 values) and its entries' points and weights, in point order.
+    /// Counted serially, then each of `parts` fills its own vertices' entries scanning points
+    /// in order.
+    private static func groupIncidences(
+        count n: Int, vertices: Int, parts: Int, pointVertex: Buffer<Int32>, pointWeight: Buffer<Float>,
+        checkpoint: () throws -> Void
+    ) throws -> (start: Buffer<Int32>, point: Buffer<Int32>, weight: Buffer<Float>) {
+        let d1 = D + 1
+        nonisolated(unsafe) let vertexOut = pointVertex.pointer, weightOut = pointWeight.pointer
+        let vertexStart = try Buffer<Int32>(count: vertices + 1)
+        let entryPoint = try Buffer<Int32>(count: n * d1, zeroed: false)
+        let entryWeight = try Buffer<Float>(count: n * d1, zeroed: false)
+        let cursor = try Buffer<Int32>(count: vertices, zeroed: false)
+        let start = vertexStart.pointer
+        for first in stride(from: 0, to: n * d1, by: 1 << 22) {
+            for e in first..<min(n * d1, first + 1 << 22) { start[Int(vertexOut[e]) + 1] += 1 }
             try checkpoint()
-            nonisolated(unsafe) let next = cursor.pointer, pointOut = entryPoint.pointer, entryOut = entryWeight.pointer
-            let parts = shards
-            // Rounds of points, in point order (each vertex's entries stay in point order),
-            // with a checkpoint after each.
-            var sizer = RoundSizer(minimum: 1 << 12)
-            var firstPoint = 0
-            while firstPoint < n {
-                let points = firstPoint..<min(n, firstPoint + sizer.size)
-                let began = monotonicSeconds()
-                parallelChunks(parts, threads: parts) { part, _ in
-                    let (low, high) = (vertices * part / parts, vertices * (part + 1) / parts)
-                    for i in points {
-                        for e in (i * d1)..<(i * d1 + d1) {
-                            let v = Int(vertexOut[e])
-                            guard v >= low, v < high else { continue }
-                            let slot = Int(next[v])
-                            next[v] += 1
-                            pointOut[slot] = Int32(i)
-                            entryOut[slot] = weightOut[e]
-                        }
+        }
+        for v in 0..<vertices { start[v + 1] += start[v] }
+        cursor.pointer.update(from: start, count: vertices)
+        try checkpoint()
+        nonisolated(unsafe) let next = cursor.pointer, pointOut = entryPoint.pointer, entryOut = entryWeight.pointer
+        // Rounds of points, in point order (each vertex's entries stay in point order),
+        // with a checkpoint after each.
+        var sizer = RoundSizer(minimum: 1 << 12)
+        var firstPoint = 0
+        while firstPoint < n {
+            let points = firstPoint..<min(n, firstPoint + sizer.size)
+            let began = monotonicSeconds()
+            parallelChunks(parts, threads: parts) { part, _ in
+                let (low, high) = (vertices * part / parts, vertices * (part + 1) / parts)
+                for i in points {
+                    for e in (i * d1)..<(i * d1 + d1) {
+                        let v = Int(vertexOut[e])
+                        guard v >= low, v < high else { continue }
+                        let slot = Int(next[v])
+                        next[v] += 1
+                        pointOut[slot] = Int32(i)
+                        entryOut[slot] = weightOut[e]
                     }
                 }
-                sizer.finished(seconds: monotonicSeconds() - began)
-                try checkpoint()
-                firstPoint = points.upperBound
             }
-            incidences = (vertexStart, entryPoint, entryWeight)
-        } else {
-            incidences = nil
+            sizer.finished(seconds: monotonicSeconds() - began)
+            try checkpoint()
+            firstPoint = points.upperBound
         }
+        return (vertexStart, entryPoint, entryWeight)
+    }
 
+    /// For each vertex and blur direction j, the −step and +step neighbours (the sentinel
+    /// `vertices` where there is none).
+    private static func findNeighbours(
+        vertices: Int, keys allKeys: Buffer<Int32>, tables: [VertexTable<D>], shardOffsets: [Int], shards: Int,
+        checkpoint: () throws -> Void
+    ) throws -> Buffer<Int32> {
+        let d = D, d1 = D + 1
         // Blur neighbours along direction j: the lattice step is +1 in every coordinate
         // except −d in coordinate j (for j = d, the coordinate left out of the key); a
         // missing neighbour is the sentinel. Look up only the −step neighbour u of each v:
@@ -480,6 +529,8 @@ private enum LatticeBuilder<let D: Int> {
         neighbours.pointer.initialize(repeating: Int32(vertices), count: vertices * d1 * 2)
         nonisolated(unsafe) let keyOf = allKeys.pointer, nb = neighbours.pointer
         let lookup = tables
+        let keyScratch = try Buffer<Int32>(count: shards * d1, zeroed: false)
+        nonisolated(unsafe) let keys = keyScratch.pointer
         try parallelRounds(vertices, threads: shards, checkpoint: { _ in try checkpoint() }) { worker, range in
             let p = keys + worker * d1
             for v in range {
@@ -498,9 +549,7 @@ private enum LatticeBuilder<let D: Int> {
                 }
             }
         }
-        return LatticeTables(
-            pointVertex: pointVertex, pointWeight: pointWeight, incidences: incidences,
-            neighbours: neighbours, vertexCount: vertices)
+        return neighbours
     }
 }
 
