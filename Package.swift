@@ -10,6 +10,14 @@ let exportList = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
 /// export list would hide the sanitizer's allocator from the shared libraries it loads.
 let fuzzBuild = ProcessInfo.processInfo.environment["LIVERSEG_FUZZ_BUILD"] != nil
 
+/// GDCM's headers: Debian's libgdcm-dev installs them here and ships no pkg-config file
+/// (only CMake files), so the include folder and the libraries are named directly.
+/// GDCM_INCLUDE_DIR overrides it (a GDCM built elsewhere; add its libraries with -Xlinker -L).
+let gdcmInclude =
+    ProcessInfo.processInfo.environment["GDCM_INCLUDE_DIR"]
+    ?? ["/usr/include/gdcm-3.0", "/usr/local/include/gdcm-3.0"].first { FileManager.default.fileExists(atPath: $0) }
+    ?? "/usr/include/gdcm-3.0"
+
 /// The Swift core's layers, bottom to top; the C API, the CLI and the fuzz harnesses sit on
 /// all of them, and each has a test target of the same name + Tests.
 let coreLayers = [
@@ -37,6 +45,11 @@ let package = Package(
             providers: [.apt(["libopenblas-dev"])]),
         // zlib through pkg-config (Debian: zlib1g-dev): gzip/deflate for image files and PNG.
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // DICOM series for the command only (libliverseg.so does not link it): a C interface
+        // over GDCM (Debian: libgdcm-dev; BSD licence), whose C++ exceptions it catches.
+        .target(
+            name: "CDICOM", cxxSettings: [.unsafeFlags(["-I", gdcmInclude])],
+            linkerSettings: ["gdcmMSFF", "gdcmDSED", "gdcmCommon"].map { .linkedLibrary($0) }),
         // The public header's types for Swift, and the thread-local last-error buffer.
         .target(name: "CLiverseg"),
         // The Swift core, one target per layer; each depends only on the layers below it
@@ -68,6 +81,9 @@ let package = Package(
             dependencies: [
                 "LiversegSupport", "LiversegImageIO", "LiversegVolume", "LiversegNetwork", "LiversegPipeline",
             ]),
+        // DICOM series → Image (GDCM through CDICOM): series choice, slice order and geometry
+        // checks, rescaling. Used by the command only, beside the core layers.
+        .target(name: "LiversegDICOM", dependencies: ["LiversegSupport", "LiversegImageIO", "CDICOM"]),
         // The thin @_cdecl layer exporting liverseg_* functions; libliverseg.so exports only
         // those (version script) and is named libliverseg.so.0 (SONAME), in every build. lld
         // (in the Swift toolchain) because gold leaves local Swift type symbols in .dynsym.
@@ -83,11 +99,12 @@ let package = Package(
                                 "-Xlinker", "-soname=libliverseg.so.0",
                             ]))
             ]),
-        // The command-line tool: segment, eval, info, train, loo, curves (CLiverseg: the header's version).
+        // The command-line tool: segment, eval, info, train, loo, curves (CLiverseg: the header's
+        // version; LiversegDICOM: DICOM folders as input).
         .executableTarget(
             name: "LiversegCLI",
             dependencies: [
-                "CLiverseg", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "CLiverseg", "LiversegDICOM", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ] + coreLayers.map { .target(name: $0) }),
         // libFuzzer harnesses, one per input surface (tools/fuzz.sh builds them with
         // -sanitize=fuzzer,address -DLIVERSEG_FUZZ); a plain build replays input files.
@@ -95,6 +112,8 @@ let package = Package(
             name: "LiversegFuzz", dependencies: coreLayers.map { .target(name: $0) } + ["LiversegCAPI", "CLiverseg"]),
         // Helpers the test targets share (test data builders).
         .target(name: "LiversegTestSupport", dependencies: ["LiversegSupport"], path: "Tests/LiversegTestSupport"),
+        // Series choice and slice stacking on headers built in memory (files: Tests/python).
+        .testTarget(name: "LiversegDICOMTests", dependencies: ["LiversegDICOM", "LiversegImageIO", "LiversegSupport"]),
     ]
         + coreLayers.indices.map { layer in
             // A layer's tests may build their inputs with the layers below it.

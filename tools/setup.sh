@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what liverseg needs, skipping what is present.
 #   tools/setup.sh demo   building the library and the CLI, and `make demo`: a Swift 6
-#                         toolchain (not installed here) with OpenBLAS, zlib and pkg-config
+#                         toolchain (not installed here) with OpenBLAS, zlib, pkg-config and
+#                         GDCM (libgdcm-dev: the CLI reads DICOM series with it; it brings
+#                         libgdcm3.0, CharLS and OpenJPEG; about 3 MB download, 16 MB installed)
 #   tools/setup.sh test   (the default) also what the tests need: cmake, VTK's headers and
 #                         libraries (the Slicer module example; without recommended packages:
 #                         168 MB download, 0.8 GB installed, about 1 minute), and the Python
@@ -15,7 +17,7 @@ case "$need" in
     demo|test) ;;
     *) echo "usage: tools/setup.sh [demo|test]" >&2; exit 64 ;;
 esac
-apt_packages=(libopenblas-dev zlib1g-dev pkg-config)
+apt_packages=(libopenblas-dev zlib1g-dev pkg-config libgdcm-dev)
 [ "$need" = test ] && apt_packages+=(liblapacke-dev libpng-dev cmake)
 # Installed without their recommended packages (VTK's would add Qt, MPI and Java extras).
 apt_lean_packages=()

@@ -32,8 +32,11 @@ struct Eval: ParsableCommand {
     @Option(help: "Write a PNG of the first pair: the segmentation outline in red, the reference in green.")
     var preview: String?
 
-    @Option(help: "The CT shown under the outlines in --preview (default: black).")
+    @Option(help: "The CT shown under the outlines in --preview: an image file or a DICOM folder or file (default: black).")
     var ct: String?
+
+    @Option(help: "DICOM: the SeriesInstanceUID of --ct's series.")
+    var ctSeries: String?
 
     @Flag(help: "No progress bar.")
     var quiet = false
@@ -46,6 +49,7 @@ struct Eval: ParsableCommand {
             throw ValidationError("--connectivity must be 6, 18 or 26")
         }
         guard threads >= 0 else { throw ValidationError("--threads must be 0 (all cores) or more") }
+        guard ctSeries == nil || ct != nil else { throw ValidationError("--ct-series needs --ct") }
     }
 
     func run() throws {
@@ -72,7 +76,8 @@ struct Eval: ParsableCommand {
                 results.append((segPath, refPath, metrics))
                 if n == 0, let preview {
                     let background =
-                        try ct.map(readImage) ?? seg.withVoxels([Int16](repeating: -1024, count: seg.size.voxelCount))
+                        try ct.map { try CTInput($0, series: ctSeries, threads: threads).image }
+                        ?? seg.withVoxels([Int16](repeating: -1024, count: seg.size.voxelCount))
                     guard background.size == seg.size else {
                         throw LiversegError.invalidArgument(
                             "--ct \(ct ?? "") is \(background.size) but the masks are \(seg.size)")

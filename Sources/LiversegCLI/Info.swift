@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LiversegDICOM
 import LiversegSupport
 import LiversegImageIO
 import LiversegVolume
@@ -7,10 +8,19 @@ import LiversegPipeline
 
 struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Describe an image file (grid, geometry, voxel type) or a model file (architecture, metadata).")
+        abstract:
+            "Describe an image file or DICOM series (grid, geometry, voxel type) or a model file (architecture, metadata).",
+        discussion: """
+            A DICOM series is given as a folder (its largest axial CT series, or --series UID) or \
+            as one of its files, and described as the volume `liverseg segment` reads: slices \
+            ordered along their normal, rescaled to HU, with the geometry in RAS.
+            """)
 
-    @Argument(help: "An image file, or a model file (.safetensors).")
+    @Argument(help: "An image file, a DICOM folder or file, or a model file (.safetensors).")
     var file: String
+
+    @Option(help: "DICOM: describe the series with this SeriesInstanceUID.")
+    var series: String?
 
     @Flag(help: "Print one JSON document instead of text.")
     var json = false
@@ -41,8 +51,18 @@ struct Info: ParsableCommand {
     private func numbers(_ values: [Double]) -> JSONValue { .array(values.map { .number($0) }) }
 
     private func imageFields() throws -> [(String, JSONValue)] {
-        let image = try readImage(file)
-        let format = try ImageFormat(path: file)
+        let input = try CTInput(file, series: series)
+        let image = input.image
+        var source: [(String, JSONValue)] = [
+            ("format", .string(input.dicom == nil ? try ImageFormat(path: file).rawValue : "dicom"))
+        ]
+        if let dicom = input.dicom {
+            source += [
+                ("series_uid", .string(dicom.series.uid)), ("modality", .string(dicom.series.modality)),
+                ("series_description", .string(dicom.series.description)),
+                ("other_series", .array(dicom.others.map { .string($0.uid) })),
+            ]
+        }
         var lo = Double.infinity, hi = -Double.infinity, nonzero = 0
         for i in 0..<image.size.voxelCount {
             let v = image.intensity(at: i)
@@ -52,8 +72,8 @@ struct Info: ParsableCommand {
         let m = image.ijkToRAS
         let orientation = (try? AxisMapping.axisCodes(ofIJKToRAS: m).description) ?? "oblique"
         return [
-            ("file", .string(file)),
-            ("format", .string(format.rawValue)),
+            ("file", .string(file))
+        ] + source + [
             ("dtype", .string(image.voxelType.rawValue)),
             ("size", .array([image.size.x, image.size.y, image.size.z].map { .number(Double($0)) })),
             ("spacing_mm", numbers(image.spacing)),

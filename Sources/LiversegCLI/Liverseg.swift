@@ -11,8 +11,9 @@ struct Liverseg: ParsableCommand {
         abstract: "Segment the liver in abdominal CT with the 3D DSN network and evaluate segmentations.",
         discussion: """
             Image files: NIfTI-1 (.nii, .nii.gz), NRRD (.nrrd, .nhdr + data file) and MetaImage \
-            (.mha, .mhd + .raw), any integer or float voxel type. Outputs keep the input's grid and \
-            geometry and are written atomically.
+            (.mha, .mhd + .raw), any integer or float voxel type. A CT may also be a DICOM series: \
+            a folder (its largest axial CT series, or --series UID) or one file of the series. \
+            Outputs keep the input's grid and geometry and are written atomically.
 
             Exit status:
               0   success (a batch: every case)

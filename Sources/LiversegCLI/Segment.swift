@@ -11,21 +11,32 @@ struct Segment: ParsableCommand {
         abstract: "Segment the liver in CT images and write 0/1 masks on the same grids.",
         discussion: """
             One case:  liverseg segment ct.nii.gz liver.nii.gz
+                       liverseg segment DICOM_FOLDER liver.nii.gz
             A batch:   liverseg segment CT... -o DIR     or     liverseg segment -i IN_DIR -o DIR
-            A batch loads the model once and writes each mask as DIR/<the input's file name> (the \
-            input's format). A failed case is reported and the batch goes on; a summary follows, and \
-            the exit status is the first failed case's (0 when every case succeeded). Every output is \
+            A CT is an image file or a DICOM series: a folder (searched recursively) or one file of \
+            the series. In a folder with several series the largest axial CT series is read and a \
+            note names it and the others; --series UID reads another. -i takes a folder whose image \
+            files and subfolders (DICOM series) are the cases. A batch loads the model once and \
+            writes each mask as DIR/<the input's file name> (the input's format; for DICOM, the \
+            folder's or file's name + .nii.gz). A failed case is reported and the batch goes on; a \
+            summary follows, and the exit status is the first failed case's (0 when every case succeeded). Every output is \
             checked before any computation and written atomically. Warnings about inputs that do not \
             look like CT in Hounsfield units go to standard error and never stop a run.
             """)
 
-    @Argument(help: "The CT image (Hounsfield units) and the mask to write (uint8, 1 = liver); with --output-dir, the CT images.")
+    @Argument(
+        help:
+            "The CT (Hounsfield units: an image file, or a DICOM folder or file) and the mask to write (uint8, 1 = liver); with --output-dir, the CTs."
+    )
     var paths: [String] = []
 
     @Option(
         name: [.customShort("i"), .customLong("input-dir")],
-        help: "Batch: segment every image file in this folder (with --output-dir).")
+        help: "Batch: segment every image file and every subfolder (a DICOM series) in this folder (with --output-dir).")
     var inputDir: String?
+
+    @Option(help: "DICOM: read the series with this SeriesInstanceUID (one case only).")
+    var series: String?
 
     @Option(name: [.customShort("o"), .customLong("output-dir")], help: "Batch: the folder for the masks (created if missing).")
     var outputDir: String?
@@ -71,8 +82,8 @@ struct Segment: ParsableCommand {
                 throw ValidationError("give a CT and the mask to write, or CT images with --output-dir DIR")
             }
         } else {
-            guard probability == nil, preview == nil else {
-                throw ValidationError("--probability and --preview name one case's file: not with --output-dir")
+            guard probability == nil, preview == nil, series == nil else {
+                throw ValidationError("--probability, --preview and --series are for one case: not with --output-dir")
             }
             guard !paths.isEmpty || inputDir != nil else {
                 throw ValidationError("give CT images or --input-dir with --output-dir")
@@ -111,9 +122,11 @@ struct Segment: ParsableCommand {
 
     private func runBatch(into folder: String, options: SegmentationOptions) throws {
         var inputs = paths
-        if let inputDir { inputs += try imageFiles(in: inputDir) }
-        guard !inputs.isEmpty else { throw LiversegError.invalidArgument("no image files in \(inputDir ?? "the arguments")") }
-        let outputs = inputs.map { folder + "/" + URL(fileURLWithPath: $0).lastPathComponent }
+        if let inputDir { inputs += try batchInputs(in: inputDir, excluding: folder) }
+        guard !inputs.isEmpty else {
+            throw LiversegError.invalidArgument("no image files or DICOM folders in \(inputDir ?? "the arguments")")
+        }
+        let outputs = inputs.map { folder + "/" + batchOutputName(for: $0) }
         for (input, output) in zip(inputs, outputs)
         where URL(fileURLWithPath: input).standardized.path == URL(fileURLWithPath: output).standardized.path {
             throw LiversegError.invalidArgument("the mask of \(input) would replace it: choose another --output-dir")
@@ -166,8 +179,7 @@ struct Segment: ParsableCommand {
         }
         let progress = ProgressBar(quiet: quiet)
         defer { progress.finish() }
-        progress.update(label + "reading", 0)
-        let ct = try readImage(input)
+        let ct = try CTInput(input, series: series, threads: threads) { progress.update(label + "reading", $0) }.image
         let warnings = plausibilityWarnings(ct)
         for warning in warnings { printError("warning: \(input): \(warning)") }
         let stageNames: [SegmentationStage: String] = [
@@ -208,17 +220,6 @@ struct CaseResult {
     let mask: [UInt8]
     let probabilities: [Float]
     let warnings: [String]
-}
-
-/// The image files (known extensions) directly in `folder`, sorted by name.
-func imageFiles(in folder: String) throws -> [String] {
-    let names: [String]
-    do {
-        names = try FileManager.default.contentsOfDirectory(atPath: folder)
-    } catch {
-        throw LiversegError.io("cannot list \(folder): \(error.localizedDescription)")
-    }
-    return names.sorted().filter { !$0.hasPrefix(".") && (try? ImageFormat(path: $0)) != nil }.map { folder + "/" + $0 }
 }
 
 /// The model used without --model: $LIVERSEG_MODEL, else liver-default.safetensors installed

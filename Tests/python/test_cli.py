@@ -180,6 +180,7 @@ def test_exit_codes_and_one_line_errors(tmp_path, small_model_path):
     ref = require_data("totalseg-example/liver-3mm.nii.gz")
     (tmp_path / "broken.nii").write_bytes(b"\x5c\x01" + b"\0" * 100)
     (tmp_path / "bad.safetensors").write_bytes(b"\x08" + b"\0" * 7 + b"{}      ")
+    (tmp_path / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 200)   # neither an image file nor DICOM
     cases = [
         (["info", tmp_path / "missing.nii.gz"], 74),
         (["info", tmp_path / "broken.nii"], 65),
