@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The benchmark suite (`make bench`): liverseg and its peers side by side, in one run.
 
-  1. forward pass of the paper 3D DSN on 160×160×72 — liverseg vs PyTorch CPU (same weights);
+  1. forward pass of the paper 3D DSN on 160×160×72 — liverseg vs PyTorch CPU (same weights),
+     with liverseg's rate in GFLOP/s (2 × multiply-accumulates / time) beside OpenBLAS sgemm's;
   2. a training step (eq. 3 loss and every gradient) on a 64×64×48 patch, one thread —
      liverseg vs PyTorch autograd on the same network and loss;
   3. the dense CRF — tools/bench_crf.py (one slice and the whole IRCADb-17 volume against
@@ -20,6 +21,7 @@ dated section (docs/benchmarks.md keeps the history). Release build:
         python3 tools/bench.py --data ../shared/data --markdown docs/benchmarks.md
 """
 import argparse
+import ctypes
 import datetime
 import os
 import statistics
@@ -46,6 +48,33 @@ def cpu_description():
             flags = set(line.split(":", 1)[1].split())
     vectors = sorted(f for f in flags if f.startswith(("avx", "fma", "sse4")))
     return model, vectors, os.cpu_count(), os.getloadavg()[0]
+
+
+def macs(arch, shape):
+    """Multiply-accumulates of one forward pass (all three outputs)."""
+    n0 = int(np.prod(shape)); n1, n2 = n0 // 8, n0 // 64
+    c, k = arch["conv_channels"], [int(np.prod(kk)) for kk in arch["conv_kernels"]]
+    m, b, cl = arch["main_deconv_channels"], arch["branch2_deconv_channels"], arch["classes"]
+    total = c[0] * 1 * k[0] * n0 + c[1] * c[0] * k[1] * n0 + c[2] * c[1] * k[2] * n1 + c[3] * c[2] * k[3] * n1
+    total += c[4] * c[3] * k[4] * n2 + c[5] * c[4] * k[5] * n2
+    total += 27 * (c[5] * m * n2 + m * cl * n1 + c[1] * cl * n1 + c[3] * b * n2 + b * cl * n1)
+    return total
+
+
+def sgemm_rate(threads, n=2048):
+    blas = ctypes.CDLL("libopenblas.so.0")
+    blas.openblas_set_num_threads(threads)
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    b = a.copy(); c = np.zeros_like(a)
+    p = lambda x: x.ctypes.data_as(ctypes.c_void_p)
+    def run():
+        blas.cblas_sgemm(101, 111, 111, n, n, n, ctypes.c_float(1), p(a), n, p(b), n, ctypes.c_float(0), p(c), n)
+    run()
+    start = time.perf_counter()
+    run()
+    seconds = time.perf_counter() - start
+    blas.openblas_set_num_threads(1)   # liverseg's own setting
+    return 2 * n**3 / seconds / 1e9
 
 
 def alternate(fns, repeats):
@@ -93,11 +122,14 @@ def network_benchmarks(repeats):
         def torch_forward():
             with torch.no_grad():
                 return [torch.softmax(s, 1) for s in net(xt)]
+        flop = 2 * macs(arch, x.shape)
         for threads in (1, 2):
             torch.set_num_threads(threads)
             ours, peer = alternate([lambda: model.forward(x, threads=threads), torch_forward], repeats)
-            rows.append(comparison(f"forward, paper DSN, 160×160×72, {threads} thread(s)", ours, peer,
-                                   f"PyTorch {torch.__version__}"))
+            rows.append(comparison(
+                f"forward, paper DSN, 160×160×72 ({flop / 1e9:.0f} GFLOP), {threads} thread(s); liverseg "
+                f"{flop / statistics.median(ours) / 1e9:.0f} GFLOP/s, OpenBLAS sgemm 2048³ {sgemm_rate(threads):.0f} GFLOP/s",
+                ours, peer, f"PyTorch {torch.__version__}"))
 
         patch = rng.standard_normal((64, 64, 48)).astype(np.float32)
         labels = (rng.random((64, 64, 48)) < 0.3).astype(np.uint8)

@@ -61,20 +61,11 @@ final class ExperimentTests: XCTestCase {
     /// the folds' means; a rerun resumes from the checkpoints and reproduces every figure.
     func testLeaveOneOutChoosesTheCRFOnTrainingCasesAndScoresTheHeldOutOne() throws {
         let cases = [try writeCase("a", seed: 1, centre: (15, 17, 10)), try writeCase("b", seed: 2, centre: (16, 15, 9))]
-        var c = TrainingConfiguration(
+        var c = tinyTrainingConfiguration(
             preprocessing: Preprocessing(
                 spacing: [1, 1, 1], orientation: AxisCodes("RAS")!, huWindow: (-200, 300), mean: 50, std: 125))
-        c.architecture = DSNArchitecture(
-            inChannels: 1, convChannels: [4, 4, 8, 8, 8, 8],
-            convKernels: [
-                GridSize(x: 3, y: 3, z: 3), GridSize(x: 3, y: 3, z: 3), GridSize(x: 3, y: 3, z: 3),
-                GridSize(x: 3, y: 3, z: 3), GridSize(x: 3, y: 3, z: 3), GridSize(x: 1, y: 1, z: 1),
-            ],
-            mainDeconvChannels: 4, branch2DeconvChannels: 4, classes: 2)
-        c.patch = GridSize(x: 24, y: 24, z: 16)
         c.iterationsPerEpoch = 4
-        c.learningRate = 0.02
-        c.threads = 2
+        c.seed = 0
         var grid: [CRFParameters] = []
         for (mu1, beta) in [(1.0, 10.0), (20.0, 40.0), (5.0, 15.0)] {
             var p = CRFParameters()

@@ -25,23 +25,9 @@ final class TrainingTests: XCTestCase {
     }
 
     func tinyConfiguration() -> TrainingConfiguration {
-        var c = TrainingConfiguration(
+        tinyTrainingConfiguration(
             preprocessing: Preprocessing(
-                spacing: [1, 1, 1], orientation: AxisCodes("RAS")!,
-                huWindow: (-1000, 1000), mean: 0, std: 1))
-        c.architecture = DSNArchitecture(
-            inChannels: 1, convChannels: [4, 4, 8, 8, 8, 8],
-            convKernels: [
-                GridSize(x: 3, y: 3, z: 3), GridSize(x: 3, y: 3, z: 3), GridSize(x: 3, y: 3, z: 3),
-                GridSize(x: 3, y: 3, z: 3), GridSize(x: 3, y: 3, z: 3), GridSize(x: 1, y: 1, z: 1),
-            ],
-            mainDeconvChannels: 4, branch2DeconvChannels: 4, classes: 2)
-        c.patch = GridSize(x: 24, y: 24, z: 16)
-        c.iterationsPerEpoch = 10
-        c.learningRate = 0.02
-        c.threads = 2
-        c.seed = 7
-        return c
+                spacing: [1, 1, 1], orientation: AxisCodes("RAS")!, huWindow: (-1000, 1000), mean: 0, std: 1))
     }
 
     func testTinyNetworkLearnsASyntheticOrgan() throws {
@@ -318,4 +304,23 @@ final class CRFMetadataTests: XCTestCase {
         p.restrictToUncertainRegion = false
         XCTAssertEqual(try CRFParameters(modelMetadata: try parseJSON(Array(p.modelMetadata.serialized.utf8))), p)
     }
+}
+
+/// A network small enough to train in a unit test (3×3×3 kernels, 4–8 channels) on 24×24×16
+/// patches, 10 per epoch, two threads.
+func tinyTrainingConfiguration(preprocessing: Preprocessing) -> TrainingConfiguration {
+    var c = TrainingConfiguration(preprocessing: preprocessing)
+    c.architecture = DSNArchitecture(
+        inChannels: 1, convChannels: [4, 4, 8, 8, 8, 8],
+        convKernels: [
+            GridSize(x: 3, y: 3, z: 3), GridSize(x: 3, y: 3, z: 3), GridSize(x: 3, y: 3, z: 3),
+            GridSize(x: 3, y: 3, z: 3), GridSize(x: 3, y: 3, z: 3), GridSize(x: 1, y: 1, z: 1),
+        ],
+        mainDeconvChannels: 4, branch2DeconvChannels: 4, classes: 2)
+    c.patch = GridSize(x: 24, y: 24, z: 16)
+    c.iterationsPerEpoch = 10
+    c.learningRate = 0.02
+    c.threads = 2
+    c.seed = 7
+    return c
 }
