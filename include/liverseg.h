@@ -62,7 +62,7 @@ extern "C" {
 /* The one place the version is written: the Makefile, the Swift layer and the tests read it
  * from here. */
 #define LIVERSEG_VERSION_MAJOR 0
-#define LIVERSEG_VERSION_MINOR 2
+#define LIVERSEG_VERSION_MINOR 3
 #define LIVERSEG_VERSION_PATCH 0
 /** Bumped when a change breaks programs built against an older header (a released
  *  function signature, enum value or struct field changes meaning). Additions — new
@@ -535,7 +535,7 @@ typedef struct liverseg_mask_statistics {
 } liverseg_mask_statistics;
 
 /**
- * Measures a mask on a CT: mask holds ct->dims[0]*dims[1]*dims[2] bytes, x fastest,
+ * (Since 0.3.) Measures a mask on a CT: mask holds ct->dims[0]*dims[1]*dims[2] bytes, x fastest,
  * non-zero = inside. HU are the CT's values as liverseg_segment reads them. The volume is
  * checked as for liverseg_segment. `out->struct_size` must be set by the caller.
  */
