@@ -100,8 +100,9 @@ extension Model {
             // Nobody needs the probability on the input grid: threshold it slab by slab.
             try grid.mapBack(fused.pointer, threshold: options.threshold, into: mask, threads: threads, progress: mapBackProgress)
         } else {
-            let scratch = probability == nil ? try FloatBuffer(count: voxels, zeroed: false) : nil
-            let target = probability ?? scratch!.pointer
+            // Without a caller's buffer, map back into scratch memory we own.
+            let scratch = try probability == nil ? FloatBuffer(count: voxels, zeroed: false) : FloatBuffer(count: 0)
+            let target = probability ?? scratch.pointer
             try withExtendedLifetime(scratch) {
                 try grid.mapBack(fused.pointer, into: target, threads: threads, progress: mapBackProgress)
                 if let crf = options.crf {
