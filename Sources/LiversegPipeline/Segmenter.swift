@@ -45,8 +45,12 @@ extension Model {
         _ volume: VolumeInput, options: SegmentationOptions = SegmentationOptions(), keepProbability: Bool = false,
         progress: ProgressHandler? = nil
     ) throws -> Segmentation {
-        try volume.validate()
-        let voxels = volume.size.voxelCount
+        // The borrowed-buffer `segment` validates the volume; here only the sizes are needed.
+        let size = volume.size
+        let voxels = try checkedProduct([size.x, size.y, size.z], what: "volume dims")
+        guard size.x >= 1, size.y >= 1, size.z >= 1 else {
+            throw LiversegError.invalidArgument("volume dims \(size) must all be at least 1")
+        }
         var mask = [UInt8](repeating: 0, count: voxels)
         var probability = [Float](repeating: 0, count: keepProbability ? voxels : 0)
         try mask.withUnsafeMutableBufferPointer { m in
