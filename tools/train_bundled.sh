@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The bundled model's training runs (session 4 onwards), resumable across sessions:
-#   tools/train_bundled.sh V|F OUTDIR
-# V: trains on IRCADb-01, IRCADb-07 and both TotalSegmentator CTs and logs the Dice on
-#    IRCADb-17, which it never sees (the fixed validation split that chooses settings).
-# F: the same settings and seed on all five training cases: the candidate bundled model.
+#   tools/train_bundled.sh V|F|loo-CASE OUTDIR
+# F: trains on all five training cases: the candidate bundled model.
+# loo-CASE (CASE one of ircadb1-01 ircadb1-07 ircadb1-17 totalseg-3mm totalseg-20slices):
+#    the same settings and seed on the other four cases, logging the Dice on CASE, which it
+#    never sees, every epoch: the five folds of the leave-one-out table.
+# V: the fold loo-ircadb1-17 (the fixed validation split that chooses settings; its
+#    committed state lives in models/training/V).
 # Each run writes OUTDIR/model.safetensors, OUTDIR/model.safetensors.checkpoint (every
 # epoch), OUTDIR/log.csv and OUTDIR/curves.png, and continues bit-identically from
-# OUTDIR's checkpoint when there is one (models/training/V and F hold the committed state:
-# train there and commit them before a session ends). One thread each, so both runs share
+# OUTDIR's checkpoint when there is one (models/training/* hold the committed state:
+# train there and commit them before a session ends). One thread each, so two runs share
 # a 2-core machine:
 #   nohup tools/train_bundled.sh V models/training/V > V.out 2>&1 &
 #   nohup tools/train_bundled.sh F models/training/F > F.out 2>&1 &
@@ -17,14 +20,25 @@ run=$1 out=$2
 cd "$(dirname "$0")/.."
 D=${DATA:-../shared/data}
 CLI=${CLI:-.build/release/liverseg-cli}
-case_args() { for c in "$@"; do printf -- "--data %s " "$c"; done; }
-IRCADB_TRAIN="$D/ircadb1-01/ct.nii.gz,$D/ircadb1-01/liver.nii.gz $D/ircadb1-07/ct.nii.gz,$D/ircadb1-07/liver.nii.gz"
-TOTALSEG="$D/totalseg-example/ct-3mm.nii.gz,$D/totalseg-example/liver-3mm.nii.gz $D/totalseg-example/ct-20slices.nii.gz,$D/totalseg-example/liver-20slices.nii.gz"
-HELD_OUT="$D/ircadb1-17/ct.nii.gz,$D/ircadb1-17/liver.nii.gz"
+# The training cases in the order every run lists them (the order fixes patch sampling).
+declare -A CASE=(
+    [ircadb1-01]="$D/ircadb1-01/ct.nii.gz,$D/ircadb1-01/liver.nii.gz"
+    [ircadb1-07]="$D/ircadb1-07/ct.nii.gz,$D/ircadb1-07/liver.nii.gz"
+    [ircadb1-17]="$D/ircadb1-17/ct.nii.gz,$D/ircadb1-17/liver.nii.gz"
+    [totalseg-3mm]="$D/totalseg-example/ct-3mm.nii.gz,$D/totalseg-example/liver-3mm.nii.gz"
+    [totalseg-20slices]="$D/totalseg-example/ct-20slices.nii.gz,$D/totalseg-example/liver-20slices.nii.gz"
+)
+ORDER="ircadb1-01 ircadb1-07 ircadb1-17 totalseg-3mm totalseg-20slices"
+training_data() { # all cases but $1, then $1 as the validation case
+    for c in $ORDER; do [ "$c" = "$1" ] || printf -- "--data %s " "${CASE[$c]}"; done
+    [ -z "$1" ] || printf -- "--val %s" "${CASE[$1]}"
+}
 case $run in
-    V) data="$(case_args $IRCADB_TRAIN $TOTALSEG) --val $HELD_OUT" ;;
-    F) data="$(case_args $IRCADB_TRAIN $HELD_OUT $TOTALSEG)" ;;
-    *) echo "usage: $0 V|F OUTDIR" >&2; exit 64 ;;
+    V) data=$(training_data ircadb1-17) ;;
+    F) data=$(training_data "") ;;
+    loo-*) [ -n "${CASE[${run#loo-}]:-}" ] || { echo "unknown case ${run#loo-}" >&2; exit 64; }
+        data=$(training_data "${run#loo-}") ;;
+    *) echo "usage: $0 V|F|loo-CASE OUTDIR" >&2; exit 64 ;;
 esac
 mkdir -p "$out"
 checkpoint="$out/model.safetensors.checkpoint"
