@@ -90,12 +90,72 @@ public struct DSNNetwork<Scalar: NetworkScalar>: Sendable {
         _ input: Tensor<Scalar>, threads: Int,
         progress: (Double) throws -> Void = { _ in }
     ) throws -> DSNOutputs<Scalar> {
-        precondition(input.channels == 1)
-        precondition(input.size.x % 4 == 0 && input.size.y % 4 == 0 && input.size.z % 4 == 0)
         let voxels = input.size.voxelCount
         let main = try Buffer<Scalar>(count: voxels, zeroed: false)
         let branch1 = try Buffer<Scalar>(count: voxels, zeroed: false)
         let branch2 = try Buffer<Scalar>(count: voxels, zeroed: false)
+        var unkept: DSNActivations<Scalar>? = nil
+        try run(input, threads: threads, keeping: &unkept, progress: progress) { output, scores in
+            let target: Buffer<Scalar>
+            switch output {
+            case .main: target = main
+            case .branch1: target = branch1
+            case .branch2: target = branch2
+            }
+            Softmax.classProbability(scores, targetClass: Self.liverClass, into: target.pointer, threads: threads)
+        }
+        return DSNOutputs(main: main, branch1: branch1, branch2: branch2)
+    }
+
+    /// Forward pass returning only the eq. 4 fusion Σ weight[o]·P_o(liver) of the three
+    /// outputs, accumulated as each output appears so that no per-output map is kept.
+    /// `weights` holds (main, branch 1, branch 2); input and `progress` as in `forward`.
+    @_specialize(exported:true,where Scalar == Float)
+    public func fusedProbability(
+        _ input: Tensor<Scalar>, weights: (main: Scalar, branch1: Scalar, branch2: Scalar), threads: Int,
+        progress: (Double) throws -> Void = { _ in }
+    ) throws -> Buffer<Scalar> {
+        let fused = try Buffer<Scalar>(count: input.size.voxelCount, zeroed: true)
+        var unkept: DSNActivations<Scalar>? = nil
+        try run(input, threads: threads, keeping: &unkept, progress: progress) { output, scores in
+            let weight: Scalar
+            switch output {
+            case .main: weight = weights.main
+            case .branch1: weight = weights.branch1
+            case .branch2: weight = weights.branch2
+            }
+            Softmax.classProbability(
+                scores, targetClass: Self.liverClass, into: fused.pointer, weight: weight, accumulating: true,
+                threads: threads)
+        }
+        return fused
+    }
+
+    /// The graph, wired once for inference and training. Shapes for input [1, Z, Y, X]
+    /// (extents multiples of 4), C1…C6 = `convChannels`, K = classes:
+    ///
+    ///     conv1 [C1, Z, Y, X] → conv2 [C2, Z, Y, X] → pool1 [C2, Z/2, Y/2, X/2]
+    ///       pool1 → branch1.deconv (×2) → branch-1 scores [K, Z, Y, X]
+    ///     pool1 → conv4 [C3, ·/2] → conv5 [C4, ·/2] → pool2 [C4, ·/4]
+    ///       pool2 → branch2.deconv1 (×2, ReLU) [B2, ·/2] → branch2.deconv2 (×2) → branch-2 scores
+    ///     pool2 → conv7 [C5, ·/4] → conv8 [C6, ·/4] → deconv9 (×2, ReLU) [D9, ·/2]
+    ///       → deconv10 (×2) → main scores [K, Z, Y, X]
+    ///
+    /// Each output's class scores go to `scores` as soon as they exist (branch 1, branch 2,
+    /// main). With `kept` non-nil every activation the backward pass reads is stored there;
+    /// with nil each stage's tensors are released once the next is made, bounding memory.
+    func run(
+        _ input: Tensor<Scalar>, threads: Int, keeping kept: inout DSNActivations<Scalar>?,
+        progress: (Double) throws -> Void = { _ in },
+        scores: (DSNOutput, Tensor<Scalar>) throws -> Void
+    ) throws {
+        guard input.channels == 1,
+            input.size.x % DSNArchitecture.sizeMultiple == 0, input.size.y % DSNArchitecture.sizeMultiple == 0,
+            input.size.z % DSNArchitecture.sizeMultiple == 0
+        else {
+            throw LiversegError.internalError(
+                "network input [\(input.channels), \(input.size)] must have one channel and extents that are multiples of \(DSNArchitecture.sizeMultiple)")
+        }
         let total = Double(architecture.macs(over: input.size))
         var done = 0.0
         func finished(_ name: String, macs: Int, since start: Double) throws {
@@ -116,17 +176,34 @@ public struct DSNNetwork<Scalar: NetworkScalar>: Sendable {
             try finished(name, macs: macs, since: start)
             return y
         }
-        func probability(_ scores: Tensor<Scalar>, _ out: Buffer<Scalar>) {
-            Softmax.classProbability(scores, targetClass: Self.liverClass, into: out.pointer, threads: threads)
+        func keep(_ x: Tensor<Scalar>, as key: WritableKeyPath<DSNActivations<Scalar>, Tensor<Scalar>?>) -> Tensor<Scalar> {
+            kept?[keyPath: key] = x
+            return x
         }
-        // Each stage's tensors are released as soon as the next is made, bounding memory.
-        let pool1 = try MaxPool2.forward(try conv(1, try conv(0, input)), threads: threads)
-        probability(try up(branch1Upsampling, "branch1.deconv", pool1), branch1)
-        let pool2 = try MaxPool2.forward(try conv(3, try conv(2, pool1)), threads: threads)
-        probability(
-            try up(branch2Upsampling[1], "branch2.deconv2", try up(branch2Upsampling[0], "branch2.deconv1", pool2)), branch2)
-        let top = try conv(5, try conv(4, pool2))
-        probability(try up(mainUpsampling[1], "deconv10", try up(mainUpsampling[0], "deconv9", top)), main)
-        return DSNOutputs(main: main, branch1: branch1, branch2: branch2)
+        let pool1 = keep(
+            try MaxPool2.forward(keep(try conv(1, keep(try conv(0, input), as: \.conv1)), as: \.conv2), threads: threads),
+            as: \.pool1)
+        try scores(.branch1, try up(branch1Upsampling, "branch1.deconv", pool1))
+        let pool2 = keep(
+            try MaxPool2.forward(keep(try conv(3, keep(try conv(2, pool1), as: \.conv4)), as: \.conv5), threads: threads),
+            as: \.pool2)
+        try scores(
+            .branch2,
+            try up(
+                branch2Upsampling[1], "branch2.deconv2",
+                keep(try up(branch2Upsampling[0], "branch2.deconv1", pool2), as: \.branch2Hidden)))
+        let top = keep(try conv(5, keep(try conv(4, pool2), as: \.conv7)), as: \.conv8)
+        try scores(.main, try up(mainUpsampling[1], "deconv10", keep(try up(mainUpsampling[0], "deconv9", top), as: \.deconv9)))
     }
+}
+
+/// One of the network's three class-score outputs.
+public enum DSNOutput: Hashable, Sendable {
+    case main, branch1, branch2
+}
+
+/// The activations of one forward pass that backpropagation reads (see `DSNNetwork.run`
+/// for the shapes); nil where the pass did not keep them.
+struct DSNActivations<Scalar: NetworkScalar> {
+    var conv1, conv2, pool1, conv4, conv5, pool2, branch2Hidden, conv7, conv8, deconv9: Tensor<Scalar>?
 }

@@ -14,7 +14,8 @@ public struct DSNLoss<Scalar: NetworkScalar>: Sendable {
 
 extension DSNNetwork {
     /// The data term of eq. 3 and its gradient with respect to every parameter, by
-    /// backpropagation through the forward pass with all activations kept.
+    /// backpropagation through `run` (the graph inference uses) with its activations kept.
+    /// Each layer's backward below mirrors a step of `run`, in reverse.
     ///
     /// input [1, Z, Y, X] (extents multiples of 4); labels: Z·Y·X class indices;
     /// eta: (η1, η2), the branch weights (0, 0 trains the plain 3D-CNN).
@@ -25,20 +26,14 @@ extension DSNNetwork {
         threads: Int
     ) throws -> (DSNLoss<Scalar>, [Scalar]) {
         let t = threads
-        // Forward, keeping what the backward pass needs.
-        let c1 = try convolutions[0].forward(input, threads: t)
-        let c2 = try convolutions[1].forward(c1, threads: t)
-        let p1 = try MaxPool2.forward(c2, threads: t)
-        let s1 = try branch1Upsampling.forward(p1, threads: t)
-        let c4 = try convolutions[2].forward(p1, threads: t)
-        let c5 = try convolutions[3].forward(c4, threads: t)
-        let p2 = try MaxPool2.forward(c5, threads: t)
-        let b2 = try branch2Upsampling[0].forward(p2, threads: t)
-        let s2 = try branch2Upsampling[1].forward(b2, threads: t)
-        let c7 = try convolutions[4].forward(p2, threads: t)
-        let c8 = try convolutions[5].forward(c7, threads: t)
-        let d9 = try mainUpsampling[0].forward(c8, threads: t)
-        let s0 = try mainUpsampling[1].forward(d9, threads: t)
+        var kept: DSNActivations<Scalar>? = DSNActivations()
+        var outputScores: [DSNOutput: Tensor<Scalar>] = [:]
+        try run(input, threads: t, keeping: &kept) { outputScores[$0] = $1 }
+        guard let a = kept, let c1 = a.conv1, let c2 = a.conv2, let p1 = a.pool1, let c4 = a.conv4,
+            let c5 = a.conv5, let p2 = a.pool2, let b2 = a.branch2Hidden, let c7 = a.conv7, let c8 = a.conv8,
+            let d9 = a.deconv9, let s0 = outputScores[.main], let s1 = outputScores[.branch1],
+            let s2 = outputScores[.branch2]
+        else { throw LiversegError.internalError("the forward pass did not keep every activation backward reads") }
 
         let (lossMain, dS0) = try Softmax.crossEntropy(s0, labels: labels, threads: t)
         let (loss1, dS1) = try Softmax.crossEntropy(s1, labels: labels, threads: t)

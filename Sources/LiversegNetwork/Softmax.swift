@@ -4,10 +4,11 @@ import LiversegSupport
 ///
 /// Shapes: scores [K, Z, Y, X] → probability of class `targetClass`, [Z, Y, X].
 public enum Softmax: Sendable {
-    /// Writes the probability of `targetClass` at every voxel into `out` (voxelCount floats).
+    /// Writes weight × the probability of `targetClass` at every voxel into `out`
+    /// (voxelCount floats), or adds it to what `out` holds when `accumulating`.
     public static func classProbability<Scalar: NetworkScalar>(
         _ scores: Tensor<Scalar>, targetClass: Int,
-        into out: UnsafeMutablePointer<Scalar>, threads: Int
+        into out: UnsafeMutablePointer<Scalar>, weight: Scalar = 1, accumulating: Bool = false, threads: Int
     ) {
         let voxels = scores.size.voxelCount, classes = scores.channels
         let base = scores.storage.pointer
@@ -18,7 +19,8 @@ public enum Softmax: Sendable {
                 for c in 0..<classes { m = max(m, base[c * voxels + v]) }
                 var sum: Scalar = 0
                 for c in 0..<classes { sum += Scalar.exponential(base[c * voxels + v] - m) }
-                out[v] = Scalar.exponential(base[targetClass * voxels + v] - m) / sum
+                let p = weight * Scalar.exponential(base[targetClass * voxels + v] - m) / sum
+                out[v] = accumulating ? out[v] + p : p
             }
         }
     }

@@ -163,12 +163,13 @@ extension Model {
                     }
                 }
             }
-            let outputs = try network.forward(input, threads: threads) { f in
+            let tileProbability = try network.fusedProbability(
+                input, weights: (main: wMain, branch1: w1, branch2: w2), threads: threads
+            ) { f in
                 try progress((Double(t) + f) / Double(plan.tiles.count))
             }
             let c = tile.coreOrigin, core = tile.coreSize
-            let (pm, p1, p2) = (outputs.main.pointer, outputs.branch1.pointer, outputs.branch2.pointer)
-            let out = fused.pointer
+            let (p, out) = (tileProbability.pointer, fused.pointer)
             parallelFor(core.z, threads: threads) { k in
                 let gz = c[2] + k
                 guard gz < size.z else { return }
@@ -177,7 +178,7 @@ extension Model {
                     guard gy < size.y else { continue }
                     for i in 0..<min(core.x, size.x - c[0]) {
                         let r = ((gz - o[2]) * region.y + (gy - o[1])) * region.x + (c[0] + i - o[0])
-                        out[(gz * size.y + gy) * size.x + c[0] + i] = wMain * pm[r] + w1 * p1[r] + w2 * p2[r]
+                        out[(gz * size.y + gy) * size.x + c[0] + i] = p[r]
                     }
                 }
             }

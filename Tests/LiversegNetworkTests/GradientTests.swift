@@ -115,14 +115,42 @@ final class GradientTests: XCTestCase {
     }
 
     /// The whole network's eq. 3 data term, every parameter tensor probed.
+    /// A DSN small enough for finite differences, with every kernel shape the layers support.
+    let smallArchitecture = DSNArchitecture(
+        inChannels: 1, convChannels: [2, 2, 3, 3, 2, 2],
+        convKernels: [
+            GridSize(x: 3, y: 3, z: 3), GridSize(x: 3, y: 1, z: 3), GridSize(x: 1, y: 3, z: 3),
+            GridSize(x: 3, y: 3, z: 1), GridSize(x: 3, y: 3, z: 3), GridSize(x: 1, y: 1, z: 1),
+        ],
+        mainDeconvChannels: 2, branch2DeconvChannels: 3, classes: 2)
+
+    /// Inference and training run one graph: the losses training reports are the cross-entropies
+    /// of the probabilities inference returns, and the fused probability is their weighted sum.
+    func testInferenceAndTrainingShareTheGraph() throws {
+        let arch = smallArchitecture
+        var parameters: [Double] = []
+        for tensor in arch.parameterTable { parameters += random(tensor.count, scale: 0.7) }
+        let size = GridSize(x: 8, y: 12, z: 4)
+        let input = try tensor(random(size.voxelCount), 1, size)
+        let labels: [UInt8] = (0..<size.voxelCount).map { v -> UInt8 in UInt8((v * 5 + v / 7) % 2) }
+        let network = try DSNNetwork<Double>(architecture: arch, parameters: parameters)
+        let outputs = try network.forward(input, threads: 2)
+        let (loss, _) = try network.lossAndGradients(input, labels: labels, eta: (0.3, 0.4), threads: 2)
+        func crossEntropy(_ p: Buffer<Double>) -> Double {
+            -zip(p.array, labels).map { log($1 == 1 ? $0 : 1 - $0) }.reduce(0, +) / Double(labels.count)
+        }
+        XCTAssertEqual(loss.main, crossEntropy(outputs.main), accuracy: 1e-12)
+        XCTAssertEqual(loss.branch1, crossEntropy(outputs.branch1), accuracy: 1e-12)
+        XCTAssertEqual(loss.branch2, crossEntropy(outputs.branch2), accuracy: 1e-12)
+        let fused = try network.fusedProbability(input, weights: (main: 0.5, branch1: 0.2, branch2: 0.3), threads: 3)
+        let (main, branch1, branch2) = (outputs.main.array, outputs.branch1.array, outputs.branch2.array)
+        for (v, p) in fused.array.enumerated() {
+            XCTAssertEqual(p, 0.5 * main[v] + 0.2 * branch1[v] + 0.3 * branch2[v], accuracy: 1e-12, "voxel \(v)")
+        }
+    }
+
     func testNetworkGradients() throws {
-        let arch = DSNArchitecture(
-            inChannels: 1, convChannels: [2, 2, 3, 3, 2, 2],
-            convKernels: [
-                GridSize(x: 3, y: 3, z: 3), GridSize(x: 3, y: 1, z: 3), GridSize(x: 1, y: 3, z: 3),
-                GridSize(x: 3, y: 3, z: 1), GridSize(x: 3, y: 3, z: 3), GridSize(x: 1, y: 1, z: 1),
-            ],
-            mainDeconvChannels: 2, branch2DeconvChannels: 3, classes: 2)
+        let arch = smallArchitecture
         let table = arch.parameterTable
         var parameters: [Double] = []
         for tensor in table { parameters += random(tensor.count, scale: 0.7) }

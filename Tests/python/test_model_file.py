@@ -10,7 +10,7 @@ from safetensors.numpy import load_file
 import liverseg
 from liverseg import _lib
 from liverseg.model_file import metadata_document, safetensors_bytes
-from conftest import small_architecture
+from conftest import ROOT, small_architecture
 
 
 @pytest.fixture
@@ -177,3 +177,18 @@ def test_python_writer_checks_shapes(tmp_path, parts):
     with pytest.raises(ValueError, match="conv1.bias"):
         liverseg.save_model(tmp_path / "x.safetensors", arch, w)
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_swift_and_python_spell_the_same_tensors():
+    """The bundled model, written by the Swift trainer from DSNArchitecture.parameterTable,
+    holds exactly the tensors the Python writer's parameter_shapes names, in file order."""
+    path = ROOT / "models" / "liver-default.safetensors"
+    with safe_open(str(path), "np") as f:
+        arch = json.loads(f.metadata()["liverseg"])["architecture"]
+        written = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+    header_length = struct.unpack("<Q", path.read_bytes()[:8])[0]
+    header = json.loads(path.read_bytes()[8:8 + header_length])
+    file_order = sorted((k for k in header if k != "__metadata__"), key=lambda k: header[k]["data_offsets"][0])
+    expected = liverseg.parameter_shapes(arch)
+    assert file_order == [name for name, _ in expected]
+    assert written == {name: tuple(shape) for name, shape in expected}
