@@ -154,7 +154,8 @@ public struct DSNNetwork<Scalar: NetworkScalar>: Sendable {
             input.size.z % DSNArchitecture.sizeMultiple == 0
         else {
             throw LiversegError.internalError(
-                "network input [\(input.channels), \(input.size)] must have one channel and extents that are multiples of \(DSNArchitecture.sizeMultiple)")
+                "network input [\(input.channels), \(input.size)] must have one channel and extents that are multiples of \(DSNArchitecture.sizeMultiple)"
+            )
         }
         let total = Double(architecture.macs(over: input.size))
         var done = 0.0
