@@ -49,9 +49,8 @@ private func fileName(of path: String) -> String {
 /// is found relative to its header). Errors name the path and the offending field.
 public func readImage(_ path: String) throws -> Image {
     let format = try ImageFormat(path: path)
-    let bytes = try readWholeFile(path)
     do {
-        return try decodeImage(bytes, format: format) { name in
+        return try decodeImage(try readWholeFile(path), format: format) { name in
             try readWholeFile(name.hasPrefix("/") ? name : folder(of: path) + name)
         }
     } catch LiversegError.invalidArgument(let m) {
@@ -62,23 +61,36 @@ public func readImage(_ path: String) throws -> Image {
 }
 
 /// Decodes the bytes of an image file in `format`; `detached(name)` gives the bytes of a
-/// detached data file named in the header. Pure apart from what `detached` does.
-public func decodeImage(_ bytes: [UInt8], format: ImageFormat, detached: (String) throws -> [UInt8]) throws -> Image {
+/// detached data file named in the header. Every format takes the same two steps: parse the
+/// header, then decode the data block (inflated where compressed) into the image's one voxel
+/// buffer — the storage of `bytes`, of the detached file or of the inflated stream, reused
+/// in place when no one else holds it. Pure apart from what `detached` does.
+public func decodeImage(
+    _ bytes: consuming [UInt8], format: ImageFormat, detached: (String) throws -> [UInt8]
+) throws -> Image {
+    // Headers are parsed in statements of their own, so that no slice of `file` is alive
+    // when it is consumed.
+    let file = consume bytes
     switch format {
     case .nifti, .niftiGzip:
-        guard hasGzipMagic(bytes[...]) else { return try NIfTI.parse(bytes[...]) }
+        if !hasGzipMagic(file[...]) {
+            let header = try NIfTI.parseHeader(file[...])
+            return try NIfTI.decode(header, file: consume file)
+        }
         // The header says how large the file is: inflate that much and no more.
-        let header = try inflate(bytes[...], expected: NIfTI.headerSize, prefix: true, what: "gzip data")
-        let size = try NIfTI.fileSize(header: header[...])
-        return try NIfTI.parse(try inflate(bytes[...], expected: size, what: "gzip data")[...])
+        let header = try NIfTI.parseHeader(
+            try inflate(file[...], expected: NIfTI.headerSize, prefix: true, what: "gzip data")[...])
+        return try NIfTI.decode(header, file: try inflate(file[...], expected: try header.fileSize(), what: "gzip data"))
     case .nrrd, .nrrdDetached:
-        let header = try NRRD.parseHeader(bytes[...])
-        guard let name = header.dataFile else { return try NRRD.decode(header, data: bytes[header.dataStart...]) }
-        return try NRRD.decode(header, data: try detached(name)[...])
+        let header = try NRRD.parseHeader(file[...])
+        guard let name = header.dataFile else { return try NRRD.decode(header, data: consume file, from: header.dataStart) }
+        return try NRRD.decode(header, data: try detached(name), from: 0)
     case .metaImage, .metaImageDetached:
-        let header = try MetaImage.parseHeader(bytes[...])
-        guard let name = header.dataFile else { return try MetaImage.decode(header, data: bytes[header.dataStart...]) }
-        return try MetaImage.decode(header, data: try detached(name)[...])
+        let header = try MetaImage.parseHeader(file[...])
+        guard let name = header.dataFile else {
+            return try MetaImage.decode(header, data: consume file, from: header.dataStart)
+        }
+        return try MetaImage.decode(header, data: try detached(name), from: 0)
     }
 }
 

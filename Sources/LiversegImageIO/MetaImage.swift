@@ -102,25 +102,33 @@ public enum MetaImage {
             dataFile: local ? nil : dataFileValue, headerSize: headerSize, dataStart: position)
     }
 
-    /// Decodes a data block for `header`: `data` is the local data (from dataStart) or the
-    /// whole data file. Pure.
-    public static func decode(_ header: Header, data: ArraySlice<UInt8>) throws -> Image {
+    /// Decodes the data block for `header` from `data`: the header file (LOCAL data from
+    /// `header.dataStart`) or the whole data file (from 0). Raw voxels are moved into place
+    /// within `data`'s storage (see `decodeVoxels`). Pure.
+    public static func decode(_ header: Header, data: consuming [UInt8], from start: Int) throws -> Image {
         let bytes = try checkedProduct(
             [header.size.x, header.size.y, header.size.z, header.voxelType.size], what: "MetaImage DimSize")
-        var block = data
+        var block = consume data
+        var begin = start
         if header.headerSize == -1 {
             guard !header.compressed else { throw bad("HeaderSize -1 cannot be used with CompressedData") }
-            guard block.count >= bytes else { throw bad("data is truncated: \(bytes) bytes needed, \(block.count) found") }
-            block = block.suffix(bytes)
+            guard block.count - begin >= bytes else {
+                throw bad("data is truncated: \(bytes) bytes needed, \(block.count - begin) found")
+            }
+            begin = block.count - bytes
         } else {
-            guard header.headerSize <= block.count else {
+            guard header.headerSize <= block.count - begin else {
                 throw bad("HeaderSize \(header.headerSize) passes the end of the data")
             }
-            block = block.dropFirst(header.headerSize)
+            begin += header.headerSize
         }
-        if header.compressed { block = try inflate(block, expected: bytes, what: "MetaImage compressed data")[...] }
+        if header.compressed {
+            block = try inflate(block[begin...], expected: bytes, what: "MetaImage compressed data")
+            begin = 0
+        }
         let voxels = try decodeVoxels(
-            block, type: header.voxelType, size: header.size, bigEndian: header.bigEndian, format: "MetaImage")
+            consume block, from: begin, type: header.voxelType, size: header.size, bigEndian: header.bigEndian,
+            format: "MetaImage")
         return try Image(voxelType: header.voxelType, data: voxels, size: header.size, ijkToRAS: header.ijkToRAS)
     }
 
@@ -131,7 +139,7 @@ public enum MetaImage {
             throw LiversegError.invalidArgument(
                 "MetaImage header: data are in the file \"\(file)\"; read the header from its file path")
         }
-        return try decode(header, data: bytes[header.dataStart...])
+        return try decode(header, data: Array(bytes), from: header.dataStart)
     }
 
     /// Serialises `image` (scaling applied) as ITK writes it: with `dataFile` nil, one .mha

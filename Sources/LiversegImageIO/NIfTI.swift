@@ -11,20 +11,42 @@ public enum NIfTI {
     static let headerSize = 348
     private static let dataOffset = 352
 
-    /// The fields of a NIfTI-1 header that place the voxels.
-    private struct Layout {
-        let fields: BinaryFields
-        let dims: [Int]
-        let type: VoxelType
-        let voxOffset: Int
-        /// Bytes of voxel data from voxOffset.
-        let dataBytes: Int
+    /// What a NIfTI-1 header says about its voxels: the first step of reading, before
+    /// `decode` places the data (the same two steps as `NRRD` and `MetaImage`).
+    public struct Header: Equatable, Sendable {
+        /// The voxels' element type.
+        public let voxelType: VoxelType
+        /// Extents along i, j, k.
+        public let size: GridSize
+        /// The voxels' byte order.
+        public let bigEndian: Bool
+        /// Where the voxels start in the (inflated) file.
+        public let voxOffset: Int
+        /// IJK→RAS from the sform, the qform or pixdim (see `parseHeader`).
+        public let ijkToRAS: [Double]
+        /// scl_slope (1 where unset or not finite).
+        public let slope: Double
+        /// scl_inter (0 where unset or not finite).
+        public let intercept: Double
+
+        /// Bytes of the whole file: vox_offset plus the voxels (a compressed file is
+        /// inflated to this size and no further).
+        public func fileSize() throws -> Int {
+            let data = try checkedProduct([size.x, size.y, size.z, voxelType.size], what: "NIfTI dim")
+            let (total, overflow) = voxOffset.addingReportingOverflow(data)
+            guard !overflow else { throw bad("vox_offset \(voxOffset) plus \(data) bytes of voxels overflows") }
+            return total
+        }
     }
 
     private static func bad(_ m: String) -> LiversegError { .invalidArgument("NIfTI header: \(m)") }
 
-    /// Reads and checks the header fields that place the voxels; needs only the first 348 bytes.
-    private static func layout(_ bytes: ArraySlice<UInt8>) throws -> Layout {
+    /// Reads and checks a NIfTI-1 header: either byte order; geometry from the sform when
+    /// sform_code > 0, else the qform when qform_code > 0, else nibabel's fallback
+    /// (diag(−dx, dy, dz) centred on the volume); vox_offset 0 means 352; negative or zero
+    /// pixdim[1...3] are taken as their absolute value, 0 as 1 (as nibabel fixes them); only
+    /// 3D data (dims 4...7 equal to 1) is accepted. Needs only the first 348 bytes. Pure.
+    public static func parseHeader(_ bytes: ArraySlice<UInt8>) throws -> Header {
         guard bytes.count >= headerSize else {
             throw bad("file has \(bytes.count) bytes, fewer than the 348-byte header (truncated)")
         }
@@ -68,50 +90,38 @@ public enum NIfTI {
         guard voxOffset.isFinite, voxOffset >= Double(headerSize), voxOffset <= Double(maximumDataBytes) else {
             throw bad("vox_offset \(voxOffset) must lie between 348 and \(maximumDataBytes)")
         }
-        let count = try checkedProduct([dims[0], dims[1], dims[2], type.size], what: "NIfTI dim")
-        return Layout(fields: f, dims: dims, type: type, voxOffset: Int(voxOffset), dataBytes: count)
-    }
-
-    /// The size in bytes of the NIfTI-1 file whose first 348 or more bytes are `header`:
-    /// vox_offset plus the voxel data. A compressed file is inflated to this size and no
-    /// further. Pure.
-    public static func fileSize(header: ArraySlice<UInt8>) throws -> Int {
-        let l = try layout(header)
-        let (size, overflow) = l.voxOffset.addingReportingOverflow(l.dataBytes)
-        guard !overflow else { throw bad("vox_offset \(l.voxOffset) plus \(l.dataBytes) bytes of voxels overflows") }
-        return size
-    }
-
-    /// Parses a NIfTI-1 file's (already inflated) bytes. Either byte order. Geometry: the
-    /// sform when sform_code > 0, else the qform when qform_code > 0, else nibabel's
-    /// fallback (diag(−dx, dy, dz) centred on the volume). vox_offset 0 means 352. Negative or zero pixdim[1...3]
-    /// are taken as their absolute value, 0 as 1 (as nibabel fixes them). Only 3D data
-    /// (dims 4...7 equal to 1) is accepted. Pure.
-    public static func parse(_ bytes: ArraySlice<UInt8>) throws -> Image {
-        let l = try layout(bytes)
-        let (f, dims, type, voxOffset, count) = (l.fields, l.dims, l.type, l.voxOffset, l.dataBytes)
-        guard voxOffset <= bytes.count else {
-            throw bad("vox_offset \(voxOffset) must lie between 348 and the file size \(bytes.count)")
-        }
-        let size = GridSize(x: dims[0], y: dims[1], z: dims[2])
-        let start = bytes.startIndex + voxOffset
-        guard bytes.endIndex - start >= count else {
-            throw bad(
-                "data is truncated: \(size) \(type) voxels need \(count) bytes after vox_offset \(voxOffset), the file has \(bytes.endIndex - start)"
-            )
-        }
-        var data = Array(bytes[start..<(start + count)])
-        if f.bigEndian { swapByteOrder(&data, elementSize: type.size) }
-
         var slope = f.float32(112), intercept = f.float32(116)
         if !slope.isFinite || slope == 0 { (slope, intercept) = (1, 0) }
         if !intercept.isFinite { intercept = 0 }
-        let matrix = try geometry(f, dims: dims)
+        let header = Header(
+            voxelType: type, size: GridSize(x: dims[0], y: dims[1], z: dims[2]), bigEndian: f.bigEndian,
+            voxOffset: Int(voxOffset), ijkToRAS: try geometry(f, dims: dims), slope: slope, intercept: intercept)
+        _ = try header.fileSize()
+        return header
+    }
+
+    /// Decodes the voxels of `file`, the whole (inflated) file `header` was read from. The
+    /// voxels are moved into place within `file`'s own storage, not copied, when the caller
+    /// hands over its only reference. Pure.
+    public static func decode(_ header: Header, file: consuming [UInt8]) throws -> Image {
+        guard header.voxOffset <= file.count else {
+            throw bad("vox_offset \(header.voxOffset) must lie between 348 and the file size \(file.count)")
+        }
+        let voxels = try decodeVoxels(
+            consume file, from: header.voxOffset, type: header.voxelType, size: header.size, bigEndian: header.bigEndian,
+            format: "NIfTI")
         do {
-            return try Image(voxelType: type, data: data, size: size, ijkToRAS: matrix, slope: slope, intercept: intercept)
+            return try Image(
+                voxelType: header.voxelType, data: voxels, size: header.size, ijkToRAS: header.ijkToRAS,
+                slope: header.slope, intercept: header.intercept)
         } catch LiversegError.invalidArgument(let m) {
             throw bad(m)
         }
+    }
+
+    /// Parses a NIfTI-1 file's (already inflated) bytes: `parseHeader`, then `decode`. Pure.
+    public static func parse(_ bytes: ArraySlice<UInt8>) throws -> Image {
+        try decode(try parseHeader(bytes), file: Array(bytes))
     }
 
     /// The IJK→RAS matrix from the sform, the qform or pixdim, in that order of preference.

@@ -181,31 +181,38 @@ public enum NRRD {
         return result
     }
 
-    /// Decodes a data block for `header`: `data` is the attached data (from dataStart) or
-    /// the whole detached data file. Pure.
-    public static func decode(_ header: Header, data: ArraySlice<UInt8>) throws -> Image {
-        var block = data
+    /// Decodes the data block for `header` from `data`: the header file (attached data from
+    /// `header.dataStart`) or the whole detached data file (from 0). Raw voxels are moved
+    /// into place within `data`'s storage (see `decodeVoxels`). Pure.
+    public static func decode(_ header: Header, data: consuming [UInt8], from start: Int) throws -> Image {
+        var block = consume data
+        var begin = start
         for _ in 0..<header.lineSkip {
-            guard let newline = block.firstIndex(of: 0x0A) else {
+            guard let newline = block[begin...].firstIndex(of: 0x0A) else {
                 throw bad("line skip \(header.lineSkip) passes the end of the data")
             }
-            block = block[(newline + 1)...]
+            begin = newline + 1
         }
         let bytes = try checkedProduct([header.size.x, header.size.y, header.size.z, header.voxelType.size], what: "NRRD sizes")
         if header.encoding == .gzip {
             // byte skip applies to the inflated data (−1 is refused with gzip).
             let (expected, overflow) = bytes.addingReportingOverflow(header.byteSkip)
-            block = try inflate(block, expected: overflow ? nil : expected, what: "NRRD gzip data")[...]
+            block = try inflate(block[begin...], expected: overflow ? nil : expected, what: "NRRD gzip data")
+            begin = 0
         }
         if header.byteSkip == -1 {
-            guard block.count >= bytes else { throw bad("data is truncated: \(bytes) bytes needed, \(block.count) found") }
-            block = block.suffix(bytes)
+            guard block.count - begin >= bytes else {
+                throw bad("data is truncated: \(bytes) bytes needed, \(block.count - begin) found")
+            }
+            begin = block.count - bytes
         } else {
-            guard header.byteSkip <= block.count else { throw bad("byte skip \(header.byteSkip) passes the end of the data") }
-            block = block.dropFirst(header.byteSkip)
+            guard header.byteSkip <= block.count - begin else {
+                throw bad("byte skip \(header.byteSkip) passes the end of the data")
+            }
+            begin += header.byteSkip
         }
         let voxels = try decodeVoxels(
-            block, type: header.voxelType, size: header.size, bigEndian: header.bigEndian, format: "NRRD")
+            consume block, from: begin, type: header.voxelType, size: header.size, bigEndian: header.bigEndian, format: "NRRD")
         return try Image(voxelType: header.voxelType, data: voxels, size: header.size, ijkToRAS: header.ijkToRAS)
     }
 
@@ -216,7 +223,7 @@ public enum NRRD {
             throw LiversegError.invalidArgument(
                 "NRRD header: data are in the detached file \"\(file)\"; read the header from its file path")
         }
-        return try decode(header, data: bytes[header.dataStart...])
+        return try decode(header, data: Array(bytes), from: header.dataStart)
     }
 
     /// Serialises `image` (scaling applied) as NRRD in LPS space as 3D Slicer writes it: with

@@ -54,18 +54,23 @@ func headerSizes(_ value: String, field: String, format: String) throws -> GridS
     return GridSize(x: sizes[0], y: sizes[1], z: sizes[2])
 }
 
-/// The voxels at the start of a decoded data block, in little-endian order; fails when the
-/// block is too short.
+/// The voxels of a decoded data block that starts at `start` in `bytes`, in little-endian
+/// order; fails when the block is too short. Every format ends its decoding here. The voxels
+/// are moved to the front of `bytes`' own storage and the rest trimmed, so a caller that
+/// hands over its only reference (a file just read, a stream just inflated) gets no copy.
 func decodeVoxels(
-    _ block: ArraySlice<UInt8>, type: VoxelType, size: GridSize, bigEndian: Bool,
+    _ bytes: consuming [UInt8], from start: Int, type: VoxelType, size: GridSize, bigEndian: Bool,
     format: String
 ) throws -> [UInt8] {
     let count = try checkedProduct([size.x, size.y, size.z, type.size], what: "\(format) sizes")
-    guard block.count >= count else {
+    let available = bytes.count - start
+    guard available >= count else {
         throw LiversegError.invalidArgument(
-            "\(format) data is truncated: \(size) \(type) voxels need \(count) bytes, found \(block.count)")
+            "\(format) data is truncated: \(size) \(type) voxels need \(count) bytes, found \(available)")
     }
-    var data = Array(block.prefix(count))
-    if bigEndian { swapByteOrder(&data, elementSize: type.size) }
-    return data
+    var voxels = consume bytes
+    voxels.removeSubrange((start + count)...)
+    voxels.removeSubrange(..<start)
+    if bigEndian { swapByteOrder(&voxels, elementSize: type.size) }
+    return voxels
 }

@@ -106,7 +106,7 @@ public struct ModelGrid: Equatable, Sendable {
         let buffer = try FloatBuffer(count: slab * plane, zeroed: false)
         for start in stride(from: 0, to: planes, by: slab) {
             let range = start..<min(planes, start + slab)
-            try resampleTrilinear(
+            resampleTrilinear(
                 .float32(modelValues), x: axes[0], y: axes[1], z: axes[2].slice(range), into: buffer.pointer,
                 threads: threads, progress: { _ in }
             ) { $0 }

@@ -34,6 +34,25 @@ func temporaryFolder() throws -> String {
 }
 
 final class ImageIOTests: XCTestCase {
+    /// Reading keeps one voxel buffer: a file handed over whole (as `readImage` does) is
+    /// decoded in its own storage, for NIfTI, NRRD and MetaImage with attached raw data.
+    func testDecodingReusesTheFileStorageInsteadOfCopying() throws {
+        let image = try sampleImage(.int16, size: GridSize(x: 64, y: 32, z: 8))
+        let files: [(ImageFormat, [UInt8])] = [
+            (.nifti, try NIfTI.serialize(image)),
+            (.nrrd, try NRRD.serialize(image, encoding: .raw).header),
+            (.metaImage, try MetaImage.serialize(image, compressed: false).header),
+        ]
+        for (format, bytes) in files {
+            var file = bytes
+            file.reserveCapacity(file.count)  // gives `file` a buffer of its own, referenced once
+            let address = file.withUnsafeBufferPointer { $0.baseAddress }
+            let decoded = try decodeImage(consume file, format: format) { _ in [] }
+            XCTAssertEqual(decoded.values(as: Int16.self), image.values(as: Int16.self), "\(format)")
+            XCTAssertEqual(decoded.data.withUnsafeBufferPointer { $0.baseAddress }, address, "\(format) copied its voxels")
+        }
+    }
+
     func testInMemoryRoundTripsOfEveryFormatAndType() throws {
         for type in VoxelType.allCases {
             let image = try sampleImage(type)
