@@ -63,7 +63,7 @@ extern "C" {
  * from here. */
 #define LIVERSEG_VERSION_MAJOR 0
 #define LIVERSEG_VERSION_MINOR 3
-#define LIVERSEG_VERSION_PATCH 0
+#define LIVERSEG_VERSION_PATCH 1
 /** Bumped when a change breaks programs built against an older header (a released
  *  function signature, enum value or struct field changes meaning). Additions — new
  *  functions, enum values, fields appended to a struct versioned by struct_size — keep it:
