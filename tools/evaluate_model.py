@@ -38,6 +38,40 @@ def left_right_axis(affine):
     return int(np.argmax(np.abs(affine[0, :3])))
 
 
+TABLE_HEADER = ("| case | Dice | VOE % | VD % | AvgD mm | MaxD mm | segmented / reference ml | s |\n"
+                "|---|---|---|---|---|---|---|---|")
+
+
+def score_case(model, name, ct_path, mask_path, mirror=False, **segment_options):
+    """Segments one case with `segment_options` (Model.segment's keywords), prints its table
+    row and returns the measures as a dict."""
+    image = nib.load(str(ct_path))
+    ct = np.asarray(image.dataobj, dtype=np.float32)
+    reference = (np.asarray(nib.load(str(mask_path)).dataobj) > 0).astype(np.uint8)
+    if mirror:
+        axis = left_right_axis(image.affine)
+        ct, reference = np.flip(ct, axis).copy(), np.flip(reference, axis).copy()
+    start = time.perf_counter()
+    mask = model.segment(ct, affine=image.affine, **segment_options)
+    seconds = time.perf_counter() - start
+    spacing = np.linalg.norm(image.affine[:3, :3], axis=0)
+    m = liverseg.evaluate(mask, reference, spacing)
+    ml = float(np.prod(spacing)) / 1000
+    row = dict(case=name, dice=m["dice"], voe=m["voe"], vd=m["vd"], avg_d=m["avg_d"], max_d=m["max_d"],
+               segmented_ml=mask.sum() * ml, reference_ml=reference.sum() * ml, seconds=seconds)
+    print(f"| {name} | {row['dice']:.3f} | {row['voe']:.1f} | {row['vd']:+.1f} | {row['avg_d']:.1f} | "
+          f"{row['max_d']:.1f} | {row['segmented_ml']:.0f} / {row['reference_ml']:.0f} | {seconds:.1f} |", flush=True)
+    return row
+
+
+def print_mean(rows):
+    """Prints and returns the mean of each measure over `rows`."""
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in ("dice", "voe", "vd", "avg_d", "max_d")}
+    print(f"| mean | {mean['dice']:.3f} | {mean['voe']:.1f} | {mean['vd']:+.1f} | {mean['avg_d']:.1f} | "
+          f"{mean['max_d']:.1f} | | |")
+    return mean
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("cases", nargs="+")
@@ -50,31 +84,10 @@ def main():
     args = ap.parse_args()
 
     model = liverseg.Model(args.model)
-    rows = []
-    print("| case | Dice | VOE % | VD % | AvgD mm | MaxD mm | segmented / reference ml | s |")
-    print("|---|---|---|---|---|---|---|---|")
-    for text in args.cases:
-        name, ct_path, mask_path = case_paths(text)
-        image = nib.load(str(ct_path))
-        ct = np.asarray(image.dataobj, dtype=np.float32)
-        reference = (np.asarray(nib.load(str(mask_path)).dataobj) > 0).astype(np.uint8)
-        if args.mirror:
-            axis = left_right_axis(image.affine)
-            ct, reference = np.flip(ct, axis).copy(), np.flip(reference, axis).copy()
-        start = time.perf_counter()
-        mask = model.segment(ct, affine=image.affine, crf=args.crf, postprocess=not args.no_postprocess,
-                             threads=args.threads)
-        seconds = time.perf_counter() - start
-        spacing = np.linalg.norm(image.affine[:3, :3], axis=0)
-        m = liverseg.evaluate(mask, reference, spacing)
-        ml = float(np.prod(spacing)) / 1000
-        row = dict(case=name, dice=m["dice"], voe=m["voe"], vd=m["vd"], avg_d=m["avg_d"], max_d=m["max_d"],
-                   segmented_ml=mask.sum() * ml, reference_ml=reference.sum() * ml, seconds=seconds)
-        rows.append(row)
-        print(f"| {name} | {row['dice']:.3f} | {row['voe']:.1f} | {row['vd']:+.1f} | {row['avg_d']:.1f} | "
-              f"{row['max_d']:.1f} | {row['segmented_ml']:.0f} / {row['reference_ml']:.0f} | {seconds:.1f} |", flush=True)
-    mean = {k: float(np.mean([r[k] for r in rows])) for k in ("dice", "voe", "vd", "avg_d", "max_d")}
-    print(f"| mean | {mean['dice']:.3f} | {mean['voe']:.1f} | {mean['vd']:+.1f} | {mean['avg_d']:.1f} | {mean['max_d']:.1f} | | |")
+    print(TABLE_HEADER)
+    rows = [score_case(model, *case_paths(text), mirror=args.mirror, crf=args.crf,
+                       postprocess=not args.no_postprocess, threads=args.threads) for text in args.cases]
+    mean = print_mean(rows)
     if args.json:
         Path(args.json).write_text(json.dumps(dict(model=args.model, crf=args.crf, mirror=args.mirror,
                                                    postprocess=not args.no_postprocess, rows=rows, mean=mean), indent=1))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The bundled model's training runs (session 4 onwards), resumable across sessions:
 #   tools/train_bundled.sh V|F|loo-CASE OUTDIR
+#   tools/train_bundled.sh cases        (prints each training case: NAME CT,MASK)
 # F: trains on all five training cases: the candidate bundled model.
 # loo-CASE (CASE one of ircadb1-01 ircadb1-07 ircadb1-17 totalseg-3mm totalseg-20slices):
 #    the same settings and seed on the other four cases, logging the Dice on CASE, which it
@@ -16,7 +17,7 @@
 #   nohup tools/train_bundled.sh F models/training/F > F.out 2>&1 &
 # The external radcttaceomics cases are never used here.
 set -euo pipefail
-run=$1 out=$2
+run=$1 out=${2:-}
 cd "$(dirname "$0")/.."
 D=${DATA:-../shared/data}
 CLI=${CLI:-.build/release/liverseg-cli}
@@ -34,12 +35,14 @@ training_data() { # all cases but $1, then $1 as the validation case
     [ -z "$1" ] || printf -- "--val %s" "${CASE[$1]}"
 }
 case $run in
+    cases) for c in $ORDER; do echo "$c ${CASE[$c]}"; done; exit 0 ;;
     V) data=$(training_data ircadb1-17) ;;
     F) data=$(training_data "") ;;
     loo-*) [ -n "${CASE[${run#loo-}]:-}" ] || { echo "unknown case ${run#loo-}" >&2; exit 64; }
         data=$(training_data "${run#loo-}") ;;
     *) echo "usage: $0 V|F|loo-CASE OUTDIR" >&2; exit 64 ;;
 esac
+[ -n "$out" ] || { echo "usage: $0 $run OUTDIR" >&2; exit 64; }
 mkdir -p "$out"
 checkpoint="$out/model.safetensors.checkpoint"
 [ -f "$checkpoint" ] && resume=$checkpoint || resume=""
