@@ -135,22 +135,25 @@ final class SpectralPlan<Scalar: NetworkScalar>: @unchecked Sendable {
                     for group in Swift.stride(from: 0, to: n, by: 2 * half) {
                         for j in 0..<half {
                             let c = cosines[j * step], s = sines[j * step]
-                            let a = p + (group + j) * es, b = p + (group + j + half) * es
+                            // Split pointers and no index arithmetic in the loops: with
+                            // `p[i + io]` they ran scalar (overflow checks, no vectorising).
+                            let (ar, br) = (p + (group + j) * es, p + (group + j + half) * es)
+                            let (ai, bi) = (ar + io, br + io)
                             if inverse {
                                 // t = b·(c + is); a, b ← a + t, a − t
                                 for i in 0..<length {
-                                    let tr = b[i] * c - b[i + io] * s, ti = b[i] * s + b[i + io] * c
-                                    let ar = a[i], ai = a[i + io]
-                                    a[i] = ar + tr; a[i + io] = ai + ti
-                                    b[i] = ar - tr; b[i + io] = ai - ti
+                                    let xr = ar[i], xi = ai[i], yr = br[i], yi = bi[i]
+                                    let tr = yr * c - yi * s, ti = yr * s + yi * c
+                                    ar[i] = xr + tr; ai[i] = xi + ti
+                                    br[i] = xr - tr; bi[i] = xi - ti
                                 }
                             } else {
                                 // a, b ← a + b, (a − b)·(c − is)
                                 for i in 0..<length {
-                                    let ar = a[i], ai = a[i + io], br = b[i], bi = b[i + io]
-                                    a[i] = ar + br; a[i + io] = ai + bi
-                                    let dr = ar - br, di = ai - bi
-                                    b[i] = dr * c + di * s; b[i + io] = di * c - dr * s
+                                    let xr = ar[i], xi = ai[i], yr = br[i], yi = bi[i]
+                                    ar[i] = xr + yr; ai[i] = xi + yi
+                                    let dr = xr - yr, di = xi - yi
+                                    br[i] = dr * c + di * s; bi[i] = di * c - dr * s
                                 }
                             }
                         }
@@ -170,17 +173,18 @@ func complexMultiplyAccumulate<Scalar: NetworkScalar>(
     _ acc: UnsafeMutablePointer<Scalar>, _ a: UnsafePointer<Scalar>,
     _ b: UnsafePointer<Scalar>, count: Int, stride: Int, conjugateA: Bool
 ) {
+    let (accI, aI, bI) = (acc + stride, a + stride, b + stride)
     if conjugateA {
         for i in 0..<count {
-            let ar = a[i], ai = a[i + stride], br = b[i], bi = b[i + stride]
+            let ar = a[i], ai = aI[i], br = b[i], bi = bI[i]
             acc[i] += ar * br + ai * bi
-            acc[i + stride] += ar * bi - ai * br
+            accI[i] += ar * bi - ai * br
         }
     } else {
         for i in 0..<count {
-            let ar = a[i], ai = a[i + stride], br = b[i], bi = b[i + stride]
+            let ar = a[i], ai = aI[i], br = b[i], bi = bI[i]
             acc[i] += ar * br - ai * bi
-            acc[i + stride] += ar * bi + ai * br
+            accI[i] += ar * bi + ai * br
         }
     }
 }
