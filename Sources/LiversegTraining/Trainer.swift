@@ -157,6 +157,9 @@ public final class Trainer {
         for i in 0..<c.iterationsPerEpoch {
             let (input, labels) = try next.value()
             if i + 1 < c.iterationsPerEpoch { next = Prefetch { try sampler.patch(first + i + 1) } }
+            // A network value per step: the layers are immutable (a loaded model serves many
+            // threads) and their FFT kernel spectra derive from this step's weights, so there
+            // is nothing to reuse; building it copies the 1.2 MB of parameters.
             let (loss, gradients) = try labels.withUnsafeBufferPointer { l in
                 try network().lossAndGradients(input, labels: l.baseAddress!, eta: (Float(eta1), Float(eta2)), threads: threads)
             }
