@@ -63,8 +63,8 @@ func decodeVoxels(
     format: String
 ) throws -> [UInt8] {
     let count = try checkedProduct([size.x, size.y, size.z, type.size], what: "\(format) sizes")
-    let available = bytes.count - start
-    guard available >= count else {
+    let available = bytes.count - max(start, 0)
+    guard start >= 0, available >= count else {
         throw LiversegError.invalidArgument(
             "\(format) data is truncated: \(size) \(type) voxels need \(count) bytes, found \(available)")
     }
