@@ -96,7 +96,7 @@ public enum NIfTI {
         let header = Header(
             voxelType: type, size: GridSize(x: dims[0], y: dims[1], z: dims[2]), bigEndian: f.bigEndian,
             voxOffset: Int(voxOffset), ijkToRAS: try geometry(f, dims: dims), slope: slope, intercept: intercept)
-        _ = try header.fileSize()
+        _ = try header.fileSize()  // refuses a voxel count or file size that overflows
         return header
     }
 

@@ -74,8 +74,8 @@ public struct DSNNetwork<Scalar: NetworkScalar>: Sendable {
 
     /// Every parameter with its model-file name and shape, in `parameterTable` order.
     public var parameters: [(name: String, shape: [Int], values: [Scalar])] {
-        let flat = flatParameters
-        return architecture.parameterTable.map { ($0.name, $0.shape, Array(flat[$0.range])) }
+        let values = layerParameters.flatMap { [$0.weight, $0.bias] }
+        return zip(architecture.parameterTable, values).map { ($0.name, $0.shape, $1) }
     }
 
     /// Index of the liver class in every output.
@@ -96,12 +96,7 @@ public struct DSNNetwork<Scalar: NetworkScalar>: Sendable {
         let branch2 = try Buffer<Scalar>(count: voxels, zeroed: false)
         var unkept: DSNActivations<Scalar>? = nil
         try run(input, threads: threads, keeping: &unkept, progress: progress) { output, scores in
-            let target: Buffer<Scalar>
-            switch output {
-            case .main: target = main
-            case .branch1: target = branch1
-            case .branch2: target = branch2
-            }
+            let target = output.select(main: main, branch1: branch1, branch2: branch2)
             Softmax.classProbability(scores, targetClass: Self.liverClass, into: target.pointer, threads: threads)
         }
         return DSNOutputs(main: main, branch1: branch1, branch2: branch2)
@@ -118,15 +113,10 @@ public struct DSNNetwork<Scalar: NetworkScalar>: Sendable {
         let fused = try Buffer<Scalar>(count: input.size.voxelCount, zeroed: true)
         var unkept: DSNActivations<Scalar>? = nil
         try run(input, threads: threads, keeping: &unkept, progress: progress) { output, scores in
-            let weight: Scalar
-            switch output {
-            case .main: weight = weights.main
-            case .branch1: weight = weights.branch1
-            case .branch2: weight = weights.branch2
-            }
             Softmax.classProbability(
-                scores, targetClass: Self.liverClass, into: fused.pointer, weight: weight, accumulating: true,
-                threads: threads)
+                scores, targetClass: Self.liverClass, into: fused.pointer,
+                weight: output.select(main: weights.main, branch1: weights.branch1, branch2: weights.branch2),
+                accumulating: true, threads: threads)
         }
         return fused
     }
@@ -201,6 +191,15 @@ public struct DSNNetwork<Scalar: NetworkScalar>: Sendable {
 /// One of the network's three class-score outputs.
 public enum DSNOutput: Hashable, Sendable {
     case main, branch1, branch2
+
+    /// The one of three per-output values that belongs to this output.
+    func select<T>(main: T, branch1: T, branch2: T) -> T {
+        switch self {
+        case .main: return main
+        case .branch1: return branch1
+        case .branch2: return branch2
+        }
+    }
 }
 
 /// The activations of one forward pass that backpropagation reads (see `DSNNetwork.run`
