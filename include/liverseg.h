@@ -299,7 +299,12 @@ typedef struct liverseg_segment_params {
                                               default 0.5, must be in (0, 1); with crf the
                                               CRF's own 0.5 decision replaces it */
     /** Non-zero: refine the mask with the dense CRF after the network (paper §2.3), as
-     *  liverseg_refine_crf on the fused probability. Default 0. */
+     *  liverseg_refine_crf on the fused probability. Default 0. With uncertain_only set
+     *  and LIVERSEG_POSTPROCESS_LARGEST_COMPONENT in postprocess, the CRF runs only in the
+     *  bounding box of the largest component of the probability thresholded at 0.5, grown
+     *  by max(2·theta_alpha_mm, uncertain_margin_mm), and the mask is 0 outside that box:
+     *  liver found elsewhere would be removed by that step anyway (IRCADb-17: 2× faster;
+     *  the masks agree with the CRF everywhere to Dice ≥ 0.997, docs/crf.md). */
     int crf;
     /** The CRF's parameters when crf is set; NULL: the model file's "crf" section (the
      *  library's defaults for keys it lacks), with this call's n_threads. The CRF params'

@@ -4,13 +4,6 @@ import Glibc
 import LiversegSupport
 import LiversegVolume
 
-/// A box of voxels [lower, upper) on the volume grid.
-struct VoxelBox: Equatable {
-    var lower: [Int]
-    var upper: [Int]
-    var voxelCount: Int { (0..<3).reduce(1) { $0 * (upper[$1] - lower[$1]) } }
-}
-
 /// Hands out indices to worker threads one at a time, so slices of unequal cost balance.
 private final class IndexDispenser: @unchecked Sendable {
     private var next: Int
@@ -31,11 +24,13 @@ private final class IndexDispenser: @unchecked Sendable {
 /// (position/θα, HU/θβ) with weight μ1 and a spatial kernel on position/θγ with weight μ2.
 ///
 /// `probability` holds one value in [0, 1] per voxel (x fastest); `mask` receives 0/1.
-/// In slice2d mode the slices are those across the axis nearest to superior–inferior
+/// Only voxels inside `region` (default: all) are refined, as if the volume were cropped
+/// to it; the others get the thresholded probability. In slice2d mode the slices are those across the axis nearest to superior–inferior
 /// (from `ijkToRAS`; the third axis without it). Progress is reported with stage
 /// `.crf` on the calling thread. Deterministic whatever the thread count.
 public func refineWithCRF(
-    _ volume: VolumeInput, probability: [Float], parameters: CRFParameters, progress: ProgressHandler? = nil
+    _ volume: VolumeInput, probability: [Float], parameters: CRFParameters, region: VoxelBox? = nil,
+    progress: ProgressHandler? = nil
 ) throws -> [UInt8] {
     guard probability.count == volume.size.voxelCount else {
         throw LiversegError.invalidArgument(
@@ -45,7 +40,8 @@ public func refineWithCRF(
     try probability.withUnsafeBufferPointer { p in
         try mask.withUnsafeMutableBufferPointer { m in
             try refineWithCRF(
-                volume, probability: p.baseAddress!, parameters: parameters, mask: m.baseAddress!, progress: progress)
+                volume, probability: p.baseAddress!, parameters: parameters, mask: m.baseAddress!, region: region,
+                progress: progress)
         }
     }
     return mask
@@ -55,10 +51,14 @@ public func refineWithCRF(
 /// pipeline's, without copies).
 package func refineWithCRF(
     _ volume: VolumeInput, probability: UnsafePointer<Float>, parameters: CRFParameters,
-    mask: UnsafeMutablePointer<UInt8>, progress: ProgressHandler? = nil
+    mask: UnsafeMutablePointer<UInt8>, region: VoxelBox? = nil, progress: ProgressHandler? = nil
 ) throws {
     try parameters.validate()
     try volume.validate()
+    let whole = VoxelBox(volume.size)
+    if let region, region.lower.count != 3 || region.upper.count != 3 || region.intersection(whole) != region {
+        throw LiversegError.invalidArgument("CRF region \(region.lower)..<\(region.upper) is not a box inside \(volume.size)")
+    }
     func report(_ fraction: Double) throws {
         if let progress, !progress(min(1, fraction), .crf) { throw LiversegError.cancelled }
     }
@@ -88,8 +88,8 @@ package func refineWithCRF(
 
     switch parameters.mode {
     case .volume3d:
-        let whole = VoxelBox(lower: [0, 0, 0], upper: size)
-        if let box = parameters.restrictToUncertainRegion ? problem.uncertainBox(within: whole) : whole {
+        let region = region ?? whole
+        if let box = parameters.restrictToUncertainRegion ? problem.uncertainBox(within: region) : region {
             Log.write(.debug, "CRF volume3d on box \(box.lower)..<\(box.upper) (\(box.voxelCount) voxels)")
             // Progress moves per iteration; between, checkpoints repeat the last fraction.
             var fraction = 0.0
@@ -115,11 +115,12 @@ package func refineWithCRF(
                 nonisolated(unsafe) let errors = errors
                 parallelChunks(threads, threads: threads) { _, _ in
                     while let s = dispenser.take() {
-                        var plane = VoxelBox(lower: [0, 0, 0], upper: size)
-                        plane.lower[axis] = s
-                        plane.upper[axis] = s + 1
+                        var slice = whole
+                        slice.lower[axis] = s
+                        slice.upper[axis] = s + 1
                         do {
-                            guard let box = parameters.restrictToUncertainRegion ? problem.uncertainBox(within: plane) : plane
+                            guard let plane = slice.intersection(region ?? whole),
+                                let box = parameters.restrictToUncertainRegion ? problem.uncertainBox(within: plane) : plane
                             else { continue }
                             try problem.refine(box, spatialAxes: inPlane, threads: 1, checkpoint: {}) { _ in }
                         } catch let error as LiversegError {
@@ -173,13 +174,8 @@ private struct CRFProblem: @unchecked Sendable {
         }
         let lower = [x0, y0, z0], upper = [x1, y1, z1]
         guard (0..<3).allSatisfy({ lower[$0] < upper[$0] }) else { return nil }
-        var box = VoxelBox(lower: lower, upper: upper)
-        for a in 0..<3 {
-            let margin = Int(min(Double(size[a]), (parameters.uncertainMarginMM / volume.spacing[a]).rounded(.up)))
-            box.lower[a] = max(region.lower[a], box.lower[a] - margin)
-            box.upper[a] = min(region.upper[a], box.upper[a] + margin)
-        }
-        return box
+        return VoxelBox(lower: lower, upper: upper).grown(
+            byMM: parameters.uncertainMarginMM, spacing: volume.spacing, within: region)
     }
 
     /// Runs the CRF on the voxels of `box` with positions along `spatialAxes`, and writes

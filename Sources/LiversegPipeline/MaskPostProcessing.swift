@@ -93,17 +93,42 @@ func componentCount(mask: UnsafeBufferPointer<UInt8>, size: GridSize) -> Int {
     return (0..<runs.count).reduce(0) { $0 + (components.root($1) == $1 ? 1 : 0) }
 }
 
-/// Zeroes every liver voxel outside the largest 6-connected component (ties: the component
-/// met first in memory order).
-private func keepLargestComponent(_ mask: UnsafeMutableBufferPointer<UInt8>, size: GridSize) {
-    let runs = RowRuns(UnsafeBufferPointer(mask), size: size, foreground: true)
+/// The runs of a mask's liver voxels, their components, and the root of the largest
+/// 6-connected one (ties: the component met first in memory order; nil without liver).
+private func largestComponent(
+    _ mask: UnsafeBufferPointer<UInt8>, size: GridSize
+) -> (
+    runs: RowRuns, components: DisjointSets, largest: Int?
+) {
+    let runs = RowRuns(mask, size: size, foreground: true)
     var components = runs.components(size: size)
     var voxels = [Int](repeating: 0, count: runs.count)
     for r in 0..<runs.count { voxels[components.root(r)] += runs.length(r) }
-    guard let largest = voxels.indices.max(by: { voxels[$0] < voxels[$1] || (voxels[$0] == voxels[$1] && $0 > $1) }) else {
-        return
-    }
+    let largest = voxels.indices.max { voxels[$0] < voxels[$1] || (voxels[$0] == voxels[$1] && $0 > $1) }
+    return (runs, components, largest)
+}
+
+/// Zeroes every liver voxel outside the largest 6-connected component.
+private func keepLargestComponent(_ mask: UnsafeMutableBufferPointer<UInt8>, size: GridSize) {
+    var (runs, components, largest) = largestComponent(UnsafeBufferPointer(mask), size: size)
+    guard let largest else { return }
     for r in 0..<runs.count where components.root(r) != largest { runs.fill(r, in: mask, with: 0, size: size) }
+}
+
+/// The bounding box of the largest 6-connected component of a mask's liver voxels (the one
+/// `.largestComponent` keeps); nil when the mask holds no liver.
+func largestComponentBox(_ mask: UnsafeBufferPointer<UInt8>, size: GridSize) -> VoxelBox? {
+    var (runs, components, largest) = largestComponent(mask, size: size)
+    guard let largest else { return nil }
+    var box = VoxelBox(lower: [Int.max, Int.max, Int.max], upper: [Int.min, Int.min, Int.min])
+    for r in 0..<runs.count where components.root(r) == largest {
+        let (y, z) = runs.row(r, size: size)
+        for (a, low, high) in [(0, Int(runs.start[r]), Int(runs.end[r])), (1, y, y + 1), (2, z, z + 1)] {
+            box.lower[a] = min(box.lower[a], low)
+            box.upper[a] = max(box.upper[a], high)
+        }
+    }
+    return box
 }
 
 /// Sets every background region that does not touch the grid's border to 1 (6-connected;

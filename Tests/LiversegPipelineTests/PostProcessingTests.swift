@@ -79,6 +79,24 @@ final class PostProcessingTests: XCTestCase {
         // voxels and the tunnel voxel inside the box open; the slice x = 3 is enclosed.
         let sideways = try run(mask, s, axis: 0, .all)
         XCTAssertEqual(sideways.reduce(0) { $0 + Int($1) }, 125 - 5)
+        XCTAssertEqual(box(mask, s), VoxelBox(lower: [1, 1, 1], upper: [6, 6, 6]))
+        XCTAssertNil(box([UInt8](repeating: 0, count: s.voxelCount), s))
+    }
+
+    func box(_ mask: [UInt8], _ s: GridSize) -> VoxelBox? {
+        mask.withUnsafeBufferPointer { largestComponentBox($0, size: s) }
+    }
+
+    /// The bounding box of the oracle's largest component.
+    func oracleBox(_ mask: [UInt8], _ s: GridSize) -> VoxelBox? {
+        let kept = oracleLargest(mask, s)
+        guard kept.contains(1) else { return nil }
+        var box = VoxelBox(lower: [Int.max, Int.max, Int.max], upper: [0, 0, 0])
+        for i in kept.indices where kept[i] == 1 {
+            let at = [i % s.x, (i / s.x) % s.y, i / (s.x * s.y)]
+            for a in 0..<3 { box.lower[a] = min(box.lower[a], at[a]); box.upper[a] = max(box.upper[a], at[a] + 1) }
+        }
+        return box
     }
 
     func testRandomMasksMatchTheFloodFillOracle() throws {
@@ -88,6 +106,7 @@ final class PostProcessingTests: XCTestCase {
             let density = 0.3 + 0.5 * rng.uniform()
             let mask = (0..<s.voxelCount).map { _ in UInt8(rng.uniform() < density ? 1 : 0) }
             XCTAssertEqual(try run(mask, s, .largestComponent), oracleLargest(mask, s), "trial \(trial) \(s)")
+            XCTAssertEqual(box(mask, s), oracleBox(mask, s), "trial \(trial) \(s)")
             XCTAssertEqual(try run(mask, s, .fillHoles3D), oracleFill(mask, s), "trial \(trial) \(s)")
             // Slices across z: the oracle fills each z-slice as a one-slice grid.
             var expected = mask

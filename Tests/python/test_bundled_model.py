@@ -5,6 +5,7 @@ the external cases, which no test or picture may use."""
 import nibabel as nib
 import numpy as np
 import pytest
+from scipy import ndimage
 
 import liverseg
 from conftest import ROOT, require_data
@@ -54,6 +55,23 @@ def test_the_liver_does_not_follow_a_mirrored_ct(ct_path, reference_path):
     straight = dice(model.segment(ct, affine=affine), reference)
     mirrored = dice(model.segment(np.flip(ct, axis).copy(), affine=affine), np.flip(reference, axis))
     assert straight - mirrored > 0.15, (straight, mirrored)
+
+
+@pytest.mark.parametrize("ct_path,reference_path", [CASES[2][:2], CASES[3][:2]])
+def test_crf_around_the_largest_component_matches_the_crf_everywhere(ct_path, reference_path):
+    """With the largest component kept, segment runs the CRF only in a box around the
+    thresholded liver (2θα beyond it). Against the CRF on every uncertain voxel followed by
+    scipy's largest component, the masks agree to Dice 0.9992 (IRCADb-17) and 0.9978 (3 mm
+    CT): the permutohedral lattice's approximation depends on which points it holds, so they
+    are not identical; 0.997 allows that and nothing of the size of a wrong organ or border."""
+    ct, affine, reference = load(ct_path, reference_path)
+    model = liverseg.Model(MODEL)
+    around = model.segment(ct, affine=affine, crf=True, postprocess="largest_component")
+    everywhere = model.segment(ct, affine=affine, crf=True, postprocess=False)
+    labels, _ = ndimage.label(everywhere)
+    largest = labels == 1 + np.argmax(np.bincount(labels.ravel())[1:])
+    assert dice(around, largest) > 0.997
+    assert abs(dice(around, reference) - dice(largest, reference)) < 0.002
 
 
 def test_bundled_model_describes_itself():
