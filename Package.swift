@@ -66,7 +66,9 @@ let package = Package(
         // A CT volume as segmentation input: geometry, orientation, trilinear resampling.
         .target(name: "LiversegVolume", dependencies: ["LiversegSupport", "LiversegImageIO"]),
         // Layers with forward and backward passes, the DSN, safetensors (BLAS for GEMM).
-        .target(name: "LiversegNetwork", dependencies: ["LiversegSupport", "COpenBLAS"]),
+        .target(name: "LiversegNetwork", dependencies: ["LiversegSupport", "COpenBLAS", "CKernels"]),
+        // The network's hot loops in C, compiled per vector extension and chosen at load time.
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
         // The fully connected CRF: permutohedral lattice, mean field, slice/volume refinement.
         .target(name: "LiversegCRF", dependencies: ["LiversegSupport", "LiversegVolume"]),
         // The model file and its metadata, inference, post-processing, preview pictures.

@@ -120,71 +120,35 @@ final class SpectralPlan<Scalar: NetworkScalar>: @unchecked Sendable {
     /// (real parts at p, imaginary parts at p + imaginary). Forward: decimation in frequency,
     /// natural order in, bit-reversed out, twiddles e^(−2πij/m). Inverse: decimation in time,
     /// bit-reversed in, natural out, e^(+2πij/m), undoing the forward stages in reverse order.
-    @_specialize(where Scalar == Float)
-    @_specialize(where Scalar == Double)
+    /// In C compiled for the CPU's vector extensions (Sources/CKernels).
     private static func butterflies(
-        _ p: UnsafeMutablePointer<Scalar>, n: Int, stride es: Int, length: Int, imaginary io: Int,
+        _ p: UnsafeMutablePointer<Scalar>, n: Int, stride: Int, length: Int, imaginary: Int,
         twiddles: (cos: [Scalar], sin: [Scalar]), inverse: Bool
     ) {
         guard n > 1 else { return }
         twiddles.cos.withUnsafeBufferPointer { cosines in
             twiddles.sin.withUnsafeBufferPointer { sines in
-                var half = inverse ? 1 : n / 2
-                while half >= 1 && half < n {
-                    let step = n / (2 * half)
-                    for group in Swift.stride(from: 0, to: n, by: 2 * half) {
-                        for j in 0..<half {
-                            let c = cosines[j * step], s = sines[j * step]
-                            // Split pointers and no index arithmetic in the loops: with
-                            // `p[i + io]` they ran scalar (overflow checks, no vectorising).
-                            let (ar, br) = (p + (group + j) * es, p + (group + j + half) * es)
-                            let (ai, bi) = (ar + io, br + io)
-                            if inverse {
-                                // t = b·(c + is); a, b ← a + t, a − t
-                                for i in 0..<length {
-                                    let xr = ar[i], xi = ai[i], yr = br[i], yi = bi[i]
-                                    let tr = yr * c - yi * s, ti = yr * s + yi * c
-                                    ar[i] = xr + tr; ai[i] = xi + ti
-                                    br[i] = xr - tr; bi[i] = xi - ti
-                                }
-                            } else {
-                                // a, b ← a + b, (a − b)·(c − is)
-                                for i in 0..<length {
-                                    let xr = ar[i], xi = ai[i], yr = br[i], yi = bi[i]
-                                    ar[i] = xr + yr; ai[i] = xi + yi
-                                    let dr = xr - yr, di = xi - yi
-                                    br[i] = dr * c + di * s; bi[i] = di * c - dr * s
-                                }
-                            }
-                        }
-                    }
-                    half = inverse ? 2 * half : half / 2
-                }
+                Scalar.radix2(
+                    p, n: n, stride: stride, length: length, imaginary: imaginary, cosines: cosines.baseAddress!,
+                    sines: sines.baseAddress!, inverse: inverse)
             }
         }
     }
 }
 
-/// acc ← acc + a·b (or conj(a)·b) over `count` complex values, each operand split (real
-/// parts, then imaginary parts `count` later): the per-frequency channel sums.
-@_specialize(where Scalar == Float)
-@_specialize(where Scalar == Double)
-func complexMultiplyAccumulate<Scalar: NetworkScalar>(
-    _ acc: UnsafeMutablePointer<Scalar>, _ a: UnsafePointer<Scalar>,
-    _ b: UnsafePointer<Scalar>, count: Int, stride: Int, conjugateA: Bool
+/// The channel sums of an FFT convolution per frequency, on split spectra (real parts, then
+/// the imaginary parts `stride` values later), for members m < `members`, i < `count`:
+///     y[m·yMember + i] (+)= Σ_s op(k[s·kSource + i]) · x[m·xMember + s·xSource + i]
+/// (op: conjugate when `conjugateK`; `accumulate` adds to y instead of overwriting it). The
+/// members share each k value in registers; in C compiled for the CPU's vector extensions
+/// (Sources/CKernels).
+@inline(__always)
+func spectralMix<Scalar: NetworkScalar>(
+    _ y: UnsafeMutablePointer<Scalar>, yMember: Int, _ k: UnsafePointer<Scalar>, kSource: Int, _ x: UnsafePointer<Scalar>,
+    xMember: Int, xSource: Int, members: Int, sources: Int, count: Int, stride: Int, conjugateK: Bool,
+    accumulate: Bool
 ) {
-    let (accI, aI, bI) = (acc + stride, a + stride, b + stride)
-    if conjugateA {
-        for i in 0..<count {
-            let ar = a[i], ai = aI[i], br = b[i], bi = bI[i]
-            acc[i] += ar * br + ai * bi
-            accI[i] += ar * bi - ai * br
-        }
-    } else {
-        for i in 0..<count {
-            let ar = a[i], ai = aI[i], br = b[i], bi = bI[i]
-            acc[i] += ar * br - ai * bi
-            accI[i] += ar * bi + ai * br
-        }
-    }
+    Scalar.spectralMix(
+        y, yMember: yMember, k, kSource: kSource, x, xMember: xMember, xSource: xSource, members: members,
+        sources: sources, count: count, stride: stride, conjugateK: conjugateK, accumulate: accumulate)
 }

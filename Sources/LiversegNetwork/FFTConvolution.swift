@@ -20,6 +20,8 @@ struct FFTBlocking: Equatable {
         let v = valid
         return GridSize(x: (grid.x + v.x - 1) / v.x, y: (grid.y + v.y - 1) / v.y, z: (grid.z + v.z - 1) / v.z)
     }
+    /// Blocks whose channel sums share one pass over the kernel spectra.
+    static let blocksPerKernelPass = 4
     /// Number of blocks.
     var blockCount: Int { counts.voxelCount }
 
@@ -209,50 +211,61 @@ extension Convolution3D {
         let (plan, kernels) = try kernelSpectra(blocking.block, threads: threads)
         let (sourceChannels, destinationChannels) = adjoint ? (outChannels, inChannels) : (inChannels, outChannels)
         let count = plan.spectrumCount, complex = plan.complexCount, block = blocking.block, grid = blocking.grid
-        let workers = min(max(1, threads), blocking.blockCount)
+        // Blocks transformed together, so that each kernel spectrum, which is read from memory
+        // (megabytes per layer), serves all of them while it is in registers.
+        let group = FFTBlocking.blocksPerKernelPass
+        let groups = (blocking.blockCount + group - 1) / group
+        let workers = min(max(1, threads), groups)
         let tiles = try Buffer<Scalar>(count: workers * block.voxelCount, zeroed: false)
-        let sourceSpectra = try Buffer<Scalar>(count: workers * sourceChannels * count, zeroed: false)
-        let destinationSpectra = try Buffer<Scalar>(count: workers * destinationChannels * count, zeroed: false)
+        let sourceSpectra = try Buffer<Scalar>(count: workers * group * sourceChannels * count, zeroed: false)
+        let destinationSpectra = try Buffer<Scalar>(count: workers * group * destinationChannels * count, zeroed: false)
         let r = radius
         let offset = adjoint ? GridSize(x: kernel.x - 1, y: kernel.y - 1, z: kernel.z - 1) : GridSize(x: 0, y: 0, z: 0)
-        // Frequencies per pass of the channel sums: the source chunks and one destination chunk stay in cache.
-        let chunk = max(64, min(complex, (64 << 10) / (MemoryLayout<Scalar>.size * 2 * (sourceChannels + 1))))
-        try parallelRounds(blocking.blockCount, threads: workers, checkpoint: progress) { worker, blocks in
+        // Frequencies per pass of the channel sums: the group's source chunks and one
+        // destination chunk stay in cache (a multiple of 64 so the vector loops have no tail).
+        let chunk = max(
+            64, min(complex, (128 << 10) / (MemoryLayout<Scalar>.size * 2 * group * (sourceChannels + 1))) / 64 * 64)
+        try parallelRounds(groups, threads: workers, checkpoint: progress) { worker, range in
             let tile = tiles.pointer + worker * block.voxelCount
-            let from = sourceSpectra.pointer + worker * sourceChannels * count
-            let to = destinationSpectra.pointer + worker * destinationChannels * count
-            for b in blocks {
-                let o = blocking.origin(b), extent = blocking.extent(at: o)
-                for c in 0..<sourceChannels {
-                    gatherBlock(
-                        source.channel(c), grid: grid, origin: GridSize(x: o.x - r.x, y: o.y - r.y, z: o.z - r.z),
-                        limit: block, into: tile, block: block)
-                    plan.forward(tile, from + c * count)
-                }
-                for first in stride(from: 0, to: complex, by: chunk) {
-                    let n = min(chunk, complex - first)
-                    for d in 0..<destinationChannels {
-                        let acc = to + d * count + first
-                        acc.update(repeating: 0, count: n)
-                        (acc + complex).update(repeating: 0, count: n)
-                        for s in 0..<sourceChannels {
-                            let pair = adjoint ? s * inChannels + d : d * inChannels + s
-                            complexMultiplyAccumulate(
-                                acc, kernels.pointer + pair * count + first, from + s * count + first,
-                                count: n, stride: complex, conjugateA: !adjoint)
-                        }
+            let from = sourceSpectra.pointer + worker * group * sourceChannels * count
+            let to = destinationSpectra.pointer + worker * group * destinationChannels * count
+            for g in range {
+                let members = (g * group)..<min(blocking.blockCount, (g + 1) * group)
+                // Spectra [member][channel] of the group's source blocks.
+                for (m, b) in members.enumerated() {
+                    let o = blocking.origin(b)
+                    for c in 0..<sourceChannels {
+                        gatherBlock(
+                            source.channel(c), grid: grid, origin: GridSize(x: o.x - r.x, y: o.y - r.y, z: o.z - r.z),
+                            limit: block, into: tile, block: block)
+                        plan.forward(tile, from + (m * sourceChannels + c) * count)
                     }
                 }
-                for d in 0..<destinationChannels {
-                    let out = destination.channel(d) + (o.z * grid.y + o.y) * grid.x + o.x
-                    plan.inverse(
-                        to + d * count, planesZ: offset.z..<(offset.z + extent.z), rowsY: offset.y..<(offset.y + extent.y),
-                        columns: offset.x..<(offset.x + extent.x), into: out,
-                        planeStride: grid.y * grid.x, rowStride: grid.x)
-                    if !adjoint {
-                        for z in 0..<extent.z {
-                            for y in 0..<extent.y {
-                                addBias(bias[d], relu: relu, to: out + (z * grid.y + y) * grid.x, count: extent.x)
+                for low in stride(from: 0, to: complex, by: chunk) {
+                    let n = min(chunk, complex - low)
+                    for d in 0..<destinationChannels {
+                        // Kernel spectra of the pairs (d, s) for s = 0, 1, … lie `kSource` apart.
+                        let (firstPair, kSource) = adjoint ? (d, inChannels * count) : (d * inChannels, count)
+                        spectralMix(
+                            to + d * count + low, yMember: destinationChannels * count,
+                            kernels.pointer + firstPair * count + low, kSource: kSource, from + low,
+                            xMember: sourceChannels * count, xSource: count, members: members.count,
+                            sources: sourceChannels, count: n, stride: complex, conjugateK: !adjoint, accumulate: false)
+                    }
+                }
+                for (m, b) in members.enumerated() {
+                    let o = blocking.origin(b), extent = blocking.extent(at: o)
+                    for d in 0..<destinationChannels {
+                        let out = destination.channel(d) + (o.z * grid.y + o.y) * grid.x + o.x
+                        plan.inverse(
+                            to + (m * destinationChannels + d) * count, planesZ: offset.z..<(offset.z + extent.z),
+                            rowsY: offset.y..<(offset.y + extent.y), columns: offset.x..<(offset.x + extent.x), into: out,
+                            planeStride: grid.y * grid.x, rowStride: grid.x)
+                        if !adjoint {
+                            for z in 0..<extent.z {
+                                for y in 0..<extent.y {
+                                    addBias(bias[d], relu: relu, to: out + (z * grid.y + y) * grid.x, count: extent.x)
+                                }
                             }
                         }
                     }
@@ -295,12 +308,11 @@ extension Convolution3D {
                 }
             }
             parallelFor(outChannels, threads: threads) { co in
-                let g = spectra.pointer + (inChannels + co) * count
-                for ci in 0..<inChannels {
-                    complexMultiplyAccumulate(
-                        accumulators.pointer + (co * inChannels + ci) * count, g, spectra.pointer + ci * count,
-                        count: complex, stride: complex, conjugateA: true)
-                }
+                // Members: the input channels ci, each accumulating conj(G[co])·X[ci] into (co, ci).
+                spectralMix(
+                    accumulators.pointer + co * inChannels * count, yMember: count,
+                    spectra.pointer + (inChannels + co) * count, kSource: 0, spectra.pointer, xMember: count, xSource: 0,
+                    members: inChannels, sources: 1, count: complex, stride: complex, conjugateK: true, accumulate: true)
             }
         }
         let taps = kernel.voxelCount, scale = 1 / Scalar(block.voxelCount)

@@ -1,3 +1,4 @@
+import CKernels
 import COpenBLAS
 #if canImport(Glibc)
 import Glibc
@@ -12,6 +13,17 @@ public protocol NetworkScalar: BinaryFloatingPoint, Sendable {
         transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Self,
         a: UnsafePointer<Self>, lda: Int, b: UnsafePointer<Self>, ldb: Int,
         beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
+    /// The per-frequency channel sums of an FFT convolution (`spectralMix` in FFT.swift;
+    /// CKernels' spectral_mix for this precision).
+    static func spectralMix(
+        _ y: UnsafeMutablePointer<Self>, yMember: Int, _ k: UnsafePointer<Self>, kSource: Int, _ x: UnsafePointer<Self>,
+        xMember: Int, xSource: Int, members: Int, sources: Int, count: Int, stride: Int, conjugateK: Bool,
+        accumulate: Bool)
+    /// In-place radix-2 FFT stages over vectors of complex values (`SpectralPlan.butterflies`;
+    /// CKernels' radix2 for this precision).
+    static func radix2(
+        _ p: UnsafeMutablePointer<Self>, n: Int, stride: Int, length: Int, imaginary: Int, cosines: UnsafePointer<Self>,
+        sines: UnsafePointer<Self>, inverse: Bool)
     /// e^x.
     static func exponential(_ x: Self) -> Self
     /// The natural logarithm.
@@ -31,6 +43,21 @@ extension Float: NetworkScalar {
             CblasRowMajor, transpose(transposeA), transpose(transposeB), Int32(m), Int32(n), Int32(k),
             alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
+    @inline(__always) public static func spectralMix(
+        _ y: UnsafeMutablePointer<Float>, yMember: Int, _ k: UnsafePointer<Float>, kSource: Int, _ x: UnsafePointer<Float>,
+        xMember: Int, xSource: Int, members: Int, sources: Int, count: Int, stride: Int, conjugateK: Bool,
+        accumulate: Bool
+    ) {
+        ckernels_spectral_mix_f32(
+            y, yMember, k, kSource, x, xMember, xSource, members, sources, count, stride, conjugateK ? 1 : 0,
+            accumulate ? 1 : 0)
+    }
+    @inline(__always) public static func radix2(
+        _ p: UnsafeMutablePointer<Float>, n: Int, stride: Int, length: Int, imaginary: Int, cosines: UnsafePointer<Float>,
+        sines: UnsafePointer<Float>, inverse: Bool
+    ) {
+        ckernels_radix2_f32(p, n, stride, length, imaginary, cosines, sines, inverse ? 1 : 0)
+    }
     @inline(__always) public static func exponential(_ x: Float) -> Float { expf(x) }
     @inline(__always) public static func logarithm(_ x: Float) -> Float { logf(x) }
 }
@@ -44,6 +71,21 @@ extension Double: NetworkScalar {
         cblas_dgemm(
             CblasRowMajor, transpose(transposeA), transpose(transposeB), Int32(m), Int32(n), Int32(k),
             alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+    @inline(__always) public static func spectralMix(
+        _ y: UnsafeMutablePointer<Double>, yMember: Int, _ k: UnsafePointer<Double>, kSource: Int, _ x: UnsafePointer<Double>,
+        xMember: Int, xSource: Int, members: Int, sources: Int, count: Int, stride: Int, conjugateK: Bool,
+        accumulate: Bool
+    ) {
+        ckernels_spectral_mix_f64(
+            y, yMember, k, kSource, x, xMember, xSource, members, sources, count, stride, conjugateK ? 1 : 0,
+            accumulate ? 1 : 0)
+    }
+    @inline(__always) public static func radix2(
+        _ p: UnsafeMutablePointer<Double>, n: Int, stride: Int, length: Int, imaginary: Int, cosines: UnsafePointer<Double>,
+        sines: UnsafePointer<Double>, inverse: Bool
+    ) {
+        ckernels_radix2_f64(p, n, stride, length, imaginary, cosines, sines, inverse ? 1 : 0)
     }
     @inline(__always) public static func exponential(_ x: Double) -> Double { exp(x) }
     @inline(__always) public static func logarithm(_ x: Double) -> Double { log(x) }

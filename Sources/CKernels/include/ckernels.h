@@ -1,0 +1,37 @@
+/* Hot loops of the network layer in C, so that each is compiled for AVX-512, AVX2+FMA and
+ * baseline x86-64 and picked at load time by the CPU (GCC/Clang function multiversioning).
+ * Swift builds for the baseline (SSE2) only. Internal: libliverseg.so does not export
+ * these (only liverseg_* symbols; Sources/LiversegCAPI/exports.map). */
+#ifndef CKERNELS_H
+#define CKERNELS_H
+
+#include <stddef.h>
+
+/* The channel sums of an FFT convolution, per frequency, over split complex spectra (real
+ * parts, then the imaginary parts `stride` values later), for members m < `members` and
+ * frequencies i < `count`:
+ *     y[m·y_member + i] (+)= Σ_{s < sources} op(k[s·k_source + i]) · x[m·x_member + s·x_source + i]
+ * op is the complex conjugate when `conjugate_k` is non-zero; `accumulate` zero overwrites
+ * y, non-zero adds to it. The sum runs over s in order. Members share each k value while it
+ * is in registers (several overlap-save blocks, or several input channels), which is what
+ * makes this faster than a multiply–accumulate per (member, source) pair: the kernel spectra
+ * are megabytes and come from memory. y must not overlap k or x. */
+void ckernels_spectral_mix_f32(float *y, ptrdiff_t y_member, const float *k, ptrdiff_t k_source, const float *x,
+                               ptrdiff_t x_member, ptrdiff_t x_source, ptrdiff_t members, ptrdiff_t sources,
+                               ptrdiff_t count, ptrdiff_t stride, int conjugate_k, int accumulate);
+void ckernels_spectral_mix_f64(double *y, ptrdiff_t y_member, const double *k, ptrdiff_t k_source, const double *x,
+                               ptrdiff_t x_member, ptrdiff_t x_source, ptrdiff_t members, ptrdiff_t sources,
+                               ptrdiff_t count, ptrdiff_t stride, int conjugate_k, int accumulate);
+
+/* Radix-2 FFT over `n` (a power of two) elements `stride` apart, each a vector of `length`
+ * complex values (real parts at p, imaginary parts at p + imaginary), in place; cosines and
+ * sines hold cos(2πj/n), sin(2πj/n) for j < n/2. Forward (`inverse` zero): decimation in
+ * frequency, natural order in, bit-reversed out, twiddles e^(−2πij/m). Inverse: decimation
+ * in time, bit-reversed in, natural out, e^(+2πij/m). Unnormalised. The vectors must not
+ * overlap (length <= stride, and the imaginary parts beyond every real part). */
+void ckernels_radix2_f32(float *p, ptrdiff_t n, ptrdiff_t stride, ptrdiff_t length, ptrdiff_t imaginary,
+                         const float *cosines, const float *sines, int inverse);
+void ckernels_radix2_f64(double *p, ptrdiff_t n, ptrdiff_t stride, ptrdiff_t length, ptrdiff_t imaginary,
+                         const double *cosines, const double *sines, int inverse);
+
+#endif

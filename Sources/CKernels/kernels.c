@@ -1,0 +1,131 @@
+#include "ckernels.h"
+
+#if defined(__x86_64__) && defined(__clang__)
+#define MULTIVERSIONED __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define MULTIVERSIONED
+#endif
+
+/* Members per register tile: 2 × 4 accumulators plus the k and x operands fit in the 16
+ * vector registers of AVX2 (32 with AVX-512). */
+#define TILE 4
+
+/* The kernel spectra stream from memory along 16–32 sources at once, more streams than the
+ * hardware prefetchers follow: each is prefetched this many vectors ahead. */
+#ifndef PREFETCH
+#define PREFETCH 8
+#endif
+
+/* One definition for both precisions: VEC is a 64-byte vector of T (lowered to the widest
+ * registers each clone has), LANES its length. Frequencies go LANES at a time with the
+ * accumulators of up to TILE members in registers across the whole source sum; the last
+ * count % LANES frequencies take the same arithmetic one at a time. */
+#define SPECTRAL_MIX(NAME, T, VEC, LANES)                                                              \
+    typedef T VEC __attribute__((vector_size(64), aligned(sizeof(T)), may_alias));                     \
+                                                                                                       \
+    static inline __attribute__((always_inline)) void NAME##_tile(                                     \
+        T *y, ptrdiff_t y_member, const T *k, ptrdiff_t k_source, const T *x, ptrdiff_t x_member,      \
+        ptrdiff_t x_source, const int tile, ptrdiff_t sources, ptrdiff_t i, ptrdiff_t stride, T sign,   \
+        int accumulate) {                                                                              \
+        VEC re[TILE], im[TILE];                                                                        \
+        for (int m = 0; m < tile; m++) re[m] = im[m] = (VEC){0};                                       \
+        for (ptrdiff_t s = 0; s < sources; s++) {                                                      \
+            const T *ks = k + s * k_source + i;                                                        \
+            VEC kr = *(const VEC *)ks, ki = *(const VEC *)(ks + stride) * sign;                        \
+            __builtin_prefetch(ks + PREFETCH * LANES);                                                 \
+            __builtin_prefetch(ks + stride + PREFETCH * LANES);                                        \
+            for (int m = 0; m < tile; m++) {                                                           \
+                const T *xs = x + m * x_member + s * x_source + i;                                     \
+                VEC xr = *(const VEC *)xs, xi = *(const VEC *)(xs + stride);                           \
+                re[m] += kr * xr; /* two statements: two fused multiply–adds */                       \
+                re[m] -= ki * xi;                                                                      \
+                im[m] += kr * xi;                                                                      \
+                im[m] += ki * xr;                                                                      \
+            }                                                                                          \
+        }                                                                                              \
+        for (int m = 0; m < tile; m++) {                                                               \
+            VEC *yr = (VEC *)(y + m * y_member + i), *yi = (VEC *)(y + m * y_member + stride + i);     \
+            if (accumulate) {                                                                          \
+                *yr += re[m];                                                                          \
+                *yi += im[m];                                                                          \
+            } else {                                                                                   \
+                *yr = re[m];                                                                           \
+                *yi = im[m];                                                                           \
+            }                                                                                          \
+        }                                                                                              \
+    }                                                                                                  \
+                                                                                                       \
+    MULTIVERSIONED void NAME(T *y, ptrdiff_t y_member, const T *k, ptrdiff_t k_source, const T *x,     \
+                             ptrdiff_t x_member, ptrdiff_t x_source, ptrdiff_t members, ptrdiff_t sources, \
+                             ptrdiff_t count, ptrdiff_t stride, int conjugate_k, int accumulate) {     \
+        const T sign = conjugate_k ? -1 : 1; /* conj(k): the imaginary part negated */                \
+        ptrdiff_t i = 0;                                                                               \
+        for (; i + LANES <= count; i += LANES) {                                                       \
+            ptrdiff_t m = 0;                                                                           \
+            for (; m + TILE <= members; m += TILE)                                                     \
+                NAME##_tile(y + m * y_member, y_member, k, k_source, x + m * x_member, x_member,       \
+                            x_source, TILE, sources, i, stride, sign, accumulate);                     \
+            for (; m < members; m++)                                                                   \
+                NAME##_tile(y + m * y_member, y_member, k, k_source, x + m * x_member, x_member,       \
+                            x_source, 1, sources, i, stride, sign, accumulate);                        \
+        }                                                                                              \
+        for (; i < count; i++) {                                                                       \
+            for (ptrdiff_t m = 0; m < members; m++) {                                                  \
+                T re = 0, im = 0;                                                                      \
+                for (ptrdiff_t s = 0; s < sources; s++) {                                              \
+                    const T *ks = k + s * k_source + i, *xs = x + m * x_member + s * x_source + i;     \
+                    T kr = ks[0], ki = ks[stride] * sign, xr = xs[0], xi = xs[stride];                 \
+                    re += kr * xr;                                                                     \
+                    re -= ki * xi;                                                                     \
+                    im += kr * xi;                                                                     \
+                    im += ki * xr;                                                                     \
+                }                                                                                      \
+                T *ym = y + m * y_member + i;                                                          \
+                ym[0] = accumulate ? ym[0] + re : re;                                                  \
+                ym[stride] = accumulate ? ym[stride] + im : im;                                        \
+            }                                                                                          \
+        }                                                                                              \
+    }
+
+SPECTRAL_MIX(ckernels_spectral_mix_f32, float, ckernels_float_vector, 16)
+SPECTRAL_MIX(ckernels_spectral_mix_f64, double, ckernels_double_vector, 8)
+
+/* One definition for both precisions; the stages of SpectralPlan's y and z transforms. */
+#define RADIX2(NAME, T)                                                                                \
+    MULTIVERSIONED void NAME(T *p, ptrdiff_t n, ptrdiff_t stride, ptrdiff_t length, ptrdiff_t imaginary, \
+                             const T *cosines, const T *sines, int inverse) {                          \
+        for (ptrdiff_t half = inverse ? 1 : n / 2; half >= 1 && half < n; half = inverse ? 2 * half : half / 2) { \
+            ptrdiff_t step = n / (2 * half);                                                           \
+            for (ptrdiff_t group = 0; group < n; group += 2 * half) {                                  \
+                for (ptrdiff_t j = 0; j < half; j++) {                                                 \
+                    const T c = cosines[j * step], s = sines[j * step];                                \
+                    T *restrict ar = p + (group + j) * stride, *restrict br = ar + half * stride;      \
+                    T *restrict ai = ar + imaginary, *restrict bi = br + imaginary;                    \
+                    if (inverse) {                                                                     \
+                        /* t = b·(c + is); a, b ← a + t, a − t */                                      \
+                        for (ptrdiff_t i = 0; i < length; i++) {                                       \
+                            T xr = ar[i], xi = ai[i], yr = br[i], yi = bi[i];                          \
+                            T tr = yr * c - yi * s, ti = yr * s + yi * c;                              \
+                            ar[i] = xr + tr;                                                           \
+                            ai[i] = xi + ti;                                                           \
+                            br[i] = xr - tr;                                                           \
+                            bi[i] = xi - ti;                                                           \
+                        }                                                                              \
+                    } else {                                                                           \
+                        /* a, b ← a + b, (a − b)·(c − is) */                                           \
+                        for (ptrdiff_t i = 0; i < length; i++) {                                       \
+                            T xr = ar[i], xi = ai[i], yr = br[i], yi = bi[i];                          \
+                            ar[i] = xr + yr;                                                           \
+                            ai[i] = xi + yi;                                                           \
+                            T dr = xr - yr, di = xi - yi;                                              \
+                            br[i] = dr * c + di * s;                                                   \
+                            bi[i] = di * c - dr * s;                                                   \
+                        }                                                                              \
+                    }                                                                                  \
+                }                                                                                      \
+            }                                                                                          \
+        }                                                                                              \
+    }
+
+RADIX2(ckernels_radix2_f32, float)
+RADIX2(ckernels_radix2_f64, double)
