@@ -17,9 +17,13 @@ public enum Softmax: Sendable {
             for v in range {
                 var m = -Scalar.infinity
                 for c in 0..<classes { m = max(m, base[c * voxels + v]) }
-                var sum: Scalar = 0
-                for c in 0..<classes { sum += Scalar.exponential(base[c * voxels + v] - m) }
-                let p = weight * Scalar.exponential(base[targetClass * voxels + v] - m) / sum
+                var sum: Scalar = 0, target: Scalar = 0
+                for c in 0..<classes {
+                    let e = Scalar.exponential(base[c * voxels + v] - m)
+                    sum += e
+                    if c == targetClass { target = e }
+                }
+                let p = weight * target / sum
                 out[v] = accumulating ? out[v] + p : p
             }
         }
