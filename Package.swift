@@ -18,6 +18,10 @@ let gdcmInclude =
     ?? ["/usr/include/gdcm-3.0", "/usr/local/include/gdcm-3.0"].first { FileManager.default.fileExists(atPath: $0) }
     ?? "/usr/include/gdcm-3.0"
 
+/// Debug information of the C targets in libliverseg.so as DWARF 4: valgrind 3.19 (Debian 12;
+/// tools/sanitizers.sh) cannot read clang's default DWARF 5 and stops.
+let dwarf4 = CSetting.unsafeFlags(["-gdwarf-4"])
+
 /// The Swift core's layers, bottom to top; the C API, the CLI and the fuzz harnesses sit on
 /// all of them, and each has a test target of the same name + Tests.
 let coreLayers = [
@@ -51,7 +55,7 @@ let package = Package(
             name: "CDICOM", cxxSettings: [.unsafeFlags(["-I", gdcmInclude])],
             linkerSettings: ["gdcmMSFF", "gdcmDSED", "gdcmCommon"].map { .linkedLibrary($0) }),
         // The public header's types for Swift, and the thread-local last-error buffer.
-        .target(name: "CLiverseg"),
+        .target(name: "CLiverseg", cSettings: [dwarf4]),
         // The Swift core, one target per layer; each depends only on the layers below it
         // (docs/architecture.md). Release builds keep Swift's overflow and bounds checks (-O,
         // not -Ounchecked): a failed check stops a bug instead of letting it corrupt a host's
@@ -67,8 +71,9 @@ let package = Package(
         .target(name: "LiversegVolume", dependencies: ["LiversegSupport", "LiversegImageIO"]),
         // Layers with forward and backward passes, the DSN, safetensors (BLAS for GEMM).
         .target(name: "LiversegNetwork", dependencies: ["LiversegSupport", "COpenBLAS", "CKernels"]),
-        // The network's hot loops in C, compiled per vector extension and chosen at load time.
-        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
+        // The network's hot loops in C, compiled per vector extension and chosen at load time
+        // (-O3 in debug builds too: the debug-built tests run them).
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"]), dwarf4]),
         // The fully connected CRF: permutohedral lattice, mean field, slice/volume refinement.
         .target(name: "LiversegCRF", dependencies: ["LiversegSupport", "LiversegVolume"]),
         // The model file and its metadata, inference, post-processing, preview pictures.
