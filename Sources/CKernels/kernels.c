@@ -1,6 +1,8 @@
 #include "ckernels.h"
 
-#if defined(__x86_64__) && defined(__clang__)
+/* CKERNELS_SINGLE_TARGET: one version for the -march given (Tests/python/test_ckernels.py
+ * builds each clone's target that way and checks it against numpy). */
+#if defined(__x86_64__) && defined(__clang__) && !defined(CKERNELS_SINGLE_TARGET)
 #define MULTIVERSIONED __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define MULTIVERSIONED

@@ -1,0 +1,107 @@
+"""The C kernels of the FFT convolution (Sources/CKernels) in each version the library may
+pick at load time — AVX-512, AVX2+FMA, baseline x86-64, whichever this CPU can run — built
+one at a time with the toolchain's clang and checked against numpy in float64. The library
+itself runs only the version for the machine's CPU, so without this a machine with AVX-512
+would never test the AVX2 and baseline code."""
+import ctypes
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+
+SOURCE = ROOT / "Sources" / "CKernels" / "kernels.c"
+
+
+def clang():
+    swift = shutil.which("swift")
+    candidate = Path(swift).resolve().parent / "clang" if swift else None
+    return str(candidate) if candidate and candidate.exists() else shutil.which("clang")
+
+
+def cpu_flags():
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+# Each -march and the CPU flags it needs (x86-64-v3: AVX2, FMA; v4: AVX-512 F/BW/CD/DQ/VL).
+TARGETS = {"x86-64": set(), "x86-64-v3": {"avx2", "fma", "bmi2"},
+           "x86-64-v4": {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"}}
+
+
+@pytest.fixture(scope="module", params=list(TARGETS))
+def kernels(request, tmp_path_factory):
+    march = request.param
+    if not TARGETS[march] <= cpu_flags():
+        pytest.skip(f"this CPU cannot run {march}")   # not a hidden failure: the CPU lacks the instructions
+    compiler = clang()
+    assert compiler, "no clang found beside swift"
+    out = tmp_path_factory.mktemp(march) / "libckernels.so"
+    subprocess.run([compiler, "-O3", f"-march={march}", "-DCKERNELS_SINGLE_TARGET", "-shared", "-fPIC",
+                    "-I", str(SOURCE.parent / "include"), str(SOURCE), "-o", str(out)], check=True)
+    lib = ctypes.CDLL(str(out))
+    for suffix, scalar in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):
+        p, n = ctypes.POINTER(scalar), ctypes.c_ssize_t
+        getattr(lib, f"ckernels_spectral_mix_{suffix}").argtypes = [p, n, p, n, p, n, n, n, n, n, n,
+                                                                     ctypes.c_int, ctypes.c_int]
+        getattr(lib, f"ckernels_radix2_{suffix}").argtypes = [p, n, n, n, n, p, p, ctypes.c_int]
+    return lib
+
+
+def pointer(array):
+    ctype = ctypes.c_float if array.dtype == np.float32 else ctypes.c_double
+    return array.ctypes.data_as(ctypes.POINTER(ctype))
+
+
+@pytest.mark.parametrize("dtype,suffix,tolerance", [(np.float32, "f32", 1e-5), (np.float64, "f64", 1e-13)])
+@pytest.mark.parametrize("conjugate", [0, 1])
+@pytest.mark.parametrize("accumulate", [0, 1])
+def test_spectral_mix_matches_numpy(kernels, dtype, suffix, tolerance, conjugate, accumulate):
+    rng = np.random.default_rng(7)
+    # 6 members: one register tile of 4 and 2 single members; 37 frequencies: vector loops
+    # and a scalar tail for every vector width. Split layout: real parts, then imaginary
+    # parts `stride` later, as in the FFT convolution.
+    members, sources, count, stride = 6, 5, 37, 41
+    k = rng.standard_normal((sources, 2, stride)).astype(dtype)
+    x = rng.standard_normal((members, sources, 2, stride)).astype(dtype)
+    y = rng.standard_normal((members, 2, stride)).astype(dtype)
+    kc = k[:, 0, :count].astype(np.float64) + 1j * k[:, 1, :count]
+    xc = x[:, :, 0, :count].astype(np.float64) + 1j * x[:, :, 1, :count]
+    expected = ((np.conj(kc) if conjugate else kc)[None] * xc).sum(axis=1)
+    if accumulate:
+        expected += y[:, 0, :count] + 1j * y[:, 1, :count]
+    getattr(kernels, f"ckernels_spectral_mix_{suffix}")(
+        pointer(y), 2 * stride, pointer(k), 2 * stride, pointer(x), sources * 2 * stride, 2 * stride,
+        members, sources, count, stride, conjugate, accumulate)
+    got = y[:, 0, :count] + 1j * y[:, 1, :count].astype(np.float64)
+    assert np.max(np.abs(got - expected)) < tolerance * np.max(np.abs(expected))
+
+
+def bit_reversed(n):
+    bits = n.bit_length() - 1
+    return np.array([int(format(i, f"0{bits}b")[::-1], 2) for i in range(n)])
+
+
+@pytest.mark.parametrize("dtype,suffix,tolerance", [(np.float32, "f32", 1e-5), (np.float64, "f64", 1e-13)])
+def test_radix2_is_the_dft_in_bit_reversed_order_and_inverts(kernels, dtype, suffix, tolerance):
+    rng = np.random.default_rng(3)
+    n, length, stride = 16, 21, 23     # 16 elements, each a vector of 21 complex values
+    data = np.zeros(2 * n * stride, dtype)
+    re = rng.standard_normal((n, length)); im = rng.standard_normal((n, length))
+    view = data[: n * stride].reshape(n, stride), data[n * stride:].reshape(n, stride)
+    view[0][:, :length], view[1][:, :length] = re, im
+    angles = 2 * np.pi * np.arange(n // 2) / n
+    cosines, sines = np.cos(angles).astype(dtype), np.sin(angles).astype(dtype)
+    radix2 = getattr(kernels, f"ckernels_radix2_{suffix}")
+    radix2(pointer(data), n, stride, length, n * stride, pointer(cosines), pointer(sines), 0)
+    expected = np.fft.fft(re + 1j * im, axis=0)[bit_reversed(n)]
+    got = view[0][:, :length] + 1j * view[1][:, :length].astype(np.float64)
+    assert np.max(np.abs(got - expected)) < tolerance * np.max(np.abs(expected))
+    radix2(pointer(data), n, stride, length, n * stride, pointer(cosines), pointer(sines), 1)
+    back = view[0][:, :length] + 1j * view[1][:, :length].astype(np.float64)
+    assert np.max(np.abs(back - n * (re + 1j * im))) < tolerance * n * np.max(np.abs(re + 1j * im))
