@@ -47,6 +47,9 @@ struct FFTBlocking: Equatable {
 /// Time estimates of the two algorithms: they only need to rank the choices. Rates fitted to
 /// the paper network's layers on 160×160×72 (one thread, AMD EPYC with AVX-512, busy machine):
 /// im2col 0.09–2.97 s per layer, FFT 0.09–0.56 s, each model within 1.5× of the measurement.
+/// Since the channel sums and butterflies moved to CKernels (session 7) the FFT measures
+/// 0.025–0.256 s on those layers, 2–3.6× under its model: the ranking (FFT for all five large
+/// layers) holds, but the block sizes were chosen with the older rates.
 enum ConvolutionCostModel {
     /// im2col + sgemm on the paper layers.
     static let im2colRate = 45e9
