@@ -25,8 +25,8 @@ private final class IndexDispenser: @unchecked Sendable {
 ///
 /// `probability` holds one value in [0, 1] per voxel (x fastest); `mask` receives 0/1.
 /// Only voxels inside `region` (default: all) are refined, as if the volume were cropped
-/// to it; the others get the thresholded probability. In slice2d mode the slices are those across the axis nearest to superior–inferior
-/// (from `ijkToRAS`; the third axis without it). Progress is reported with stage
+/// to it; the others get the thresholded probability. In slice2d mode the slices are those
+/// across the axis nearest to superior–inferior (from `ijkToRAS`; the third axis without it). Progress is reported with stage
 /// `.crf` on the calling thread. Deterministic whatever the thread count.
 public func refineWithCRF(
     _ volume: VolumeInput, probability: [Float], parameters: CRFParameters, region: VoxelBox? = nil,
