@@ -135,20 +135,3 @@ final class SpectralPlan<Scalar: NetworkScalar>: @unchecked Sendable {
         }
     }
 }
-
-/// The channel sums of an FFT convolution per frequency, on split spectra (real parts, then
-/// the imaginary parts `stride` values later), for members m < `members`, i < `count`:
-///     y[m·yMember + i] (+)= Σ_s op(k[s·kSource + i]) · x[m·xMember + s·xSource + i]
-/// (op: conjugate when `conjugateK`; `accumulate` adds to y instead of overwriting it). The
-/// members share each k value in registers; in C compiled for the CPU's vector extensions
-/// (Sources/CKernels).
-@inline(__always)
-func spectralMix<Scalar: NetworkScalar>(
-    _ y: UnsafeMutablePointer<Scalar>, yMember: Int, _ k: UnsafePointer<Scalar>, kSource: Int, _ x: UnsafePointer<Scalar>,
-    xMember: Int, xSource: Int, members: Int, sources: Int, count: Int, stride: Int, conjugateK: Bool,
-    accumulate: Bool
-) {
-    Scalar.spectralMix(
-        y, yMember: yMember, k, kSource: kSource, x, xMember: xMember, xSource: xSource, members: members,
-        sources: sources, count: count, stride: stride, conjugateK: conjugateK, accumulate: accumulate)
-}

@@ -255,7 +255,7 @@ extension Convolution3D {
                     for d in 0..<destinationChannels {
                         // Kernel spectra of the pairs (d, s) for s = 0, 1, … lie `kSource` apart.
                         let (firstPair, kSource) = adjoint ? (d, inChannels * count) : (d * inChannels, count)
-                        spectralMix(
+                        Scalar.spectralMix(
                             to + d * count + low, yMember: destinationChannels * count,
                             kernels.pointer + firstPair * count + low, kSource: kSource, from + low,
                             xMember: sourceChannels * count, xSource: count, members: members.count,
@@ -318,7 +318,7 @@ extension Convolution3D {
             }
             parallelFor(outChannels, threads: threads) { co in
                 // Members: the input channels ci, each accumulating conj(G[co])·X[ci] into (co, ci).
-                spectralMix(
+                Scalar.spectralMix(
                     accumulators.pointer + co * inChannels * count, yMember: count,
                     spectra.pointer + (inChannels + co) * count, kSource: 0, spectra.pointer, xMember: count, xSource: 0,
                     members: inChannels, sources: 1, count: complex, stride: complex, conjugateK: true, accumulate: true)

@@ -13,8 +13,11 @@ public protocol NetworkScalar: BinaryFloatingPoint, Sendable {
         transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Self,
         a: UnsafePointer<Self>, lda: Int, b: UnsafePointer<Self>, ldb: Int,
         beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
-    /// The per-frequency channel sums of an FFT convolution (`spectralMix` in FFT.swift;
-    /// CKernels' spectral_mix for this precision).
+    /// The channel sums of an FFT convolution per frequency, on split spectra (real parts,
+    /// then the imaginary parts `stride` values later), for members m < `members`, i < `count`:
+    ///     y[m·yMember + i] (+)= Σ_s op(k[s·kSource + i]) · x[m·xMember + s·xSource + i]
+    /// (op: conjugate when `conjugateK`; `accumulate` adds to y instead of overwriting it):
+    /// CKernels' spectral_mix for this precision, compiled for the CPU's vector extensions.
     static func spectralMix(
         _ y: UnsafeMutablePointer<Self>, yMember: Int, _ k: UnsafePointer<Self>, kSource: Int, _ x: UnsafePointer<Self>,
         xMember: Int, xSource: Int, members: Int, sources: Int, count: Int, stride: Int, conjugateK: Bool,
