@@ -7,15 +7,26 @@ folds are listed with the epoch they reached.
     PYTHONPATH=bindings/python LIVERSEG_LIBRARY=.build/release/libliverseg.so \\
         python3 tools/loo_table.py [--thresholds 0.3,0.4,0.5]
 
-Prints the held-out measures with the defaults and with the model's CRF. --thresholds adds
-the held-out mean Dice for each probability threshold: the cross-validated way to choose the
-threshold (the one with the highest mean over the folds), never the external cases.
-Only training cases are read.
+Prints the held-out measures with the defaults and with the model's CRF (against the
+defaults: the rule for the CRF as segment's default). The options add
+settings whose held-out Dice decides a default by the written rules of docs/training.md —
+the cross-validated way to choose them, never with the external cases:
+  --thresholds 0.3,0.4      probability thresholds (against the defaults);
+  --tau 0,0.2               fusion weights τ1 = τ2 of eq. 4 (each fold model's file with only
+                            fusion.tau changed; against the defaults);
+  --crf-mu1 5,10 --crf-theta-beta 10,15   a CRF grid (the rest as the model file's "crf"
+                            section; against the model's CRF).
+After the tables, one line per setting: its per-fold Dice, its mean gain over the baseline and
+its largest per-fold loss, and whether it passes the rule (mean gain ≥ 0.01, no fold losing
+more than 0.01). Only training cases are read.
 """
 import argparse
 import csv
+import json
+import struct
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import liverseg
@@ -48,10 +59,45 @@ def epochs_done(folder):
     return int(rows[-1]["epoch"]) if rows else 0
 
 
+def with_tau(source, tau, target):
+    """Copies the model file `source` to `target` with fusion.tau set to (tau, tau)."""
+    data = Path(source).read_bytes()
+    size = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + size])
+    document = json.loads(header["__metadata__"]["liverseg"])
+    document["fusion"]["tau"] = [tau, tau]
+    header["__metadata__"]["liverseg"] = json.dumps(document)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    Path(target).write_bytes(struct.pack("<Q", len(text)) + text + data[8 + size:])
+
+
+def numbers(text):
+    return [float(t) for t in text.split(",")] if text else []
+
+
+def rule_lines(results, names):
+    """One line per setting: per-fold Dice, mean gain over its baseline, largest per-fold loss,
+    and the written rule's verdict (mean gain >= 0.01 and no fold losing more than 0.01)."""
+    for label, (baseline, rows) in results.items():
+        if baseline is None:
+            continue
+        base = results[baseline][1]
+        gains = [rows[n]["dice"] - base[n]["dice"] for n in names]
+        mean_gain, worst = sum(gains) / len(gains), min(gains)
+        verdict = "passes" if mean_gain >= 0.01 and worst >= -0.01 else "fails"
+        per_fold = " / ".join(f"{rows[n]['dice']:.4f}" for n in names)
+        print(f"{label}: {per_fold}, mean {sum(rows[n]['dice'] for n in names) / len(names):.4f}; "
+              f"against {baseline}: mean {mean_gain:+.4f}, worst fold {worst:+.4f}: {verdict} the rule")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--epochs", type=int, default=300, help="the epoch a finished fold reached")
     ap.add_argument("--thresholds", help="comma-separated probability thresholds to compare")
+    ap.add_argument("--tau", help="comma-separated fusion weights τ1 = τ2 to compare")
+    ap.add_argument("--crf-mu1", help="comma-separated CRF μ1 values of a grid")
+    ap.add_argument("--crf-theta-beta", help="comma-separated CRF θβ values (HU) of a grid")
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
 
@@ -64,14 +110,35 @@ def main():
             print(f"fold {name}: epoch {done} of {args.epochs}, not scored")
     if not finished:
         sys.exit("no finished fold")
-    models = {name: liverseg.Model(fold_folder(name) / "model.safetensors") for name, _, _ in finished}
-    settings = [("defaults", {}), ("with the model's CRF", {"crf": True})]
-    if args.thresholds:
-        settings += [(f"threshold {t}", {"threshold": float(t)}) for t in args.thresholds.split(",")]
-    for label, options in settings:
+    names = [name for name, _, _ in finished]
+    scratch = tempfile.TemporaryDirectory()
+    models = {name: liverseg.Model(fold_folder(name) / "model.safetensors") for name in names}
+    # (label, baseline label or None, {fold: model}, Model.segment options per fold)
+    settings = [("defaults", None, models, lambda n: {}),
+                ("the model's CRF", "defaults", models, lambda n: {"crf": True})]
+    for t in numbers(args.thresholds):
+        settings.append((f"threshold {t}", "defaults", models, lambda n, t=t: {"threshold": t}))
+    for tau in numbers(args.tau):
+        changed = {}
+        for name in names:
+            target = Path(scratch.name) / f"{name}-tau{tau}.safetensors"
+            with_tau(fold_folder(name) / "model.safetensors", tau, target)
+            changed[name] = liverseg.Model(target)
+        settings.append((f"tau {tau}", "defaults", changed, lambda n: {}))
+    for mu1 in numbers(args.crf_mu1):
+        for beta in numbers(args.crf_theta_beta):
+            def options(n, mu1=mu1, beta=beta):
+                return {"crf": True, "crf_params": dict(models[n].metadata["crf"], mu1=mu1, theta_beta_hu=beta)}
+            settings.append((f"CRF mu1 {mu1} theta_beta {beta}", "the model's CRF", models, options))
+    results = {}
+    for label, baseline, fold_models, options in settings:
         print(f"\nheld-out case, {label}\n{TABLE_HEADER}")
-        print_mean([score_case(models[name], name, ct, mask, threads=args.threads, **options)
-                    for name, ct, mask in finished])
+        rows = {name: score_case(fold_models[name], name, ct, mask, threads=args.threads, **options(name))
+                for name, ct, mask in finished}
+        print_mean(list(rows.values()))
+        results[label] = (baseline, rows)
+    print(f"\nfolds: {' / '.join(names)}")
+    rule_lines(results, names)
 
 
 if __name__ == "__main__":
