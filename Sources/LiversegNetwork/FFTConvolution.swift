@@ -225,6 +225,10 @@ extension Convolution3D {
         let group = FFTBlocking.blocksPerKernelPass(inChannels: inChannels, outChannels: outChannels)
         let groups = (blocking.blockCount + group - 1) / group
         let workers = min(max(1, threads), groups)
+        Log.write(
+            .debug,
+            "FFT convolution \(sourceChannels)→\(destinationChannels) over \(grid): \(blocking.blockCount) block(s) of \(block), groups of \(group), \(workers) worker(s)"
+        )
         let tiles = try Buffer<Scalar>(count: workers * block.voxelCount, zeroed: false)
         let sourceSpectra = try Buffer<Scalar>(count: workers * group * sourceChannels * count, zeroed: false)
         let destinationSpectra = try Buffer<Scalar>(count: workers * group * destinationChannels * count, zeroed: false)
