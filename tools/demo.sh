@@ -10,6 +10,6 @@ CLI=${CLI:-.build/release/liverseg-cli}
 CASE=${CASE:-$DATA/totalseg-example/ct-20slices.nii.gz}
 REFERENCE=${REFERENCE:-$DATA/totalseg-example/liver-20slices.nii.gz}
 mkdir -p "$OUT"
-"$CLI" segment "$CASE" "$OUT/liver.nii.gz" --crf --probability "$OUT/probability.nii.gz" --preview "$OUT/preview.png"
+"$CLI" segment "$CASE" "$OUT/liver.nii.gz" --probability "$OUT/probability.nii.gz" --preview "$OUT/preview.png"
 "$CLI" eval "$OUT/liver.nii.gz" "$REFERENCE" --ct "$CASE" --preview "$OUT/evaluation.png"
 echo "wrote $OUT/liver.nii.gz, $OUT/probability.nii.gz, $OUT/preview.png (mask outline) and $OUT/evaluation.png (red: liverseg, green: reference)"

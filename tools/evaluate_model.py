@@ -76,7 +76,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("cases", nargs="+")
     ap.add_argument("--model", required=True)
-    ap.add_argument("--crf", action="store_true", help="refine with the model file's CRF")
+    ap.add_argument("--crf", action=argparse.BooleanOptionalAction, default=None,
+                    help="refine with the model file's CRF (the library's default: on) or not (--no-crf)")
     ap.add_argument("--no-postprocess", action="store_true", help="the raw thresholded (or CRF) mask")
     ap.add_argument("--mirror", action="store_true", help="mirror each CT left-right, affine unchanged")
     ap.add_argument("--threads", type=int, default=0)

@@ -16,7 +16,7 @@ private func defaultSegmentParams() -> liverseg_segment_params {
     p.n_threads = Int32(core.threads)
     p.max_tile_voxels = 0
     p.threshold = core.threshold
-    p.crf = 0
+    p.crf = core.crf.isOn ? 1 : 0
     p.crf_params = nil
     p.progress = nil
     p.progress_user_data = nil
@@ -67,11 +67,10 @@ func withVolumeInput<R>(_ volume: UnsafePointer<liverseg_volume>?, _ body: (Volu
     }
 }
 
-/// Core options from C params (NULL: defaults), validated; the CRF's parameters default to
-/// `model`'s.
+/// Core options from C params (NULL: defaults), validated; without crf_params the CRF uses
+/// the model file's parameters.
 private func segmentationOptions(
-    _ params: UnsafePointer<liverseg_segment_params>?,
-    model: Model
+    _ params: UnsafePointer<liverseg_segment_params>?
 ) throws -> (SegmentationOptions, ProgressHandler?) {
     let p = try versionedParams(params, defaults: defaultSegmentParams(), released: segmentParamsSizes, "params")
     var options = SegmentationOptions()
@@ -91,14 +90,12 @@ private func segmentationOptions(
         throw LiversegError.invalidArgument("params->postprocess \(p.postprocess) has bits outside LIVERSEG_POSTPROCESS_ALL")
     }
     options.postProcessing = steps
-    if p.crf != 0 {
-        if let crf = p.crf_params {
-            options.crf = try crfParameters(UnsafeRawPointer(crf).assumingMemoryBound(to: liverseg_crf_params.self)).0
-        } else {
-            var crf = try CRFParameters(modelMetadata: model.metadata["crf"])
-            crf.threads = options.threads
-            options.crf = crf
-        }
+    if p.crf == 0 {
+        options.crf = .off
+    } else if let crf = p.crf_params {
+        options.crf = .parameters(try crfParameters(UnsafeRawPointer(crf).assumingMemoryBound(to: liverseg_crf_params.self)).0)
+    } else {
+        options.crf = .modelFile
     }
     var handler: ProgressHandler? = nil
     if let callback = p.progress {
@@ -117,7 +114,7 @@ public func liverseg_segment(
     boundary("liverseg_segment") {
         let model = try handle(model).model
         let mask = try required(outMask, "out_mask")
-        let (options, progress) = try segmentationOptions(params, model: model)
+        let (options, progress) = try segmentationOptions(params)
         try withVolumeInput(volume) { input in
             try model.segment(input, options: options, mask: mask, probability: outProbability, progress: progress)
         }

@@ -57,10 +57,11 @@ struct Segment: ParsableCommand {
     var threads = 0
 
     @Flag(
+        inversion: .prefixedNo,
         help:
-            "Refine the mask with the dense CRF (paper §2.3), with the model file's CRF parameters (the library's defaults where it has none)."
+            "Refine the mask with the dense CRF (paper §2.3), with the model file's CRF parameters (the library's defaults where it has none); on by default, --no-crf thresholds the network's probability instead (IRCADb-17 on 2 threads: 0.7 s instead of 6–7 s)."
     )
-    var crf = false
+    var crf = SegmentationOptions().crf.isOn
 
     @Option(
         help:
@@ -96,6 +97,7 @@ struct Segment: ParsableCommand {
             var options = SegmentationOptions()
             options.threads = threads
             options.postProcessing = try MaskPostProcessing(parsing: postprocess)
+            options.crf = crf ? .modelFile : .off
             if let outputDir { try runBatch(into: outputDir, options: options) } else { try runOne(options: options) }
         }
     }
@@ -171,12 +173,6 @@ struct Segment: ParsableCommand {
         _ input: String, with loaded: Model, options: SegmentationOptions, probability: Bool,
         label: String = ""
     ) throws -> CaseResult {
-        var options = options
-        if crf {
-            var parameters = try CRFParameters(modelMetadata: loaded.metadata["crf"])
-            parameters.threads = threads
-            options.crf = parameters
-        }
         let progress = ProgressBar(quiet: quiet)
         defer { progress.finish() }
         let ct = try CTInput(input, series: series, threads: threads) { progress.update(label + "reading", $0) }.image

@@ -73,7 +73,9 @@ public struct SegmentedCase {
 
     /// Segments `ct`, whose reference mask is `reference`, with `model`.
     public init(ct: Image, reference: [UInt8], model: Model) throws {
-        let segmentation = try ct.withVolumeInput { try model.segment($0, keepProbability: true) }
+        var thresholding = SegmentationOptions()
+        thresholding.crf = .off
+        let segmentation = try ct.withVolumeInput { try model.segment($0, options: thresholding, keepProbability: true) }
         self.ct = ct
         self.reference = reference
         probability = segmentation.probability ?? []

@@ -179,11 +179,13 @@ def test_bad_params(small_model):
 
 def test_progress_reports_and_cancels(small_model):
     ct = np.zeros((40, 40, 20), np.int16)
-    seen = []
-    small_model.segment(ct, spacing=(2, 2, 2), progress=lambda f, s: seen.append((f, s)) and False)
-    fractions = [f for f, _ in seen]
-    assert fractions == sorted(fractions) and fractions[0] == 0 and fractions[-1] == 1
-    assert [s for _, s in seen][0] == 0 and [s for _, s in seen][-1] == 2
+    # The last stage is the CRF by default (3), the post-processing without it (2).
+    for options, last_stage in (({}, 3), ({"crf": False}, 2)):
+        seen = []
+        small_model.segment(ct, spacing=(2, 2, 2), progress=lambda f, s: seen.append((f, s)) and False, **options)
+        fractions = [f for f, _ in seen]
+        assert fractions == sorted(fractions) and fractions[0] == 0 and fractions[-1] == 1
+        assert [s for _, s in seen][0] == 0 and [s for _, s in seen][-1] == last_stage, options
     with pytest.raises(liverseg.Error) as e:
         small_model.segment(ct, spacing=(2, 2, 2), progress=lambda f, s: s == 1)
     assert e.value.status == _lib.CANCELLED and "cancelled" in str(e.value)

@@ -48,7 +48,7 @@ def segmented(tmp_path_factory, small_model_path):
     out = tmp_path_factory.mktemp("cli")
     ct = require_data("totalseg-example/ct-3mm.nii.gz")
     result = run("segment", ct, out / "mask.nrrd", "--model", small_model_path, "--probability", out / "prob.nii.gz",
-                 "--preview", out / "preview.png", "--threads", 2)
+                 "--preview", out / "preview.png", "--threads", 2, "--no-crf")
     return ct, out, result
 
 
@@ -73,7 +73,7 @@ def test_segment_writes_mask_probability_and_preview_on_the_input_grid(segmented
 
 def test_segment_without_post_processing_writes_the_thresholded_probability(segmented, small_model_path, tmp_path):
     ct, out, _ = segmented
-    result = run("segment", ct, tmp_path / "raw.nii.gz", "--model", small_model_path, "--postprocess", "none")
+    result = run("segment", ct, tmp_path / "raw.nii.gz", "--model", small_model_path, "--postprocess", "none", "--no-crf")
     assert result.returncode == 0, result.stderr
     p = np.asarray(nib.load(out / "prob.nii.gz").dataobj)
     assert np.array_equal(np.asarray(nib.load(tmp_path / "raw.nii.gz").dataobj), (p >= 0.5).astype(np.uint8))
@@ -127,11 +127,24 @@ def test_a_failing_late_output_removes_the_others(tmp_path, small_model_path):
 def test_segment_without_probability_gives_the_same_mask(segmented, small_model_path, tmp_path):
     """The common call: no --probability (the library is then passed no probability buffer)."""
     ct, out, _ = segmented
-    result = run("segment", ct, tmp_path / "mask.nii.gz", "--model", small_model_path, "--quiet")
+    result = run("segment", ct, tmp_path / "mask.nii.gz", "--model", small_model_path, "--quiet", "--no-crf")
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
     mask, _ = liverseg.read_image(tmp_path / "mask.nii.gz")
     assert np.array_equal(mask, liverseg.read_image(out / "mask.nrrd")[0])
+
+
+def test_segment_runs_the_crf_by_default(segmented, small_model_path, small_model, tmp_path):
+    """No flag means --crf, the library's default, and the Python API's: the same file; --no-crf
+    (the fixture's) gives another mask."""
+    ct, out, _ = segmented
+    for flags in ((), ("--crf",)):
+        result = run("segment", ct, tmp_path / "mask.nii.gz", "--model", small_model_path, "--quiet", *flags)
+        assert result.returncode == 0, result.stderr
+        mask, geometry = liverseg.read_image(tmp_path / "mask.nii.gz")
+        image, _ = liverseg.read_image(ct)
+        assert np.array_equal(mask, small_model.segment(image, affine=geometry.affine, crf=True)), flags
+        assert not np.array_equal(mask, liverseg.read_image(out / "mask.nrrd")[0]), flags
 
 
 def test_eval_and_info_on_the_written_files(segmented, tmp_path):
@@ -279,7 +292,7 @@ def test_leave_one_out_writes_table_1(synthetic_cases, tmp_path):
         dice = []
         for case in cases[:k - 1] + cases[k:]:
             ct = nib.load(case / "ct.nii.gz")
-            mask = model.segment(np.asarray(ct.dataobj), affine=ct.affine) > 0
+            mask = model.segment(np.asarray(ct.dataobj), affine=ct.affine, crf=False) > 0
             truth = np.asarray(nib.load(case / "liver.nii.gz").dataobj) > 0
             dice.append(2 * np.sum(mask & truth) / (np.sum(mask) + np.sum(truth)))
         assert float(row["training_dice"]) == pytest.approx(np.mean(dice), abs=1e-4)
@@ -394,7 +407,7 @@ def test_batch_segments_every_case_reports_failures_and_statistics(tmp_path, sma
     (tmp_path / "broken.nii").write_bytes(b"\x5c\x01" + b"\0" * 100)
     out = tmp_path / "out" / "nested"
     result = run("segment", ct_path, mask_path, tmp_path / "broken.nii", "-o", out, "--model", small_model_path,
-                 "--postprocess", "none", "--statistics", tmp_path / "stats.json")
+                 "--postprocess", "none", "--no-crf", "--statistics", tmp_path / "stats.json")
     assert result.returncode == 65, result.stderr
     assert sorted(p.name for p in out.iterdir()) == ["ct-3mm.nii.gz", "liver-3mm.nii.gz"]
     lines = result.stderr.splitlines()
@@ -410,7 +423,7 @@ def test_batch_segments_every_case_reports_failures_and_statistics(tmp_path, sma
     assert "error" in reports[2] and "mask" not in reports[2]
     for report, path in zip(reports[:2], (ct_path, mask_path)):
         ct, geometry = liverseg.read_image(path)
-        expected = small_model.segment(ct, affine=geometry.affine, postprocess=False)
+        expected = small_model.segment(ct, affine=geometry.affine, postprocess=False, crf=False)
         written, written_geometry = liverseg.read_image(out / path.name)
         assert np.array_equal(written, expected) and np.array_equal(written_geometry.affine, geometry.affine)
         assert report["mask"] == str(out / path.name)

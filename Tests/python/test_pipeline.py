@@ -64,7 +64,7 @@ def test_segmentation_matches_independent_chain(small_model, small_model_path, i
     ct = ct[100:420:2, 60:400:2, 20:120]              # a smaller real-CT volume
     affine = affine @ np.diag([2.0, 2.0, 1.0, 1.0])   # its geometry: every 2nd voxel in x, y
     affine[:3, 3] = (np.asarray(affine) @ [0, 0, 0, 1])[:3]
-    mask, probability = small_model.segment(ct, affine=affine, return_probability=True, postprocess=False)
+    mask, probability = small_model.segment(ct, affine=affine, return_probability=True, postprocess=False, crf=False)
     reference = reference_segmentation(ct, affine, small_model_path)
     assert probability.shape == ct.shape
     assert np.abs(probability - reference).max() < 2e-5
@@ -72,10 +72,11 @@ def test_segmentation_matches_independent_chain(small_model, small_model_path, i
     assert 0.01 < mask.mean() < 0.99   # a random model, but not a constant one
     # Without the probability the mask is thresholded slab by slab while mapping back: the
     # same mask, at other thresholds too.
-    assert np.array_equal(small_model.segment(ct, affine=affine, postprocess=False), mask)
+    assert np.array_equal(small_model.segment(ct, affine=affine, postprocess=False, crf=False), mask)
     for threshold in (0.3, 0.7):
         expected = (probability >= threshold).astype(np.uint8)
-        assert np.array_equal(small_model.segment(ct, affine=affine, postprocess=False, threshold=threshold), expected)
+        assert np.array_equal(small_model.segment(ct, affine=affine, postprocess=False, threshold=threshold, crf=False),
+                              expected)
 
 
 @pytest.mark.parametrize("kernels,shape,budget", [
@@ -109,7 +110,9 @@ def test_reoriented_copy_gives_the_same_mask(small_model, ircadb01, perm, flips)
     ct, affine, _ = ircadb01
     ct = ct[::4, ::4, ::2]
     affine = affine @ np.diag([4.0, 4.0, 2.0, 1.0])
-    mask = small_model.segment(ct, affine=affine)
+    # Without the CRF: its permutohedral lattice's approximation depends on the order of the
+    # points, so a reoriented copy agrees with it closely but not bit for bit.
+    mask = small_model.segment(ct, affine=affine, crf=False)
     # The same anatomy stored with permuted/flipped axes, with the matching affine.
     copy = np.transpose(ct, perm)
     index_map = np.zeros((4, 4))
@@ -122,7 +125,7 @@ def test_reoriented_copy_gives_the_same_mask(small_model, ircadb01, perm, flips)
         else:
             index_map[old_axis, new_axis] = 1
     copy = copy[tuple(slice(None, None, -1) if f else slice(None) for f in flips)]
-    copy_mask = small_model.segment(copy, affine=affine @ index_map)
+    copy_mask = small_model.segment(copy, affine=affine @ index_map, crf=False)
     back = copy_mask[tuple(slice(None, None, -1) if f else slice(None) for f in flips)]
     back = np.transpose(back, np.argsort(perm))
     assert np.array_equal(back, mask)

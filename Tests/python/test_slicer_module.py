@@ -70,7 +70,9 @@ def test_crf_and_cancel_reach_the_library(program, tmp_path):
     label_map, result = segment_with_logic(program, ct, geometry.affine, tmp_path, "--crf")
     assert label_map is not None, result.stdout + result.stderr
     model = liverseg.Model(MODEL)
-    refined = model.segment(ct, affine=geometry.affine, crf=True)
-    assert np.array_equal(label_map, refined) and not np.array_equal(refined, model.segment(ct, affine=geometry.affine))
+    refined, thresholded = (model.segment(ct, affine=geometry.affine, crf=crf) for crf in (True, False))
+    assert np.array_equal(label_map, refined) and not np.array_equal(refined, thresholded)
+    label_map, result = segment_with_logic(program, ct, geometry.affine, tmp_path, "--no-crf")
+    assert label_map is not None and np.array_equal(label_map, thresholded), result.stdout + result.stderr
     label_map, result = segment_with_logic(program, ct, geometry.affine, tmp_path, "--cancel")
     assert label_map is None and result.returncode == 3 and "cancelled" in result.stdout, result.stdout + result.stderr

@@ -56,16 +56,18 @@ struct Volume {
     size_t voxel_count() const { return dims[0] * dims[1] * dims[2]; }
 };
 
-/// Options of Model::segment; defaults as liverseg_segment_default_params().
+/// Options of Model::segment; the defaults are the library's (liverseg_segment_default_params()).
 struct SegmentOptions {
-    int n_threads = 0;
-    size_t max_tile_voxels = 0;
-    float threshold = 0.5f;
-    /// Refine with the dense CRF (the model file's CRF parameters unless crf_params is set).
-    bool crf = false;
+    int n_threads = liverseg_segment_default_params().n_threads;
+    size_t max_tile_voxels = liverseg_segment_default_params().max_tile_voxels;
+    /// Used when crf is false.
+    float threshold = liverseg_segment_default_params().threshold;
+    /// Refine with the dense CRF (the model file's CRF parameters unless crf_params is set);
+    /// on by default, false thresholds the probability instead.
+    bool crf = liverseg_segment_default_params().crf != 0;
     const liverseg_crf_params *crf_params = nullptr;
     /// Bit set of liverseg_postprocess steps applied to the mask.
-    unsigned postprocess = LIVERSEG_POSTPROCESS_ALL;
+    unsigned postprocess = liverseg_segment_default_params().postprocess;
     /// Return true to cancel (the call then throws Error with LIVERSEG_CANCELLED).
     std::function<bool(double, liverseg_stage)> progress;
 };

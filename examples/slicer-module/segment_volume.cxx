@@ -1,7 +1,7 @@
 // Runs the logic as Slicer would, without Slicer: a raw int16 CT becomes a VTK_SHORT
 // vtkImageData (spacing 1, origin 0, as a volume node's image data) and its IJK->RAS matrix
 // a vtkMatrix4x4; the label map is written back as raw bytes.
-//   segment_volume MODEL CT.raw NX NY NZ MATRIX.bin LABELMAP.raw [--crf] [--cancel]
+//   segment_volume MODEL CT.raw NX NY NZ MATRIX.bin LABELMAP.raw [--crf | --no-crf] [--cancel]
 // MATRIX.bin: 16 little-endian doubles, row-major. --cancel cancels at the first progress event.
 #include "vtkLiverSegmentationLogic.h"
 
@@ -56,7 +56,7 @@ int main(int argc, char** argv)
 {
   if (argc < 8)
   {
-    std::cerr << "usage: segment_volume MODEL CT.raw NX NY NZ MATRIX.bin LABELMAP.raw [--crf] [--cancel]\n";
+    std::cerr << "usage: segment_volume MODEL CT.raw NX NY NZ MATRIX.bin LABELMAP.raw [--crf | --no-crf] [--cancel]\n";
     return 2;
   }
   vtkNew<vtkLiverSegmentationLogic> logic;
@@ -64,7 +64,8 @@ int main(int argc, char** argv)
   seen.logic = logic;
   for (int i = 8; i < argc; ++i)
   {
-    logic->SetUseCRF(logic->GetUseCRF() || std::strcmp(argv[i], "--crf") == 0);
+    if (std::strcmp(argv[i], "--crf") == 0 || std::strcmp(argv[i], "--no-crf") == 0)
+      logic->SetUseCRF(std::strcmp(argv[i], "--crf") == 0);
     seen.cancel = seen.cancel || std::strcmp(argv[i], "--cancel") == 0;
   }
   if (!logic->LoadModel(argv[1]))

@@ -176,14 +176,16 @@ class Model:
 
     def segment(self, array: np.ndarray, spacing: Optional[Sequence[float]] = None, affine: Optional[np.ndarray] = None,
                 return_probability: bool = False, threads: int = 0, max_tile_voxels: int = 0, threshold: float = 0.5,
-                progress: Optional[Callable[[float, int], Any]] = None, crf: bool = False,
+                progress: Optional[Callable[[float, int], Any]] = None, crf: Optional[bool] = None,
                 crf_params: Optional[dict] = None, postprocess: Union[bool, str, Iterable[str]] = True):
         """Segments a CT volume indexed [x, y, z] (HU). Returns the uint8 mask (0/1), or
         (mask, probability) with return_probability. `affine` is the voxel→RAS 4×4
         matrix (nibabel's img.affine); without it the array's axes must already follow
         the model's orientation. `progress(fraction, stage)` may return True to cancel.
-        crf=True refines the mask with the dense CRF, with the model file's CRF parameters
-        or `crf_params` (a dict of refine_crf's keyword parameters). `postprocess`: True
+        The mask comes from the dense CRF, with the model file's CRF parameters or
+        `crf_params` (a dict of refine_crf's keyword parameters), unless crf=False, which
+        thresholds the probability at `threshold` instead; None keeps the library's default
+        (the CRF on). `postprocess`: True
         (largest component, 3D and per-slice hole filling: the default), False (the raw
         thresholded or CRF mask), or a collection of step names from
         "largest_component", "fill_holes_3d", "fill_holes_slices"."""
@@ -195,7 +197,8 @@ class Model:
         params.postprocess = _postprocess_bits(postprocess)
         params.max_tile_voxels = max_tile_voxels
         params.threshold = threshold
-        params.crf = int(bool(crf))
+        if crf is not None:
+            params.crf = int(bool(crf))
         if crf_params is not None:
             from .crf import crf_params_struct
             crf_struct = crf_params_struct(crf_params, threads)  # kept alive until the call returns

@@ -6,7 +6,7 @@
         rows = segment_batch(["a/ct.nii.gz", "b/ct.nrrd", "c/dicom/"], output_dir="out", client=client,
                              reference_pattern="{dir}/liver.nii.gz", csv="out/cases.csv")
 
-    python -m liverseg.batch IN... -o DIR [--scheduler ADDRESS | --workers N] [--csv out.csv] [--crf]
+    python -m liverseg.batch IN... -o DIR [--scheduler ADDRESS | --workers N] [--csv out.csv] [--no-crf]
 
 Each worker loads the model once (a worker plugin, set up when the batch starts and on
 every worker that joins later) and segments one case per task. A case's row holds its
@@ -151,10 +151,11 @@ class ModelPlugin(WorkerPlugin):
             self.model = None
 
 
-def segment_case(case: str, output: str, reference: Optional[str] = None, crf: bool = False,
+def segment_case(case: str, output: str, reference: Optional[str] = None, crf: Optional[bool] = None,
                  postprocess=True, threads: int = 1, model=None) -> dict:
     """Segments one case, writes its mask and returns its CSV row (a dict of COLUMNS).
-    Runs on a worker with the plugin's model, or with `model` given. Never raises: an error
+    Runs on a worker with the plugin's model, or with `model` given; `crf` as Model.segment's
+    (None: the library's default). Never raises: an error
     becomes status "failed" and its message."""
     from . import evaluate, read_image, write_image
     from .statistics import liver_statistics
@@ -211,7 +212,7 @@ def _statistics_columns(stats: dict) -> dict:
 
 def segment_batch(inputs: Iterable[PathLike], output_dir: Optional[PathLike] = None, *, client=None, model=None,
                   references: Optional[Mapping[PathLike, PathLike]] = None, reference_pattern: Optional[str] = None,
-                  crf: bool = False, postprocess=True, threads_per_case: int = 1, csv: Optional[PathLike] = None,
+                  crf: Optional[bool] = None, postprocess=True, threads_per_case: int = 1, csv: Optional[PathLike] = None,
                   on_row=None) -> List[dict]:
     """Segments every case of `inputs` (see expand_inputs) on a Dask cluster and returns one
     row per case, in input order (dicts with the keys COLUMNS).
@@ -220,7 +221,8 @@ def segment_batch(inputs: Iterable[PathLike], output_dir: Optional[PathLike] = N
     workers' default model), a model file path every worker can read, or a liverseg.Model
     (sent as its path, or as its bytes when loaded from memory). references ({input:
     reference mask}) or reference_pattern (see reference_from_pattern) add the SLiver07
-    measures. threads_per_case: the library's threads for each case (a worker with N
+    measures. crf: as Model.segment's (None: the library's default, the CRF on).
+    threads_per_case: the library's threads for each case (a worker with N
     threads segments N cases at once). csv: also write the rows there. on_row(row) is
     called as each case finishes."""
     from . import _postprocess_bits
@@ -274,7 +276,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--threads-per-case", type=int, default=1, help="library threads for each case (default 1)")
     parser.add_argument("--csv", help="the CSV to write (default: OUTPUT_DIR/liverseg-batch.csv, else ./liverseg-batch.csv)")
     parser.add_argument("--model", help="model file, readable at this path on every worker (default: each worker's bundled model)")
-    parser.add_argument("--crf", action="store_true", help="refine each mask with the dense CRF")
+    parser.add_argument("--crf", action=argparse.BooleanOptionalAction, default=None,
+                        help="refine each mask with the dense CRF (the library's default: on); --no-crf thresholds instead")
     parser.add_argument("--postprocess", default="all",
                         help="all (default), none, or a comma-separated list of largest_component, fill_holes_3d, fill_holes_slices")
     refs = parser.add_mutually_exclusive_group()

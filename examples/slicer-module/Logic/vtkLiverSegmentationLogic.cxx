@@ -34,6 +34,11 @@ bool DTypeOfScalarType(int scalarType, liverseg_dtype& dtype)
 }
 }
 
+vtkLiverSegmentationLogic::vtkLiverSegmentationLogic()
+  : UseCRF(liverseg_segment_default_params().crf != 0)
+{
+}
+
 vtkLiverSegmentationLogic::~vtkLiverSegmentationLogic()
 {
   liverseg_model_free(this->Model);

@@ -28,7 +28,8 @@ public:
   bool LoadModel(const char* path);
   bool HasModel() const { return this->Model != nullptr; }
 
-  /// Refine masks with the dense CRF (slower, usually closer to the liver's border).
+  /// Refine masks with the dense CRF (slower, closer to the liver's border); the library's
+  /// default (on) unless set.
   vtkSetMacro(UseCRF, bool);
   vtkGetMacro(UseCRF, bool);
   vtkBooleanMacro(UseCRF, bool);
@@ -53,7 +54,7 @@ public:
   const char* GetLastError() const { return this->LastError.c_str(); }
 
 protected:
-  vtkLiverSegmentationLogic() = default;
+  vtkLiverSegmentationLogic();
   ~vtkLiverSegmentationLogic() override;
 
 private:
@@ -64,7 +65,7 @@ private:
   vtkSmartPointer<vtkImageData> Fail(const std::string& reason);
 
   liverseg_model* Model = nullptr;
-  bool UseCRF = false;
+  bool UseCRF;
   int NumberOfThreads = 0;
   std::atomic<bool> CancelRequested{ false };
   std::string LastError;
