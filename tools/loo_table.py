@@ -47,8 +47,12 @@ def training_cases():
     return cases
 
 
-def fold_folder(name):
-    return ROOT / "models" / "training" / ("V" if name == "ircadb1-17" else f"loo-{name}")
+def fold_folder(name, prefix=""):
+    """The fold's run folder: models/training/loo-NAME (V for IRCADb-17), or PREFIXloo-NAME
+    for a variant's folds (e.g. "s4-" for the 4 mm grid)."""
+    if not prefix and name == "ircadb1-17":
+        return ROOT / "models" / "training" / "V"
+    return ROOT / "models" / "training" / f"{prefix}loo-{name}"
 
 
 def epochs_done(folder):
@@ -98,12 +102,13 @@ def main():
     ap.add_argument("--tau", help="comma-separated fusion weights τ1 = τ2 to compare")
     ap.add_argument("--crf-mu1", help="comma-separated CRF μ1 values of a grid")
     ap.add_argument("--crf-theta-beta", help="comma-separated CRF θβ values (HU) of a grid")
+    ap.add_argument("--prefix", default="", help="score the folds in models/training/PREFIXloo-CASE (e.g. s4-)")
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
 
     finished = []
     for name, ct, mask in training_cases():
-        done = epochs_done(fold_folder(name))
+        done = epochs_done(fold_folder(name, args.prefix))
         if done >= args.epochs:
             finished.append((name, ct, mask))
         else:
@@ -112,7 +117,7 @@ def main():
         sys.exit("no finished fold")
     names = [name for name, _, _ in finished]
     scratch = tempfile.TemporaryDirectory()
-    models = {name: liverseg.Model(fold_folder(name) / "model.safetensors") for name in names}
+    models = {name: liverseg.Model(fold_folder(name, args.prefix) / "model.safetensors") for name in names}
     # (label, baseline label or None, {fold: model}, Model.segment options per fold)
     settings = [("without the CRF", None, models, lambda n: {"crf": False}),
                 ("the model's CRF", "without the CRF", models, lambda n: {"crf": True})]
@@ -122,7 +127,7 @@ def main():
         changed = {}
         for name in names:
             target = Path(scratch.name) / f"{name}-tau{tau}.safetensors"
-            with_tau(fold_folder(name) / "model.safetensors", tau, target)
+            with_tau(fold_folder(name, args.prefix) / "model.safetensors", tau, target)
             changed[name] = liverseg.Model(target)
         settings.append((f"tau {tau}", "without the CRF", changed, lambda n: {"crf": False}))
     for mu1 in numbers(args.crf_mu1):
