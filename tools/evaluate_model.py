@@ -14,6 +14,7 @@ and scores against the equally mirrored reference: a model that knows left from 
 must score lower there.
 """
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -42,19 +43,28 @@ TABLE_HEADER = ("| case | Dice | VOE % | VD % | AvgD mm | MaxD mm | segmented / 
                 "|---|---|---|---|---|---|---|---|")
 
 
-def score_case(model, name, ct_path, mask_path, mirror=False, **segment_options):
-    """Segments one case with `segment_options` (Model.segment's keywords), prints its table
-    row and returns the measures as a dict."""
+@functools.lru_cache(maxsize=8)
+def load_case(ct_path, mask_path):
+    """(affine, CT in HU as float32, reference mask as uint8) of one case, read once: a
+    leave-one-out table scores the same five cases under each of its settings."""
     image = nib.load(str(ct_path))
     ct = np.asarray(image.dataobj, dtype=np.float32)
     reference = (np.asarray(nib.load(str(mask_path)).dataobj) > 0).astype(np.uint8)
+    ct.flags.writeable = reference.flags.writeable = False  # shared by every later call
+    return image.affine, ct, reference
+
+
+def score_case(model, name, ct_path, mask_path, mirror=False, **segment_options):
+    """Segments one case with `segment_options` (Model.segment's keywords), prints its table
+    row and returns the measures as a dict."""
+    affine, ct, reference = load_case(str(ct_path), str(mask_path))
     if mirror:
-        axis = left_right_axis(image.affine)
+        axis = left_right_axis(affine)
         ct, reference = np.flip(ct, axis).copy(), np.flip(reference, axis).copy()
     start = time.perf_counter()
-    mask = model.segment(ct, affine=image.affine, **segment_options)
+    mask = model.segment(ct, affine=affine, **segment_options)
     seconds = time.perf_counter() - start
-    spacing = np.linalg.norm(image.affine[:3, :3], axis=0)
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
     m = liverseg.evaluate(mask, reference, spacing)
     ml = float(np.prod(spacing)) / 1000
     row = dict(case=name, dice=m["dice"], voe=m["voe"], vd=m["vd"], avg_d=m["avg_d"], max_d=m["max_d"],
