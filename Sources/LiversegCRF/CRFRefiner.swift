@@ -24,13 +24,11 @@ private final class IndexDispenser: @unchecked Sendable {
 /// (position/θα, HU/θβ) with weight μ1 and a spatial kernel on position/θγ with weight μ2.
 ///
 /// `probability` holds one value in [0, 1] per voxel (x fastest); `mask` receives 0/1.
-/// Only voxels inside `region` (default: all) are refined, as if the volume were cropped
-/// to it; the others get the thresholded probability. In slice2d mode the slices are those
+/// (To refine part of a volume, crop it: `VolumeInput.withCropped`.) In slice2d mode the slices are those
 /// across the axis nearest to superior–inferior (from `ijkToRAS`; the third axis without it). Progress is reported with stage
 /// `.crf` on the calling thread. Deterministic whatever the thread count.
 public func refineWithCRF(
-    _ volume: VolumeInput, probability: [Float], parameters: CRFParameters, region: VoxelBox? = nil,
-    progress: ProgressHandler? = nil
+    _ volume: VolumeInput, probability: [Float], parameters: CRFParameters, progress: ProgressHandler? = nil
 ) throws -> [UInt8] {
     guard probability.count == volume.size.voxelCount else {
         throw LiversegError.invalidArgument(
@@ -40,8 +38,7 @@ public func refineWithCRF(
     try probability.withUnsafeBufferPointer { p in
         try mask.withUnsafeMutableBufferPointer { m in
             try refineWithCRF(
-                volume, probability: p.baseAddress!, parameters: parameters, mask: m.baseAddress!, region: region,
-                progress: progress)
+                volume, probability: p.baseAddress!, parameters: parameters, mask: m.baseAddress!, progress: progress)
         }
     }
     return mask
@@ -51,14 +48,11 @@ public func refineWithCRF(
 /// pipeline's, without copies).
 package func refineWithCRF(
     _ volume: VolumeInput, probability: UnsafePointer<Float>, parameters: CRFParameters,
-    mask: UnsafeMutablePointer<UInt8>, region: VoxelBox? = nil, progress: ProgressHandler? = nil
+    mask: UnsafeMutablePointer<UInt8>, progress: ProgressHandler? = nil
 ) throws {
     try parameters.validate()
     try volume.validate()
     let whole = VoxelBox(volume.size)
-    if let region, region.lower.count != 3 || region.upper.count != 3 || region.intersection(whole) != region {
-        throw LiversegError.invalidArgument("CRF region \(region.lower)..<\(region.upper) is not a box inside \(volume.size)")
-    }
     func report(_ fraction: Double) throws {
         if let progress, !progress(min(1, fraction), .crf) { throw LiversegError.cancelled }
     }
@@ -88,8 +82,7 @@ package func refineWithCRF(
 
     switch parameters.mode {
     case .volume3d:
-        let region = region ?? whole
-        if let box = parameters.restrictToUncertainRegion ? problem.uncertainBox(within: region) : region {
+        if let box = parameters.restrictToUncertainRegion ? problem.uncertainBox(within: whole) : whole {
             Log.write(.debug, "CRF volume3d on box \(box.lower)..<\(box.upper) (\(box.voxelCount) voxels)")
             // Progress moves per iteration; between, checkpoints repeat the last fraction.
             var fraction = 0.0
@@ -119,8 +112,7 @@ package func refineWithCRF(
                         slice.lower[axis] = s
                         slice.upper[axis] = s + 1
                         do {
-                            guard let plane = slice.intersection(region ?? whole),
-                                let box = parameters.restrictToUncertainRegion ? problem.uncertainBox(within: plane) : plane
+                            guard let box = parameters.restrictToUncertainRegion ? problem.uncertainBox(within: slice) : slice
                             else { continue }
                             try problem.refine(box, spatialAxes: inPlane, threads: 1, checkpoint: {}) { _ in }
                         } catch let error as LiversegError {
@@ -178,25 +170,19 @@ private struct CRFProblem: @unchecked Sendable {
             byMM: parameters.uncertainMarginMM, spacing: volume.spacing, within: region)
     }
 
-    /// Runs the CRF on the voxels of `box` with positions along `spatialAxes`, and writes
-    /// their labels into the mask. `checkpoint` runs on the calling thread during the
-    /// lattice build and the filterings, `afterIteration` after each mean-field update.
-    func refine(
-        _ box: VoxelBox, spatialAxes: [Int], threads: Int, checkpoint: () throws -> Void,
-        afterIteration: (Int) throws -> Void
-    ) throws {
-        let n = box.voxelCount
-        let db = spatialAxes.count + 1
-        let bilateral = try Buffer<Float>(count: parameters.bilateralWeight > 0 ? n * db : 0, zeroed: false)
-        let local = try Buffer<Float>(count: n, zeroed: false)
-        let (b, q) = (bilateral.pointer, local.pointer)
+    /// The bilateral kernel's lattice over the voxels of `box`, x fastest. Its features —
+    /// position in mm / θα along each spatial axis, then HU / θβ — live only while it is
+    /// built (16 bytes per point in 3-D).
+    private func bilateralLattice(
+        _ box: VoxelBox, spatialAxes: [Int], threads: Int, checkpoint: () throws -> Void
+    ) throws -> PermutohedralLattice {
+        let n = box.voxelCount, db = spatialAxes.count + 1
         let extent = (0..<3).map { box.upper[$0] - box.lower[$0] }
-        let withFeatures = parameters.bilateralWeight > 0
-        // Bilateral features: position in mm / θα along each spatial axis, then HU / θβ.
+        let features = try Buffer<Float>(count: n * db, zeroed: false)
+        let b = features.pointer
         let step = (0..<3).map { Float(volume.spacing[$0] / parameters.thetaAlphaMM) }
         let inverseBeta = Float(1 / parameters.thetaBetaHU)
         let slots = (0..<3).map { a in spatialAxes.firstIndex(of: a) ?? -1 }
-
         func gather<T: HounsfieldVoxel>(_ data: UnsafePointer<T>) throws {
             var point = 0
             for k in 0..<extent[2] {
@@ -204,15 +190,12 @@ private struct CRFProblem: @unchecked Sendable {
                 for j in 0..<extent[1] {
                     let row = ((box.lower[2] + k) * size[1] + box.lower[1] + j) * size[0] + box.lower[0]
                     for i in 0..<extent[0] {
-                        q[point] = probability[row + i]
-                        if withFeatures {
-                            let hu = data[row + i].hounsfield  // finite: the volume is validated
-                            let f = b + point * db
-                            if slots[0] >= 0 { f[slots[0]] = Float(i) * step[0] }
-                            if slots[1] >= 0 { f[slots[1]] = Float(j) * step[1] }
-                            if slots[2] >= 0 { f[slots[2]] = Float(k) * step[2] }
-                            f[db - 1] = hu * inverseBeta
-                        }
+                        let hu = data[row + i].hounsfield  // finite: the volume is validated
+                        let f = b + point * db
+                        if slots[0] >= 0 { f[slots[0]] = Float(i) * step[0] }
+                        if slots[1] >= 0 { f[slots[1]] = Float(j) * step[1] }
+                        if slots[2] >= 0 { f[slots[2]] = Float(k) * step[2] }
+                        f[db - 1] = hu * inverseBeta
                         point += 1
                     }
                 }
@@ -223,12 +206,27 @@ private struct CRFProblem: @unchecked Sendable {
         case .int32(let data): try gather(data)
         case .float32(let data): try gather(data)
         }
+        return try PermutohedralLattice(
+            features: b, count: n, dimension: db, kernelName: "bilateral kernel (theta_alpha_mm, theta_beta_hu)",
+            threads: threads, checkpoint: checkpoint)
+    }
+
+    /// Runs the CRF on the voxels of `box` with positions along `spatialAxes`, and writes
+    /// their labels into the mask. `checkpoint` runs on the calling thread during the
+    /// lattice build and the filterings, `afterIteration` after each mean-field update.
+    func refine(
+        _ box: VoxelBox, spatialAxes: [Int], threads: Int, checkpoint: () throws -> Void,
+        afterIteration: (Int) throws -> Void
+    ) throws {
+        let n = box.voxelCount
+        let extent = (0..<3).map { box.upper[$0] - box.lower[$0] }
+        let local = try Buffer<Float>(count: n, zeroed: false)
+        let q = local.pointer
+        box.crop(probability, size: GridSize(x: size[0], y: size[1], z: size[2]), into: q)
+        try checkpoint()
         var kernels: [CRFKernel] = []
-        if withFeatures {
-            let lattice = try PermutohedralLattice(
-                features: b, count: n, dimension: db,
-                kernelName: "bilateral kernel (theta_alpha_mm, theta_beta_hu)", threads: threads,
-                checkpoint: checkpoint)
+        if parameters.bilateralWeight > 0 {
+            let lattice = try bilateralLattice(box, spatialAxes: spatialAxes, threads: threads, checkpoint: checkpoint)
             kernels.append(CRFKernel(filter: lattice, weight: Float(parameters.bilateralWeight)))
         }
         if parameters.spatialWeight > 0 {

@@ -17,7 +17,7 @@ import LiversegSupport
 /// wrapping silently (pydensecrf's 16-bit keys crash for small θ).
 ///
 /// Built and applied in parallel, and deterministic: every sum is taken in a fixed order
-/// (each vertex adds its points' contributions in point order), so results are
+/// that depends on the points alone (the splat's chunks below), so results are
 /// bit-identical whatever the thread count. Not safe to filter from two threads at once
 /// (it reuses its scratch); `filter` runs its own parallel loops.
 public final class PermutohedralLattice {
@@ -31,17 +31,23 @@ public final class PermutohedralLattice {
     /// The d+1 vertices of each point's enclosing simplex and its barycentric weights.
     private let pointVertex: Buffer<Int32>
     private let pointWeight: Buffer<Float>
-    /// The same incidences grouped by vertex (CSR, in point order) for a parallel gather
-    /// splat; built only for a lattice made with more than one thread.
-    private let incidences: (start: Buffer<Int32>, point: Buffer<Int32>, weight: Buffer<Float>)?
+    /// The splat runs over this many contiguous chunks of points, each scattering into its
+    /// own vertex values, summed afterwards in chunk order: a fixed order for any thread
+    /// count. Set from the point and vertex counts so that the chunks' values take at most
+    /// a byte per point and channel, and at most `maxSplatChunks`.
+    private let splatChunks: Int
     /// For each of the d+1 blur directions and each vertex, its two neighbours; a missing
     /// neighbour points at the always-zero sentinel vertex `vertexCount`.
     private let neighbours: Buffer<Int32>
-    /// Ping-pong vertex values for `filter`, grown to the largest channel count used.
-    private var scratch: (Buffer<Float>, Buffer<Float>)?
+    /// Ping-pong vertex values for `filter` and the splat chunks' values (all but the first
+    /// chunk's, which go straight into the first), grown to the largest channel count used.
+    private var scratch: (a: Buffer<Float>, b: Buffer<Float>, chunks: Buffer<Float>)?
 
     /// Largest feature dimension supported.
     public static let maxDimension = 8
+    /// Most chunks of points the splat runs over: enough for 2 to 16 threads to share
+    /// them evenly (a volume's lattice has 1–5 % as many vertices as points).
+    static let maxSplatChunks = 64
     /// Largest magnitude of an elevated lattice coordinate; beyond it Int32 keys could
     /// overflow, so the build refuses (features spanning ~10⁸ bandwidths).
     static let coordinateLimit = Double(1 << 29)
@@ -140,8 +146,9 @@ public final class PermutohedralLattice {
                 features, count: n, scale: scale, shift: shift, kernelName: kernelName, threads: threads,
                 checkpoint: checkpoint)
         }
-        (pointVertex, pointWeight, incidences, neighbours, vertexCount) =
-            (built.pointVertex, built.pointWeight, built.incidences, built.neighbours, built.vertexCount)
+        (pointVertex, pointWeight, neighbours, vertexCount) =
+            (built.pointVertex, built.pointWeight, built.neighbours, built.vertexCount)
+        splatChunks = max(1, min(Self.maxSplatChunks, count / max(1, 4 * vertexCount)))
     }
 
     /// Filters `channels` values per point (point after point at `input`) and writes the
@@ -153,63 +160,65 @@ public final class PermutohedralLattice {
     ) throws {
         guard channels >= 1 else { throw LiversegError.invalidArgument("filter: channels \(channels) must be at least 1") }
         let needed = try checkedProduct([vertexCount + 1, channels], what: "lattice values")
-        let (bufferA, bufferB): (Buffer<Float>, Buffer<Float>)
-        if let existing = scratch, existing.0.count >= needed {
-            (bufferA, bufferB) = existing
+        let chunkValues = try checkedProduct([splatChunks - 1, vertexCount, channels], what: "lattice splat values")
+        let buffers: (a: Buffer<Float>, b: Buffer<Float>, chunks: Buffer<Float>)
+        if let existing = scratch, existing.a.count >= needed {
+            buffers = existing
         } else {
-            (bufferA, bufferB) = (try Buffer(count: needed, zeroed: false), try Buffer(count: needed, zeroed: false))
-            scratch = (bufferA, bufferB)
+            buffers = (
+                try Buffer(count: needed, zeroed: false), try Buffer(count: needed, zeroed: false),
+                try Buffer(count: chunkValues, zeroed: false)
+            )
+            scratch = buffers
         }
+        let (a, b, chunks) = (buffers.a.pointer, buffers.b.pointer, buffers.chunks.pointer)
         // One channel (the CRF's case) gets its own inlined copy with the channel loops
         // unrolled by the compiler.
         if channels == 1 {
-            try run(
-                input, channels: 1, into: output, a: bufferA.pointer, b: bufferB.pointer, threads: threads, checkpoint: checkpoint
-            )
+            try run(input, channels: 1, into: output, a: a, b: b, chunks: chunks, threads: threads, checkpoint: checkpoint)
         } else {
             try run(
-                input, channels: channels, into: output, a: bufferA.pointer, b: bufferB.pointer, threads: threads,
-                checkpoint: checkpoint)
+                input, channels: channels, into: output, a: a, b: b, chunks: chunks, threads: threads, checkpoint: checkpoint)
         }
     }
 
-    /// Splat, blur and slice with vertex scratch `a` and `b`.
+    /// Splat, blur and slice with vertex scratch `a` and `b` and the splat chunks' values
+    /// `chunks`.
     @inline(__always)
     private func run(
         _ input: UnsafePointer<Float>, channels: Int, into output: UnsafeMutablePointer<Float>,
-        a: UnsafeMutablePointer<Float>, b: UnsafeMutablePointer<Float>, threads: Int,
-        checkpoint: () throws -> Void
+        a: UnsafeMutablePointer<Float>, b: UnsafeMutablePointer<Float>, chunks: UnsafeMutablePointer<Float>,
+        threads: Int, checkpoint: () throws -> Void
     ) throws {
-        let d = dimension, d1 = d + 1, vertices = vertexCount, n = pointCount
+        let d = dimension, d1 = d + 1, vertices = vertexCount, n = pointCount, parts = splatChunks
         nonisolated(unsafe) var a = a, b = b
-        nonisolated(unsafe) let src = input, dst = output
+        nonisolated(unsafe) let src = input, dst = output, partValues = chunks
         let nb = neighbours.pointer, pv = pointVertex.pointer, pw = pointWeight.pointer
         let sentinel = vertices * channels
         // Index arithmetic below wraps instead of trapping (&*, &+): every index is below
         // (vertices + 1) × channels or points × (d + 1), both checked to fit at the build,
         // and the overflow checks kept these loops from vectorising.
 
-        // Splat. Both ways add each vertex's contributions in point order starting from 0, so
-        // they give bit-identical sums: a parallel gather over vertices when there are
-        // threads and the index for it, else a sequential scatter (no index to build).
-        if threads > 1, let (startArray, pointArray, weightArray) = incidences {
-            let start = startArray.pointer, entryP = pointArray.pointer, entryW = weightArray.pointer
-            try parallelRounds(vertices, threads: threads, checkpoint: { _ in try checkpoint() }) { _, range in
-                for v in range {
-                    let (first, end) = (Int(start[v]), Int(start[v &+ 1]))
-                    for c in 0..<channels {
-                        var sum: Float = 0
-                        for e in first..<end { sum += entryW[e] * src[Int(entryP[e]) &* channels &+ c] }
-                        a[v &* channels &+ c] = sum
+        // Splat: each chunk of points scatters into its own values (the first chunk into
+        // `a`), in point order; then every vertex sums the chunks in chunk order.
+        let vertexValues = vertices &* channels
+        try parallelRounds(parts, threads: threads, checkpoint: { _ in try checkpoint() }) { _, range in
+            for part in range {
+                let values = part == 0 ? a : partValues + (part &- 1) &* vertexValues
+                values.update(repeating: 0, count: vertexValues)
+                for i in (n * part / parts)..<(n * (part + 1) / parts) {
+                    for k in 0..<d1 {
+                        let w = pw[i &* d1 &+ k], out = values + Int(pv[i &* d1 &+ k]) &* channels
+                        for c in 0..<channels { out[c] += w * src[i &* channels &+ c] }
                     }
                 }
             }
-        } else {
-            a.update(repeating: 0, count: vertices * channels)
-            for i in 0..<n {
-                for k in 0..<d1 {
-                    let w = pw[i &* d1 &+ k], out = a + Int(pv[i &* d1 &+ k]) &* channels
-                    for c in 0..<channels { out[c] += w * src[i &* channels &+ c] }
+        }
+        if parts > 1 {
+            try parallelRounds(vertexValues, threads: threads, checkpoint: { _ in try checkpoint() }) { _, range in
+                for part in 1..<parts {
+                    let values = partValues + (part &- 1) &* vertexValues
+                    for e in range { a[e] += values[e] }
                 }
             }
         }
@@ -248,7 +257,6 @@ public final class PermutohedralLattice {
 private struct LatticeTables {
     let pointVertex: Buffer<Int32>
     let pointWeight: Buffer<Float>
-    let incidences: (start: Buffer<Int32>, point: Buffer<Int32>, weight: Buffer<Float>)?
     let neighbours: Buffer<Int32>
     let vertexCount: Int
 }
@@ -260,8 +268,7 @@ private enum LatticeBuilder<let D: Int> {
     /// Builds the tables for `count` points with D features each at `features`; the
     /// lattice coordinate c of a point is features[c] · scale[c] − shift[c]. Four phases:
     /// each point's simplex, weights and vertices (`findVertices`); one numbering of the
-    /// vertices (`numberVertices`); the incidences grouped by vertex for a parallel splat
-    /// (`groupIncidences`, with threads); each vertex's blur neighbours (`findNeighbours`).
+    /// vertices (`numberVertices`); each vertex's blur neighbours (`findNeighbours`).
     static func build(
         _ features: UnsafePointer<Float>, count: Int, scale: [Double], shift: [Double],
         kernelName: String, threads: Int, checkpoint: () throws -> Void
@@ -279,17 +286,11 @@ private enum LatticeBuilder<let D: Int> {
         let (vertices, shardOffsets, allKeys) = try numberVertices(
             tables, count: n, shards: shards, pointVertex: pointVertex, sameAsPrevious: sameAsPrevious)
         Log.write(.debug, "\(kernelName): lattice d=\(D), \(n) points, \(vertices) vertices, \(shards) shard(s)")
-        let incidences =
-            threads > 1
-            ? try groupIncidences(
-                count: n, vertices: vertices, parts: shards, pointVertex: pointVertex, pointWeight: pointWeight,
-                checkpoint: checkpoint) : nil
         let neighbours = try findNeighbours(
             vertices: vertices, keys: allKeys, tables: tables, shardOffsets: shardOffsets, shards: shards,
             checkpoint: checkpoint)
         return LatticeTables(
-            pointVertex: pointVertex, pointWeight: pointWeight, incidences: incidences,
-            neighbours: neighbours, vertexCount: vertices)
+            pointVertex: pointVertex, pointWeight: pointWeight, neighbours: neighbours, vertexCount: vertices)
     }
 
     /// Each point's enclosing simplex, barycentric weights (into `pointWeight`) and simplex
@@ -307,7 +308,10 @@ private enum LatticeBuilder<let D: Int> {
         //     keys whose hash falls in s, into its own table, scanning points in order.
         // Vertex numbers then depend on the shard count, but no result does: every sum over
         // a vertex's points is still taken in point order.
-        var tables = try (0..<shards).map { _ in try VertexTable<D>(expectedVertices: max(16, n / (4 * shards))) }
+        // Tables start small and double as they fill: a volume's lattice has 1–5 % as many
+        // vertices as points, and sizing them from the points cost 13 bytes per point.
+        let expected = max(16, min(n / (4 * shards), 1 << 16))
+        var tables = try (0..<shards).map { _ in try VertexTable<D>(expectedVertices: expected) }
         let block = max(1, min(n, 1 << 15))
         // The simplex of each point of the block; slot 0 holds the previous block's last.
         let blockRem0 = try Buffer<Int32>(count: (block + 1) * d1)
@@ -461,56 +465,6 @@ private enum LatticeBuilder<let D: Int> {
             (allKeys.pointer + offsets[s] * d).update(from: tables[s].keys.pointer, count: tables[s].count * d)
         }
         return (vertices, shardOffsets, allKeys)
-    }
-
-    /// The incidences grouped by vertex, for the parallel splat: per vertex its first entry
-    /// (`start`, vertices + 1 values) and its entries' points and weights, in point order.
-    /// Counted serially, then each of `parts` fills its own vertices' entries scanning points
-    /// in order.
-    private static func groupIncidences(
-        count n: Int, vertices: Int, parts: Int, pointVertex: Buffer<Int32>, pointWeight: Buffer<Float>,
-        checkpoint: () throws -> Void
-    ) throws -> (start: Buffer<Int32>, point: Buffer<Int32>, weight: Buffer<Float>) {
-        let d1 = D + 1
-        nonisolated(unsafe) let vertexOut = pointVertex.pointer, weightOut = pointWeight.pointer
-        let vertexStart = try Buffer<Int32>(count: vertices + 1)
-        let entryPoint = try Buffer<Int32>(count: n * d1, zeroed: false)
-        let entryWeight = try Buffer<Float>(count: n * d1, zeroed: false)
-        let cursor = try Buffer<Int32>(count: vertices, zeroed: false)
-        let start = vertexStart.pointer
-        for first in stride(from: 0, to: n * d1, by: 1 << 22) {
-            for e in first..<min(n * d1, first + 1 << 22) { start[Int(vertexOut[e]) + 1] += 1 }
-            try checkpoint()
-        }
-        for v in 0..<vertices { start[v + 1] += start[v] }
-        cursor.pointer.update(from: start, count: vertices)
-        try checkpoint()
-        nonisolated(unsafe) let next = cursor.pointer, pointOut = entryPoint.pointer, entryOut = entryWeight.pointer
-        // Rounds of points, in point order (each vertex's entries stay in point order),
-        // with a checkpoint after each.
-        var sizer = RoundSizer(minimum: 1 << 12)
-        var firstPoint = 0
-        while firstPoint < n {
-            let points = firstPoint..<min(n, firstPoint + sizer.size)
-            let began = monotonicSeconds()
-            parallelChunks(parts, threads: parts) { part, _ in
-                let (low, high) = (vertices * part / parts, vertices * (part + 1) / parts)
-                for i in points {
-                    for e in (i * d1)..<(i * d1 + d1) {
-                        let v = Int(vertexOut[e])
-                        guard v >= low, v < high else { continue }
-                        let slot = Int(next[v])
-                        next[v] += 1
-                        pointOut[slot] = Int32(i)
-                        entryOut[slot] = weightOut[e]
-                    }
-                }
-            }
-            sizer.finished(seconds: monotonicSeconds() - began)
-            try checkpoint()
-            firstPoint = points.upperBound
-        }
-        return (vertexStart, entryPoint, entryWeight)
     }
 
     /// For each vertex and blur direction j, the −step and +step neighbours (the sentinel

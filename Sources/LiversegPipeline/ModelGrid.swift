@@ -79,12 +79,15 @@ public struct ModelGrid: Equatable, Sendable {
     }
 
     /// Samples a model-grid map (e.g. the fused probability) back onto the input grid in the
-    /// input's orientation. Output: inputSize.voxelCount floats. `progress` as for `preprocess`.
+    /// input's orientation, at the input voxels of `box` only (default: all; a box inside
+    /// the input grid). Output: box.voxelCount floats, x fastest, each the value it has in
+    /// the whole map. `progress` as for `preprocess`.
     public func mapBack(
-        _ modelValues: UnsafePointer<Float>, into output: UnsafeMutablePointer<Float>, threads: Int,
+        _ modelValues: UnsafePointer<Float>, box: VoxelBox? = nil, into output: UnsafeMutablePointer<Float>, threads: Int,
         progress: (Double) throws -> Void = { _ in }
     ) throws {
-        let axes = mapBackSamples()
+        let box = box ?? VoxelBox(inputSize)
+        let axes = mapBackSamples().enumerated().map { a, samples in samples.slice(box.lower[a]..<box.upper[a]) }
         try resampleTrilinear(
             .float32(modelValues), x: axes[0], y: axes[1], z: axes[2], into: output, threads: threads,
             progress: progress

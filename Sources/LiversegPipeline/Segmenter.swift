@@ -126,26 +126,22 @@ extension Model {
         let voxels = volume.size.voxelCount
         // Mapping back takes the first half of the post-processing share, the rest the second.
         let mapBackProgress = { (f: Double) in try report(networkEnd + 0.025 * f, .postprocess) }
-        if probability == nil, crf == nil {
-            // Nobody needs the probability on the input grid: threshold it slab by slab.
-            try grid.mapBack(fused.pointer, threshold: options.threshold, into: mask, threads: threads, progress: mapBackProgress)
+        // The mask at the threshold, or at the CRF's own 0.5 to find where the CRF runs.
+        let threshold = crf == nil ? options.threshold : 0.5
+        if let probability {
+            try grid.mapBack(fused.pointer, into: probability, threads: threads, progress: mapBackProgress)
+            applyThreshold(threshold, to: probability, count: voxels, into: mask, threads: threads)
         } else {
-            // Without a caller's buffer, map back into scratch memory we own.
-            let scratch = try probability == nil ? FloatBuffer(count: voxels, zeroed: false) : FloatBuffer(count: 0)
-            let target = probability ?? scratch.pointer
-            try withExtendedLifetime(scratch) {
-                try grid.mapBack(fused.pointer, into: target, threads: threads, progress: mapBackProgress)
-                if let crf {
-                    let start = networkEnd + 0.05
-                    let region = crfRegion(target, volume: volume, crf: crf, options: options, into: mask, threads: threads)
-                    try refineWithCRF(volume, probability: target, parameters: crf, mask: mask, region: region) {
-                        fraction, stage in
-                        progress?(start + (1 - start) * fraction, stage) ?? true
-                    }
-                    if let region { clearMask(mask, size: volume.size, outside: region) }
-                } else {
-                    applyThreshold(options.threshold, to: target, count: voxels, into: mask, threads: threads)
-                }
+            // Nobody needs the probability on the whole input grid: threshold it slab by slab.
+            try grid.mapBack(fused.pointer, threshold: threshold, into: mask, threads: threads, progress: mapBackProgress)
+        }
+        if let crf {
+            let start = networkEnd + 0.05
+            try refineWithCRF(
+                volume, grid: grid, fused: fused, probability: probability, crf: crf, options: options,
+                mask: mask, threads: threads
+            ) { fraction, stage in
+                progress?(start + (1 - start) * fraction, stage) ?? true
             }
         }
         if !options.postProcessing.isEmpty {
@@ -163,22 +159,53 @@ extension Model {
         try report(1, crf == nil ? .postprocess : .crf)
     }
 
+    /// Replaces `mask` (thresholded at 0.5) by the dense CRF's labels inside `crfRegion`
+    /// and clears it outside. The CRF runs on the volume cropped to the region — the same
+    /// labels as on the whole volume restricted to it, as the CRF's points are the region's
+    /// voxels either way — with the probability there taken from the caller's `probability`
+    /// or, without one, mapped back for the region alone: memory then grows with the liver,
+    /// not with the scan.
+    private func refineWithCRF(
+        _ volume: VolumeInput, grid: ModelGrid, fused: FloatBuffer, probability: UnsafeMutablePointer<Float>?,
+        crf: CRFParameters, options: SegmentationOptions, mask: UnsafeMutablePointer<UInt8>, threads: Int,
+        progress: ProgressHandler?
+    ) throws {
+        let whole = VoxelBox(volume.size)
+        let region = crfRegion(mask, volume: volume, crf: crf, options: options) ?? whole
+        let cropped = region != whole
+        let regionProbability = try FloatBuffer(count: probability != nil && !cropped ? 0 : region.voxelCount, zeroed: false)
+        let regionMask = try Buffer<UInt8>(count: cropped ? region.voxelCount : 0, zeroed: false)
+        let p: UnsafePointer<Float>
+        switch (probability, cropped) {
+        case (let probability?, false): p = UnsafePointer(probability)
+        case (let probability?, true):
+            region.crop(probability, size: volume.size, into: regionProbability.pointer)
+            p = UnsafePointer(regionProbability.pointer)
+        case (nil, _):
+            try grid.mapBack(fused.pointer, box: region, into: regionProbability.pointer, threads: threads)
+            p = UnsafePointer(regionProbability.pointer)
+        }
+        try volume.withCropped(to: region) { crop in
+            try LiversegCRF.refineWithCRF(
+                crop, probability: p, parameters: crf, mask: cropped ? regionMask.pointer : mask, progress: progress)
+        }
+        if cropped { region.paste(regionMask.pointer, into: mask, size: volume.size, outside: 0) }
+    }
+
     /// Where the CRF needs to run when the largest component is kept afterwards (and the CRF
     /// refines only where it can matter, `restrictToUncertainRegion`): around the largest
-    /// component of the mask thresholded at 0.5 (the CRF's own threshold), grown by 2θα or
+    /// component of `mask` (thresholded at 0.5, the CRF's own threshold), grown by 2θα or
     /// the uncertain margin if larger (beyond 2θα the bilateral kernel's weight is below
     /// e⁻²; growing by 10 mm instead left twice as many voxels different from the CRF run
     /// everywhere on IRCADb-17, docs/crf.md). The liver is then looked for only there
     /// (`segment` clears the mask outside): liver the CRF would find elsewhere is removed by
     /// the largest-component step unless it joins the liver across the margin. Nil
-    /// (everywhere) otherwise or without liver. Leaves the thresholded mask in `mask`.
+    /// (everywhere) otherwise or without liver.
     func crfRegion(
-        _ probability: UnsafePointer<Float>, volume: VolumeInput, crf: CRFParameters, options: SegmentationOptions,
-        into mask: UnsafeMutablePointer<UInt8>, threads: Int
+        _ mask: UnsafePointer<UInt8>, volume: VolumeInput, crf: CRFParameters, options: SegmentationOptions
     ) -> VoxelBox? {
         guard crf.restrictToUncertainRegion, options.postProcessing.contains(.largestComponent) else { return nil }
         let voxels = volume.size.voxelCount
-        applyThreshold(0.5, to: probability, count: voxels, into: mask, threads: threads)
         guard let liver = largestComponentBox(UnsafeBufferPointer(start: mask, count: voxels), size: volume.size) else {
             return nil
         }
@@ -238,20 +265,5 @@ extension Model {
             }
         }
         return fused
-    }
-}
-
-/// Sets every voxel of a mask of `size` (x fastest) outside `box` to 0.
-private func clearMask(_ mask: UnsafeMutablePointer<UInt8>, size: GridSize, outside box: VoxelBox) {
-    for z in 0..<size.z {
-        for y in 0..<size.y {
-            let row = mask + (z * size.y + y) * size.x
-            guard (box.lower[2]..<box.upper[2]).contains(z), (box.lower[1]..<box.upper[1]).contains(y) else {
-                row.update(repeating: 0, count: size.x)
-                continue
-            }
-            row.update(repeating: 0, count: box.lower[0])
-            (row + box.upper[0]).update(repeating: 0, count: size.x - box.upper[0])
-        }
     }
 }

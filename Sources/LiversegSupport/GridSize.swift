@@ -54,4 +54,38 @@ public struct VoxelBox: Equatable, Sendable {
             lower: (0..<3).map { max(lower[$0], other.lower[$0]) }, upper: (0..<3).map { min(upper[$0], other.upper[$0]) })
         return (0..<3).allSatisfy { box.lower[$0] < box.upper[$0] } ? box : nil
     }
+
+    /// The box's extents.
+    public var size: GridSize { GridSize(x: upper[0] - lower[0], y: upper[1] - lower[1], z: upper[2] - lower[2]) }
+
+    /// Copies the box's voxels of `grid` (of `size`, x fastest; the box inside it) into
+    /// `crop` (the box's voxels, x fastest).
+    public func crop<T>(_ grid: UnsafePointer<T>, size: GridSize, into crop: UnsafeMutablePointer<T>) {
+        let extent = self.size
+        for k in 0..<extent.z {
+            for j in 0..<extent.y {
+                let from = grid + ((lower[2] + k) * size.y + lower[1] + j) * size.x + lower[0]
+                (crop + (k * extent.y + j) * extent.x).update(from: from, count: extent.x)
+            }
+        }
+    }
+
+    /// The inverse of `crop`: writes `crop` into the box's voxels of `grid` and `outside`
+    /// into every other voxel.
+    public func paste<T>(_ crop: UnsafePointer<T>, into grid: UnsafeMutablePointer<T>, size: GridSize, outside: T) {
+        let extent = self.size
+        for z in 0..<size.z {
+            for y in 0..<size.y {
+                let row = grid + (z * size.y + y) * size.x
+                let (k, j) = (z - lower[2], y - lower[1])
+                guard (0..<extent.z).contains(k), (0..<extent.y).contains(j) else {
+                    row.update(repeating: outside, count: size.x)
+                    continue
+                }
+                row.update(repeating: outside, count: lower[0])
+                (row + lower[0]).update(from: crop + (k * extent.y + j) * extent.x, count: extent.x)
+                (row + upper[0]).update(repeating: outside, count: size.x - upper[0])
+            }
+        }
+    }
 }

@@ -108,3 +108,34 @@ public struct VolumeInput {
         }
     }
 }
+
+extension VolumeInput {
+    /// Lends the voxels of `box` (inside the volume) to `body` as a volume of their own: a
+    /// copy in the same voxel type, with the same spacing and axes, its ijkToRAS moved to the
+    /// box's first voxel. The whole volume is lent as it is, without a copy.
+    public func withCropped<R>(to box: VoxelBox, _ body: (VolumeInput) throws -> R) throws -> R {
+        let whole = VoxelBox(size)
+        guard box.lower.count == 3, box.upper.count == 3, box.voxelCount > 0, box.intersection(whole) == box else {
+            throw LiversegError.invalidArgument("crop \(box.lower)..<\(box.upper) is not a box inside \(size)")
+        }
+        if box == whole { return try body(self) }
+        var origin = ijkToRAS
+        if let m = ijkToRAS {
+            for row in 0..<3 {
+                origin![row * 4 + 3] = m[row * 4 + 3] + (0..<3).reduce(0) { $0 + m[row * 4 + $1] * Double(box.lower[$1]) }
+            }
+        }
+        func crop<T>(_ source: UnsafePointer<T>, _ storage: (UnsafePointer<T>) -> VoxelStorage) throws -> R {
+            let copy = try Buffer<T>(count: box.voxelCount, zeroed: false)
+            box.crop(source, size: size, into: copy.pointer)
+            return try withExtendedLifetime(copy) {
+                try body(VolumeInput(voxels: storage(copy.pointer), size: box.size, spacing: spacing, ijkToRAS: origin))
+            }
+        }
+        switch voxels {
+        case .int16(let p): return try crop(p) { .int16($0) }
+        case .int32(let p): return try crop(p) { .int32($0) }
+        case .float32(let p): return try crop(p) { .float32($0) }
+        }
+    }
+}

@@ -281,41 +281,6 @@ final class CRFMeanFieldTests: XCTestCase {
         XCTAssertLessThan(differ, mask.count / 100)
     }
 
-    /// A region refines exactly what a CRF on the volume cropped to it does (cropped by hand
-    /// here), and leaves the rest thresholded; a box outside the volume is an error.
-    func testRegionRefinesAsIfCroppedAndThresholdsTheRest() throws {
-        let scene = Scene(size: [30, 26, 7], spacing: [0.8, 0.8, 1.6], seed: 5, flip: 0.05)
-        let region = VoxelBox(lower: [4, 3, 1], upper: [25, 20, 6])
-        var crop = scene
-        crop.size = (0..<3).map { region.upper[$0] - region.lower[$0] }
-        let inside = (0..<scene.hu.count).filter { v in
-            let at = [v % 30, (v / 30) % 26, v / (30 * 26)]
-            return (0..<3).allSatisfy { at[$0] >= region.lower[$0] && at[$0] < region.upper[$0] }
-        }
-        crop.hu = inside.map { scene.hu[$0] }
-        crop.probability = inside.map { scene.probability[$0] }
-        for mode in CRFMode.allCases {
-            var params = CRFParameters()
-            params.mode = mode
-            params.restrictToUncertainRegion = false
-            var mask = [UInt8](repeating: 7, count: scene.hu.count)
-            try scene.volume { v in
-                try refineWithCRF(v, probability: scene.probability, parameters: params, mask: &mask, region: region)
-            }
-            let cropped = try crop.refine(params)
-            XCTAssertEqual(inside.map { mask[$0] }, cropped, "\(mode)")
-            XCTAssertNotEqual(cropped, crop.probability.map { $0 >= 0.5 ? 1 : 0 }, "the CRF changes something")
-            let outside = Set(0..<mask.count).subtracting(inside).sorted()
-            XCTAssertEqual(outside.map { mask[$0] }, outside.map { scene.probability[$0] >= 0.5 ? 1 : 0 }, "\(mode)")
-            for bad in [VoxelBox(lower: [0, 0, 0], upper: [31, 26, 7]), VoxelBox(lower: [5, 5, 5], upper: [5, 9, 6])] {
-                XCTAssertThrowsError(
-                    try scene.volume { v in
-                        try refineWithCRF(v, probability: scene.probability, parameters: params, mask: &mask, region: bad)
-                    })
-            }
-        }
-    }
-
     func testExtremeParametersNeitherTrapNorMisbehave() throws {
         let scene = Scene(size: [12, 10, 3], spacing: [0.8, 0.8, 1.6], seed: 4)
         for mode in CRFMode.allCases {

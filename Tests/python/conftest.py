@@ -40,6 +40,12 @@ def small_model(small_model_path):
     return liverseg.Model(small_model_path)
 
 
+@pytest.fixture(scope="session")
+def real_model():
+    """The bundled model."""
+    return liverseg.Model(ROOT / "models" / "liver-default.safetensors")
+
+
 def require_data(name):
     path = DATA / name
     if not path.exists():

@@ -276,6 +276,40 @@ def test_cli_segment_crf_refines_the_written_probability(tmp_path, small_model_p
     assert np.array_equal(mask, expected)
 
 
+def test_segment_runs_the_crf_in_the_box_around_the_largest_component(real_model, ircadb01):
+    """With the largest component kept, segment's mask is refine_crf on the CT and
+    probability cropped to the box around the largest component of probability >= 0.5,
+    grown by max(uncertain margin 10 mm, 2θα = 24 mm) — box found here with scipy — zero
+    outside, then the largest component; the same whether or not the caller asks for the
+    probability (segment then maps the probability back for the box alone)."""
+    from scipy import ndimage
+    ct, affine, _ = ircadb01
+    ct = ct[::2, ::2, 30:90]
+    affine = affine @ np.diag([2.0, 2.0, 1.0, 1.0])
+    _, probability = real_model.segment(ct, affine=affine, return_probability=True, crf=False)
+    mask = real_model.segment(ct, affine=affine, postprocess="largest_component")
+    also, probability_too = real_model.segment(ct, affine=affine, return_probability=True,
+                                                postprocess="largest_component")
+    assert np.array_equal(mask, also) and np.array_equal(probability, probability_too)
+
+    def largest(m):
+        labels, _ = ndimage.label(m)
+        return (labels == 1 + np.argmax(np.bincount(labels.ravel())[1:])).astype(np.uint8)
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    found = np.argwhere(largest(probability >= 0.5))
+    margin = np.ceil(24.0 / spacing).astype(int)
+    lower = np.maximum(found.min(axis=0) - margin, 0)
+    upper = np.minimum(found.max(axis=0) + 1 + margin, ct.shape)
+    assert (upper - lower < np.array(ct.shape)).any(), "the box must crop something for this test"
+    box = tuple(slice(lo, hi) for lo, hi in zip(lower, upper))
+    shifted = affine.copy()
+    shifted[:3, 3] = affine[:3, :3] @ lower + affine[:3, 3]
+    expected = np.zeros_like(mask)
+    expected[box] = liverseg.refine_crf(np.ascontiguousarray(ct[box]), np.ascontiguousarray(probability[box]),
+                                        affine=shifted)
+    assert np.array_equal(mask, largest(expected))
+
+
 def test_segment_with_crf_equals_refine_crf_of_its_probability(small_model, ircadb01):
     """liverseg_segment's crf switch is liverseg_refine_crf on the fused probability, with
     the model file's parameters (none here: the defaults) or the ones given."""

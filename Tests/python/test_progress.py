@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 import liverseg
-from conftest import ROOT
 from liverseg import _lib
 from liverseg.crf import refine_crf
 
@@ -17,11 +16,6 @@ from liverseg.crf import refine_crf
 # on the model grid: 0.5–1.0 s on 2 busy cores, 4.1 s reported elsewhere) and, in the CRF's
 # volume3d mode, the whole lattice build (33 s on this CT).
 MAX_GAP_S = 0.5
-
-
-@pytest.fixture(scope="module")
-def real_model():
-    return liverseg.Model(ROOT / "models" / "liver-default.safetensors")
 
 
 def gaps(times):
