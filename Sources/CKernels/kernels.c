@@ -130,3 +130,72 @@ SPECTRAL_MIX(ckernels_spectral_mix_f64, double, ckernels_double_vector, 8)
 
 RADIX2(ckernels_radix2_f32, float)
 RADIX2(ckernels_radix2_f64, double)
+
+/* One definition for both precisions, on the vector types SPECTRAL_MIX defined. Outputs go
+ * `vecs` vectors of LANES at a time, with the chunk's even sums and the odd sums' two terms
+ * in separate registers — three independent chains of fused multiply–adds — across all
+ * input rows, then interleaved into out once. Every chunk but a short row's reads
+ * in[r][m + 1] inside the row: the chunks cover m < x − 1, the last one moved back to end
+ * there (recomputing some outputs with the same arithmetic, hence the same values), and
+ * output x − 1, whose in[r][x] is 0, is summed on its own. A row of at most LANES reads its
+ * inputs copied into zero-padded vectors. (The GEMM + col2im lowering instead writes and
+ * reads back 27 values per output channel and input voxel, which dominates for thin
+ * layers.) */
+#define DECONV_ROW(NAME, T, VEC, LANES)                                                                \
+    static inline __attribute__((always_inline)) void NAME##_chunk(                                    \
+        T *out, const T *const *in, const T *w, ptrdiff_t rows, ptrdiff_t m0, const int vecs,         \
+        ptrdiff_t short_row, T bias, int relu) {                                                       \
+        VEC e[2], oa[2], ob[2];                                                                        \
+        for (int v = 0; v < vecs; v++) e[v] = oa[v] = ob[v] = (VEC){0};                                \
+        for (ptrdiff_t r = 0; r < rows; r++) {                                                         \
+            const T w0 = w[3 * r], w1 = w[3 * r + 1], w2 = w[3 * r + 2];                               \
+            const T *p = in[r] + m0;                                                                   \
+            T padded[LANES + 1];                                                                       \
+            if (short_row) {                                                                           \
+                for (int j = 0; j < LANES + 1; j++) padded[j] = j < short_row ? p[j] : 0;              \
+                p = padded;                                                                            \
+            }                                                                                          \
+            for (int v = 0; v < vecs; v++) {                                                           \
+                VEC a = *(const VEC *)(p + v * LANES), b = *(const VEC *)(p + v * LANES + 1);          \
+                e[v] += w1 * a;                                                                        \
+                oa[v] += w2 * a;                                                                       \
+                ob[v] += w0 * b;                                                                       \
+            }                                                                                          \
+        }                                                                                              \
+        for (int v = 0; v < vecs; v++) {                                                               \
+            T even[LANES], odd[LANES];                                                                 \
+            *(VEC *)even = e[v] + bias;                                                                \
+            *(VEC *)odd = (oa[v] + ob[v]) + bias;                                                      \
+            T *o = out + 2 * (m0 + v * LANES);                                                         \
+            const ptrdiff_t count = short_row ? short_row : LANES;                                     \
+            for (ptrdiff_t j = 0; j < count; j++) {                                                    \
+                o[2 * j] = relu && even[j] < 0 ? 0 : even[j];                                          \
+                o[2 * j + 1] = relu && odd[j] < 0 ? 0 : odd[j];                                        \
+            }                                                                                          \
+        }                                                                                              \
+    }                                                                                                  \
+                                                                                                       \
+    MULTIVERSIONED void NAME(T *out, const T *const *in, const T *w, ptrdiff_t rows, ptrdiff_t x,     \
+                             T bias, int relu) {                                                       \
+        if (x <= LANES) {                                                                              \
+            NAME##_chunk(out, in, w, rows, 0, 1, x, bias, relu);                                       \
+            return;                                                                                    \
+        }                                                                                              \
+        const ptrdiff_t inside = x - 1; /* outputs whose in[r][m + 1] lies in the row */               \
+        ptrdiff_t m0 = 0;                                                                              \
+        for (; inside - m0 >= 2 * LANES; m0 += 2 * LANES) NAME##_chunk(out, in, w, rows, m0, 2, 0, bias, relu); \
+        for (; inside - m0 >= LANES; m0 += LANES) NAME##_chunk(out, in, w, rows, m0, 1, 0, bias, relu); \
+        if (m0 < inside) NAME##_chunk(out, in, w, rows, inside - LANES, 1, 0, bias, relu);             \
+        T e = 0, oa = 0;                                                                               \
+        for (ptrdiff_t r = 0; r < rows; r++) {                                                         \
+            e += w[3 * r + 1] * in[r][x - 1];                                                          \
+            oa += w[3 * r + 2] * in[r][x - 1];                                                         \
+        }                                                                                              \
+        e += bias;                                                                                     \
+        oa += bias;                                                                                    \
+        out[2 * x - 2] = relu && e < 0 ? 0 : e;                                                        \
+        out[2 * x - 1] = relu && oa < 0 ? 0 : oa;                                                      \
+    }
+
+DECONV_ROW(ckernels_deconv_row_f32, float, ckernels_float_vector, 16)
+DECONV_ROW(ckernels_deconv_row_f64, double, ckernels_double_vector, 8)

@@ -27,6 +27,11 @@ public protocol NetworkScalar: BinaryFloatingPoint, Sendable {
     static func radix2(
         _ p: UnsafeMutablePointer<Self>, n: Int, stride: Int, length: Int, imaginary: Int, cosines: UnsafePointer<Self>,
         sines: UnsafePointer<Self>, inverse: Bool)
+    /// One output row of a stride-2 3×3×3 transposed convolution from `rows` input rows
+    /// with their x taps (CKernels' deconv_row for this precision; see ckernels.h).
+    static func deconvolutionRow(
+        _ out: UnsafeMutablePointer<Self>, rows: UnsafePointer<UnsafePointer<Self>>, taps: UnsafePointer<Self>,
+        count: Int, x: Int, bias: Self, relu: Bool)
     /// e^x.
     static func exponential(_ x: Self) -> Self
     /// The natural logarithm.
@@ -61,6 +66,14 @@ extension Float: NetworkScalar {
     ) {
         ckernels_radix2_f32(p, n, stride, length, imaginary, cosines, sines, inverse ? 1 : 0)
     }
+    @inline(__always) public static func deconvolutionRow(
+        _ out: UnsafeMutablePointer<Float>, rows: UnsafePointer<UnsafePointer<Float>>, taps: UnsafePointer<Float>,
+        count: Int, x: Int, bias: Float, relu: Bool
+    ) {
+        rows.withMemoryRebound(to: UnsafePointer<Float>?.self, capacity: count) {
+            ckernels_deconv_row_f32(out, $0, taps, count, x, bias, relu ? 1 : 0)
+        }
+    }
     @inline(__always) public static func exponential(_ x: Float) -> Float { expf(x) }
     @inline(__always) public static func logarithm(_ x: Float) -> Float { logf(x) }
 }
@@ -89,6 +102,14 @@ extension Double: NetworkScalar {
         sines: UnsafePointer<Double>, inverse: Bool
     ) {
         ckernels_radix2_f64(p, n, stride, length, imaginary, cosines, sines, inverse ? 1 : 0)
+    }
+    @inline(__always) public static func deconvolutionRow(
+        _ out: UnsafeMutablePointer<Double>, rows: UnsafePointer<UnsafePointer<Double>>, taps: UnsafePointer<Double>,
+        count: Int, x: Int, bias: Double, relu: Bool
+    ) {
+        rows.withMemoryRebound(to: UnsafePointer<Double>?.self, capacity: count) {
+            ckernels_deconv_row_f64(out, $0, taps, count, x, bias, relu ? 1 : 0)
+        }
     }
     @inline(__always) public static func exponential(_ x: Double) -> Double { exp(x) }
     @inline(__always) public static func logarithm(_ x: Double) -> Double { log(x) }

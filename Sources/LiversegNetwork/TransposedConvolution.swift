@@ -1,4 +1,19 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import LiversegSupport
+
+/// How a transposed convolution layer computes its forward pass. Both compute the same
+/// function up to rounding; the backward pass is the GEMM lowering's either way.
+public enum TransposedConvolutionAlgorithm: String, Sendable, CaseIterable {
+    /// A GEMM to 27 values per output channel and input voxel, scatter-added (col2im).
+    case im2colGEMM
+    /// Each output row summed once from the at most 4·Cin input rows that feed it.
+    case direct
+}
+
+/// The variable that overrides every transposed convolution's choice: "im2colGEMM" or "direct".
+public let transposedConvolutionAlgorithmVariable = "LIVERSEG_DECONV_ALGORITHM"
 
 /// A 3×3×3 transposed convolution with stride 2 that doubles every extent
 /// (PyTorch ConvTranspose3d(kernel 3, stride 2, padding 1, output_padding 1)), bias, and
@@ -18,6 +33,8 @@ public struct TransposedConvolution3D<Scalar: NetworkScalar>: Sendable {
     public let bias: [Scalar]
     /// Whether a ReLU follows.
     public let relu: Bool
+    /// The forward pass's algorithm; nil: `chosenAlgorithm`.
+    public var algorithm: TransposedConvolutionAlgorithm?
 
     /// Creates a layer; sizes must agree.
     public init(inChannels: Int, outChannels: Int, weight: [Scalar], bias: [Scalar], relu: Bool) {
@@ -31,6 +48,15 @@ public struct TransposedConvolution3D<Scalar: NetworkScalar>: Sendable {
 
     /// Multiply-accumulates of one forward pass from an input of `size`.
     public func macs(over size: GridSize) -> Int { inChannels * outChannels * 27 * size.voxelCount }
+
+    /// The forward pass's algorithm: `algorithm` when set, else the one named by
+    /// LIVERSEG_DECONV_ALGORITHM, else direct (2–16× faster on every layer of the paper
+    /// network run on its own, 5 % on the whole forward pass; docs/benchmarks.md, session 9).
+    public var chosenAlgorithm: TransposedConvolutionAlgorithm {
+        algorithm ?? getenv(transposedConvolutionAlgorithmVariable).flatMap {
+            TransposedConvolutionAlgorithm(rawValue: String(cString: $0))
+        } ?? .direct
+    }
 
     /// Input z planes per GEMM: bounds the column buffer to about `planesPerChunk` ×
     /// (27 · Cout) × (X · Y) floats.
@@ -46,7 +72,78 @@ public struct TransposedConvolution3D<Scalar: NetworkScalar>: Sendable {
         _ input: Tensor<Scalar>, threads: Int,
         progress: (Double) throws -> Void = { _ in }
     ) throws -> Tensor<Scalar> {
-        try withSingleThreadedBLAS { try unscopedForward(input, threads: threads, progress: progress) }
+        if chosenAlgorithm == .direct { return try directForward(input, threads: threads, progress: progress) }
+        return try withSingleThreadedBLAS { try unscopedForward(input, threads: threads, progress: progress) }
+    }
+
+    /// The direct forward pass. Along each axis output 2m takes tap 1 of input m, and output
+    /// 2m + 1 taps 2 of input m and 0 of input m + 1 (`forEachSource`), so an output row is
+    /// a sum over ≤ 4·Cin input rows with three x taps each, computed once per output row
+    /// (CKernels' deconv_row) in a fixed order: results do not depend on threads. The taps
+    /// of a row depend only on its output channel, its z and its y's parity (and whether
+    /// y + 1 leaves the grid), so each (channel, z) gathers them once for all its rows.
+    private func directForward(
+        _ input: Tensor<Scalar>, threads: Int, progress: (Double) throws -> Void
+    ) throws -> Tensor<Scalar> {
+        precondition(input.channels == inChannels)
+        let inSize = input.size, outSize = input.size.multiplied(by: 2)
+        let output = try Tensor<Scalar>(channels: outChannels, size: outSize, zeroed: false)
+        let tasks = outChannels * outSize.z, workers = max(1, min(threads, tasks)), most = 4 * inChannels
+        let rowScratch = try Buffer<UnsafePointer<Scalar>>(count: workers * most, zeroed: false)
+        // Per worker, the taps of even y rows, odd y rows, and the odd row whose y + 1 is outside.
+        let tapScratch = try Buffer<Scalar>(count: workers * 3 * most * 3, zeroed: false)
+        try weight.withUnsafeBufferPointer { w in
+            nonisolated(unsafe) let w = w.baseAddress!, src = UnsafePointer(input.storage.pointer)
+            nonisolated(unsafe) let dst = output.storage.pointer
+            try parallelRounds(tasks, threads: workers, checkpoint: progress) { worker, range in
+                let rows = rowScratch.pointer + worker * most
+                let taps = tapScratch.pointer + worker * 3 * most * 3
+                for task in range {
+                    let (co, oz) = (task / outSize.z, task % outSize.z)
+                    // Taps in the order the rows are gathered below: ci, then z source, then y source.
+                    for (kind, oy) in [0, 1, outSize.y - 1].enumerated() {
+                        var count = 0
+                        for ci in 0..<inChannels {
+                            Self.forEachSource(of: oz, count: inSize.z) { kz, _ in
+                                Self.forEachSource(of: oy, count: inSize.y) { ky, _ in
+                                    (taps + (kind * most + count) * 3).update(
+                                        from: w + (((ci * outChannels + co) * 3 + kz) * 3 + ky) * 3, count: 3)
+                                    count += 1
+                                }
+                            }
+                        }
+                    }
+                    for oy in 0..<outSize.y {
+                        var count = 0
+                        for ci in 0..<inChannels {
+                            Self.forEachSource(of: oz, count: inSize.z) { _, iz in
+                                Self.forEachSource(of: oy, count: inSize.y) { _, iy in
+                                    rows[count] = src + ((ci * inSize.z + iz) * inSize.y + iy) * inSize.x
+                                    count += 1
+                                }
+                            }
+                        }
+                        let kind = oy % 2 == 0 ? 0 : (oy == outSize.y - 1 ? 2 : 1)
+                        Scalar.deconvolutionRow(
+                            dst + ((co * outSize.z + oz) * outSize.y + oy) * outSize.x, rows: rows, taps: taps + kind * most * 3,
+                            count: count, x: inSize.x, bias: bias[co], relu: relu)
+                    }
+                }
+            }
+        }
+        return output
+    }
+
+    /// Calls body(k, i) for each tap k and input index i < count with output o = 2i − 1 + k.
+    @inline(__always)
+    private static func forEachSource(of o: Int, count: Int, _ body: (Int, Int) -> Void) {
+        let m = o / 2
+        if o % 2 == 0 {
+            body(1, m)
+        } else {
+            body(2, m)
+            if m + 1 < count { body(0, m + 1) }
+        }
     }
 
     private func unscopedForward(

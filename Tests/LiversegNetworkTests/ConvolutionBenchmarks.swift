@@ -28,8 +28,15 @@ final class ConvolutionBenchmarks: XCTestCase {
         }
     }
 
-    /// Median seconds of `body` under each algorithm (forced by LIVERSEG_CONV_ALGORITHM), alternating.
+    /// Median seconds of `body` under each algorithm (forced by LIVERSEG_CONV_ALGORITHM),
+    /// alternating. OpenBLAS stays single-threaded throughout, as during a network's pass:
+    /// a layer run on its own would otherwise switch OpenBLAS's thread pool off and on
+    /// around every call (about 0.1 s each time).
     func compare(_ what: String, _ body: () throws -> Void) rethrows {
+        try withSingleThreadedBLAS { try unscopedCompare(what, body) }
+    }
+
+    private func unscopedCompare(_ what: String, _ body: () throws -> Void) rethrows {
         var times: [ConvolutionAlgorithm: [Double]] = [:]
         for run in 0...runs {
             for algorithm in ConvolutionAlgorithm.allCases {
@@ -79,6 +86,48 @@ final class ConvolutionBenchmarks: XCTestCase {
                 "BENCH \(DSNArchitecture.convNames[i]) \(layer.inChannels)→\(layer.outChannels) k\(layer.kernel) over \(grid): blocks \(blocking.block) ×\(blocking.blockCount); model im2col \(model.0) s, fft \(model.1) s"
             )
             try compare("\(DSNArchitecture.convNames[i]) forward, 1 thread") { _ = try layer.forward(x, threads: 1) }
+        }
+    }
+
+    /// Each transposed convolution of the paper network on its grid of a 160×160×72 input,
+    /// GEMM + col2im against the direct row kernel, 1 and 2 threads.
+    func testTransposedLayers() throws {
+        let net = try network(.paper)
+        let full = GridSize(x: 160, y: 160, z: 72)
+        let layers = [
+            ("deconv9", net.mainUpsampling[0], full.divided(by: 4)), ("deconv10", net.mainUpsampling[1], full.divided(by: 2)),
+            ("branch1.deconv", net.branch1Upsampling, full.divided(by: 2)),
+            ("branch2.deconv1", net.branch2Upsampling[0], full.divided(by: 4)),
+            ("branch2.deconv2", net.branch2Upsampling[1], full.divided(by: 2)),
+        ]
+        var seed: UInt64 = 4
+        for (name, layer, grid) in layers {
+            let x = Tensor<Float>(
+                channels: layer.inChannels, size: grid,
+                storage: try Buffer(random(layer.inChannels * grid.voxelCount, scale: 1, seed: &seed)))
+            for threads in [1, 2] {
+                var times: [TransposedConvolutionAlgorithm: [Double]] = [:]
+                try withSingleThreadedBLAS {  // as in `compare`
+                    for run in 0...runs {
+                        for algorithm in TransposedConvolutionAlgorithm.allCases {
+                            var forced = layer
+                            forced.algorithm = algorithm
+                            let start = monotonicSeconds()
+                            _ = try forced.forward(x, threads: threads)
+                            if run > 0 { times[algorithm, default: []].append(monotonicSeconds() - start) }
+                        }
+                    }
+                }
+                func median(_ t: [Double]) -> Double { let s = t.sorted(); return s[s.count / 2] }
+                let (gemm, direct) = (median(times[.im2colGEMM]!), median(times[.direct]!))
+                let gflop = 2 * Double(layer.macs(over: grid)) / 1e9
+                print(
+                    String(
+                        format:
+                            "BENCH %@ %d→%d over %@, %d thread(s): im2col %.4f s (%.1f GF/s), direct %.4f s (%.1f GF/s), im2col/direct %.2f×",
+                        name, layer.inChannels, layer.outChannels, grid.description, threads, gemm, gflop / gemm, direct,
+                        gflop / direct, gemm / direct))
+            }
         }
     }
 

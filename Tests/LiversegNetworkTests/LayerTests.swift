@@ -142,12 +142,15 @@ final class LayerTests: XCTestCase {
 
     func testTransposedConvolutionMatchesScatterDefinition() throws {
         var seed: UInt64 = 7
-        for (cin, cout, size) in [(3, 2, GridSize(x: 5, y: 4, z: 3)), (1, 4, GridSize(x: 2, y: 7, z: 6))] {
+        // x = 37 and 70: the direct kernel's 32-wide chunks, a full one followed by a partial one.
+        for (cin, cout, size, relu) in [
+            (3, 2, GridSize(x: 5, y: 4, z: 3), false), (1, 4, GridSize(x: 2, y: 7, z: 6), false),
+            (2, 3, GridSize(x: 37, y: 3, z: 2), true), (4, 1, GridSize(x: 70, y: 2, z: 3), false),
+        ] {
             let x = randomArray(cin * size.voxelCount, seed: &seed)
             let w = randomArray(cin * cout * 27, seed: &seed)
             let b = randomArray(cout, seed: &seed)
-            let layer = TransposedConvolution3D(inChannels: cin, outChannels: cout, weight: w, bias: b, relu: false)
-            let y = try layer.forward(try tensor(x, channels: cin, size: size), threads: 2)
+            var layer = TransposedConvolution3D(inChannels: cin, outChannels: cout, weight: w, bias: b, relu: relu)
             let o = size.multiplied(by: 2)
             var ref = [Double](repeating: 0, count: cout * o.voxelCount)
             for co in 0..<cout { for i in 0..<o.voxelCount { ref[co * o.voxelCount + i] = Double(b[co]) } }
@@ -173,7 +176,14 @@ final class LayerTests: XCTestCase {
                     }
                 }
             }
-            XCTAssertLessThan(relativeError(y.storage.array, ref), 1e-5)
+            if relu { ref = ref.map { max($0, 0) } }
+            for algorithm in TransposedConvolutionAlgorithm.allCases {
+                layer.algorithm = algorithm
+                for threads in [1, 3] {
+                    let y = try layer.forward(try tensor(x, channels: cin, size: size), threads: threads)
+                    XCTAssertLessThan(relativeError(y.storage.array, ref), 1e-5, "\(algorithm), \(size), \(threads) threads")
+                }
+            }
         }
     }
 

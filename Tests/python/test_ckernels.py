@@ -50,6 +50,7 @@ def kernels(request, tmp_path_factory):
         getattr(lib, f"ckernels_spectral_mix_{suffix}").argtypes = [p, n, p, n, p, n, n, n, n, n, n,
                                                                      ctypes.c_int, ctypes.c_int]
         getattr(lib, f"ckernels_radix2_{suffix}").argtypes = [p, n, n, n, n, p, p, ctypes.c_int]
+        getattr(lib, f"ckernels_deconv_row_{suffix}").argtypes = [p, ctypes.POINTER(p), p, n, n, scalar, ctypes.c_int]
     return lib
 
 
@@ -105,3 +106,32 @@ def test_radix2_is_the_dft_in_bit_reversed_order_and_inverts(kernels, dtype, suf
     radix2(pointer(data), n, stride, length, n * stride, pointer(cosines), pointer(sines), 1)
     back = view[0][:, :length] + 1j * view[1][:, :length].astype(np.float64)
     assert np.max(np.abs(back - n * (re + 1j * im))) < tolerance * n * np.max(np.abs(re + 1j * im))
+
+
+@pytest.mark.parametrize("dtype,suffix,tolerance", [(np.float32, "f32", 1e-5), (np.float64, "f64", 1e-13)])
+@pytest.mark.parametrize("x", [1, 5, 8, 16, 17, 33, 37, 70, 160])
+@pytest.mark.parametrize("relu", [0, 1])
+def test_deconv_row_matches_numpy(kernels, dtype, suffix, tolerance, x, relu):
+    """Short rows (one padded chunk), rows of whole and partial two- and one-vector chunks
+    for both vector widths, and the last output summed on its own."""
+    rng = np.random.default_rng(x)
+    rows = 7
+    # Each input row ends where the next one's data begins, as in a tensor: a read past x shows.
+    data = rng.standard_normal((rows, x + 1)).astype(dtype)
+    data[:, x] = 1e6
+    taps = rng.standard_normal((rows, 3)).astype(dtype)
+    bias = 0.25
+    out = np.full(2 * x + 1, -7.0, dtype)
+    ctype = ctypes.c_float if dtype == np.float32 else ctypes.c_double
+    row_pointers = (ctypes.POINTER(ctype) * rows)(*[pointer(data[r]) for r in range(rows)])
+    getattr(kernels, f"ckernels_deconv_row_{suffix}")(pointer(out), row_pointers, pointer(taps), rows, x, bias, relu)
+    inputs = data[:, :x].astype(np.float64)
+    following = np.concatenate([inputs[:, 1:], np.zeros((rows, 1))], axis=1)
+    w = taps.astype(np.float64)
+    expected = np.empty(2 * x)
+    expected[0::2] = (w[:, 1:2] * inputs).sum(axis=0) + bias
+    expected[1::2] = (w[:, 2:3] * inputs + w[:, 0:1] * following).sum(axis=0) + bias
+    if relu:
+        expected = np.maximum(expected, 0)
+    assert np.max(np.abs(out[:2 * x] - expected)) < tolerance * np.max(np.abs(expected))
+    assert out[2 * x] == -7.0, "wrote past the output row"

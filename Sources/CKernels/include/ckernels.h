@@ -34,4 +34,17 @@ void ckernels_radix2_f32(float *p, ptrdiff_t n, ptrdiff_t stride, ptrdiff_t leng
 void ckernels_radix2_f64(double *p, ptrdiff_t n, ptrdiff_t stride, ptrdiff_t length, ptrdiff_t imaginary,
                          const double *cosines, const double *sines, int inverse);
 
+/* One output row of a 3×3×3 transposed convolution with stride 2 (PyTorch ConvTranspose3d,
+ * padding 1, output_padding 1), the sum over the `rows` input rows in[r] (x values each:
+ * one per input channel and z, y tap feeding this output row) with x taps w[3r .. 3r+2]:
+ *     out[2m]     = Σ_r w[3r+1]·in[r][m]
+ *     out[2m + 1] = Σ_r w[3r+2]·in[r][m] + w[3r]·in[r][m+1]        (in[r][x] reads as 0)
+ * for m < x, plus `bias`, then max(·, 0) when `relu` is non-zero (NaN stays NaN). out holds
+ * 2x values. Each sum runs over r in order; an odd output adds its w[3r+2] products and its
+ * w[3r] products as two separate sums, then those two. */
+void ckernels_deconv_row_f32(float *out, const float *const *in, const float *w, ptrdiff_t rows, ptrdiff_t x,
+                             float bias, int relu);
+void ckernels_deconv_row_f64(double *out, const double *const *in, const double *w, ptrdiff_t rows, ptrdiff_t x,
+                             double bias, int relu);
+
 #endif
