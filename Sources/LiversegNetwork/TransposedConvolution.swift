@@ -64,16 +64,22 @@ public struct TransposedConvolution3D<Scalar: NetworkScalar>: Sendable {
         max(1, min(size.z, (4 << 20) / max(1, 27 * outChannels * size.x * size.y)))
     }
 
-    /// Forward pass: the GEMM cols[(co, kz, ky, kx), n] = Σ_ci W[ci, co, k] · in[ci, n]
-    /// followed by a scatter-add (col2im) of each tap into the doubled grid. `progress`
-    /// receives the fraction of the layer done after each chunk of planes, on the calling
-    /// thread; it may throw to stop.
+    /// Forward pass by `chosenAlgorithm`. `progress` receives the fraction of the layer
+    /// done between rounds of work, on the calling thread; it may throw to stop.
     public func forward(
         _ input: Tensor<Scalar>, threads: Int,
         progress: (Double) throws -> Void = { _ in }
     ) throws -> Tensor<Scalar> {
-        if chosenAlgorithm == .direct { return try directForward(input, threads: threads, progress: progress) }
-        return try withSingleThreadedBLAS { try unscopedForward(input, threads: threads, progress: progress) }
+        precondition(input.channels == inChannels)
+        let direct = chosenAlgorithm == .direct
+        // The GEMM lowering scatter-adds into its output; the direct one writes every value.
+        let output = try Tensor<Scalar>(channels: outChannels, size: input.size.multiplied(by: 2), zeroed: !direct)
+        if direct {
+            try directForward(input, into: output, threads: threads, progress: progress)
+        } else {
+            try withSingleThreadedBLAS { try gemmForward(input, into: output, threads: threads, progress: progress) }
+        }
+        return output
     }
 
     /// The direct forward pass. Along each axis output 2m takes tap 1 of input m, and output
@@ -83,11 +89,9 @@ public struct TransposedConvolution3D<Scalar: NetworkScalar>: Sendable {
     /// of a row depend only on its output channel, its z and its y's parity (and whether
     /// y + 1 leaves the grid), so each (channel, z) gathers them once for all its rows.
     private func directForward(
-        _ input: Tensor<Scalar>, threads: Int, progress: (Double) throws -> Void
-    ) throws -> Tensor<Scalar> {
-        precondition(input.channels == inChannels)
-        let inSize = input.size, outSize = input.size.multiplied(by: 2)
-        let output = try Tensor<Scalar>(channels: outChannels, size: outSize, zeroed: false)
+        _ input: Tensor<Scalar>, into output: Tensor<Scalar>, threads: Int, progress: (Double) throws -> Void
+    ) throws {
+        let inSize = input.size, outSize = output.size
         let tasks = outChannels * outSize.z, workers = max(1, min(threads, tasks)), most = 4 * inChannels
         let rowScratch = try Buffer<UnsafePointer<Scalar>>(count: workers * most, zeroed: false)
         // Per worker, the taps of even y rows, odd y rows, and the odd row whose y + 1 is outside.
@@ -131,7 +135,6 @@ public struct TransposedConvolution3D<Scalar: NetworkScalar>: Sendable {
                 }
             }
         }
-        return output
     }
 
     /// Calls body(k, i) for each tap k and input index i < count with output o = 2i − 1 + k.
@@ -146,12 +149,12 @@ public struct TransposedConvolution3D<Scalar: NetworkScalar>: Sendable {
         }
     }
 
-    private func unscopedForward(
-        _ input: Tensor<Scalar>, threads: Int, progress: (Double) throws -> Void
-    ) throws -> Tensor<Scalar> {
-        precondition(input.channels == inChannels)
-        let inSize = input.size, outSize = input.size.multiplied(by: 2)
-        let output = try Tensor<Scalar>(channels: outChannels, size: outSize, zeroed: true)
+    /// The GEMM lowering: cols[(co, kz, ky, kx), n] = Σ_ci W[ci, co, k] · in[ci, n], then a
+    /// scatter-add (col2im) of each tap into the doubled grid, chunk of planes by chunk.
+    private func gemmForward(
+        _ input: Tensor<Scalar>, into output: Tensor<Scalar>, threads: Int, progress: (Double) throws -> Void
+    ) throws {
+        let inSize = input.size, outSize = output.size
         let plane = inSize.x * inSize.y
         let rows = outChannels * 27
         let chunk = Self.planesPerChunk(inSize, outChannels: outChannels)
@@ -187,7 +190,6 @@ public struct TransposedConvolution3D<Scalar: NetworkScalar>: Sendable {
         parallelFor(outChannels, threads: threads) { co in
             addBias(bias[co], relu: relu, to: output.channel(co), count: outSize.voxelCount)
         }
-        return output
     }
 
     /// Backward pass. Shapes: input X [Cin, Z, Y, X], output Y and dL/dY [Cout, 2Z, 2Y, 2X]
