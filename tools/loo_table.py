@@ -16,9 +16,12 @@ the cross-validated way to choose them, never with the external cases:
                             fusion.tau changed; against no CRF);
   --crf-mu1 5,10 --crf-theta-beta 10,15   a CRF grid (the rest as the model file's "crf"
                             section; against the model's CRF).
+  --against-prefix ''        the same folds of another recipe (here the 3 mm folds), with
+                            their CRF: the baseline of the rule for adopting a recipe.
 After the tables, one line per setting: its per-fold Dice, its mean gain over the baseline and
 its largest per-fold loss, and whether it passes the rule (mean gain ≥ 0.01, no fold losing
-more than 0.01). Only training cases are read.
+more than 0.01; for a recipe against --against-prefix's folds, no fold losing more than
+0.02, docs/training.md session 9). Only training cases are read.
 """
 import argparse
 import csv
@@ -82,14 +85,15 @@ def numbers(text):
 
 def rule_lines(results, names):
     """One line per setting: per-fold Dice, mean gain over its baseline, largest per-fold loss,
-    and the written rule's verdict (mean gain >= 0.01 and no fold losing more than 0.01)."""
-    for label, (baseline, rows) in results.items():
+    and the written rule's verdict (mean gain >= 0.01 and no fold losing more than the
+    setting's bound)."""
+    for label, (baseline, rows, bound) in results.items():
         if baseline is None:
             continue
         base = results[baseline][1]
         gains = [rows[n]["dice"] - base[n]["dice"] for n in names]
         mean_gain, worst = sum(gains) / len(gains), min(gains)
-        verdict = "passes" if mean_gain >= 0.01 and worst >= -0.01 else "fails"
+        verdict = "passes" if mean_gain >= 0.01 and worst >= -bound else "fails"
         per_fold = " / ".join(f"{rows[n]['dice']:.4f}" for n in names)
         print(f"{label}: {per_fold}, mean {sum(rows[n]['dice'] for n in names) / len(names):.4f}; "
               f"against {baseline}: mean {mean_gain:+.4f}, worst fold {worst:+.4f}: {verdict} the rule")
@@ -103,6 +107,7 @@ def main():
     ap.add_argument("--crf-mu1", help="comma-separated CRF μ1 values of a grid")
     ap.add_argument("--crf-theta-beta", help="comma-separated CRF θβ values (HU) of a grid")
     ap.add_argument("--prefix", default="", help="score the folds in models/training/PREFIXloo-CASE (e.g. s4-)")
+    ap.add_argument("--against-prefix", help="compare with the CRF against these folds ('' = the 3 mm recipe's)")
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
 
@@ -141,7 +146,16 @@ def main():
         rows = {name: score_case(fold_models[name], name, ct, mask, threads=args.threads, **options(name))
                 for name, ct, mask in finished}
         print_mean(list(rows.values()))
-        results[label] = (baseline, rows)
+        results[label] = (baseline, rows, 0.01)
+    if args.against_prefix is not None:
+        others = {name: liverseg.Model(fold_folder(name, args.against_prefix) / "model.safetensors") for name in names}
+        label = f"the CRF, folds {args.against_prefix}loo-*" if args.against_prefix else "the CRF, the 3 mm recipe's folds"
+        print(f"\nheld-out case, {label}\n{TABLE_HEADER}")
+        rows = {name: score_case(others[name], name, ct, mask, threads=args.threads, crf=True)
+                for name, ct, mask in finished}
+        print_mean(list(rows.values()))
+        results[label] = (None, rows, None)
+        results[f"the model's CRF, against {label}"] = (label, results["the model's CRF"][1], 0.02)
     print(f"\nfolds: {' / '.join(names)}")
     rule_lines(results, names)
 
