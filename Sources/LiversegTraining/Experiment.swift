@@ -126,6 +126,12 @@ public func trainWithCheckpoints(
             if let epoch = Int(line.prefix { $0 != "," }), epoch <= trainer.epochsDone { csv += line + "\n" }
         }
     }
+    if trainer.epochsDone >= epochs {
+        // A run resumed after its last epoch writes its model again (the same bytes: weights
+        // and metadata depend only on the checkpoint), so a checkout that keeps checkpoints
+        // but not model files gets its models back by rerunning the runs.
+        try writeFileAtomically(trainer.model(extraMetadata: metadata(trainer.epochsDone)).fileBytes(), to: out)
+    }
     while trainer.epochsDone < epochs {
         let epoch = trainer.epochsDone + 1
         let summary = try trainer.trainEpoch(sampler) { done, total, _ in progress(epoch, done, total) }

@@ -269,6 +269,14 @@ def test_train_writes_model_log_and_resumes_exactly(synthetic_cases, tmp_path):
     assert log[0].startswith("epoch,seconds,loss,main,branch1,branch2") and [r.split(",")[0] for r in log[1:]] == ["1", "2", "3"]
     model = liverseg.Model(tmp_path / "a.safetensors")
     assert model.metadata["provenance"]["epochs"] == 3 and model.info["conv_channels"] == [4, 4, 8, 16, 16, 16]
+    # A finished run resumed again trains nothing and writes the same model file again.
+    finished_bytes = (tmp_path / "b.safetensors").read_bytes()
+    (tmp_path / "b.safetensors").unlink()
+    again = run("train", "--data", synthetic_cases, *TRAIN_ARGS, "--epochs", "3", "--out", tmp_path / "b.safetensors",
+                "--log", tmp_path / "b.csv", "--resume", tmp_path / "b.safetensors.checkpoint")
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "b.safetensors").read_bytes() == finished_bytes
+    assert (tmp_path / "b.csv").read_text().splitlines() == log
     bad = run("train", "--data", tmp_path / "nowhere", *TRAIN_ARGS, "--out", tmp_path / "c.safetensors")
     assert bad.returncode == 65 and "neither CT,MASK nor a folder" in bad.stderr
 
