@@ -6,7 +6,10 @@ import Glibc
 @testable import LiversegSupport
 
 /// im2col vs FFT timings, run only with LIVERSEG_BENCH=1 in a release build:
-///   LIVERSEG_BENCH=1 swift test -c release --filter ConvolutionBenchmarks
+///   LIVERSEG_BENCH=1 swift test -c release -Xswiftc -enable-testing --scratch-path .build-bench \
+///       --filter ConvolutionBenchmarks
+/// (`@testable import` needs -enable-testing in a release build; its own scratch path keeps
+/// the library's release build as it is).
 /// The algorithms alternate run by run (the machine may be busy); medians of `runs`, and
 /// the ratio im2col / FFT of those medians. Prints the CPU's vector extensions.
 final class ConvolutionBenchmarks: XCTestCase {
