@@ -71,11 +71,11 @@ let package = Package(
         .target(name: "LiversegVolume", dependencies: ["LiversegSupport", "LiversegImageIO"]),
         // Layers with forward and backward passes, the DSN, safetensors (BLAS for GEMM).
         .target(name: "LiversegNetwork", dependencies: ["LiversegSupport", "COpenBLAS", "CKernels"]),
-        // The network's hot loops in C, compiled per vector extension and chosen at load time
-        // (-O3 in debug builds too: the debug-built tests run them).
+        // The hot loops of the network and the CRF lattice in C, compiled per vector extension
+        // and chosen at load time (-O3 in debug builds too: the debug-built tests run them).
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"]), dwarf4]),
         // The fully connected CRF: permutohedral lattice, mean field, slice/volume refinement.
-        .target(name: "LiversegCRF", dependencies: ["LiversegSupport", "LiversegVolume"]),
+        .target(name: "LiversegCRF", dependencies: ["LiversegSupport", "LiversegVolume", "CKernels"]),
         // The model file and its metadata, inference, post-processing, preview pictures.
         .target(
             name: "LiversegPipeline",

@@ -199,3 +199,90 @@ RADIX2(ckernels_radix2_f64, double)
 
 DECONV_ROW(ckernels_deconv_row_f32, float, ckernels_float_vector, 16)
 DECONV_ROW(ckernels_deconv_row_f64, double, ckernels_double_vector, 8)
+
+/* One definition per feature dimension D (a constant, so the per-point loops over
+ * coordinates unroll and the loop over points is the one that vectorises: the points'
+ * simplices are independent). Double arithmetic, in the order the comments of
+ * ckernels.h give and without fused multiply–adds, so every clone finds the same simplex
+ * and weights. Ties of the nearest multiple round down. */
+#define LATTICE_EMBED(D)                                                                               \
+    static inline __attribute__((always_inline)) void lattice_embed_d##D(const float *restrict features, ptrdiff_t count,                    \
+                                   const double *restrict scale, const double *restrict shift,         \
+                                   int32_t *restrict rem0_out, int32_t *restrict rank_out,             \
+                                   float *restrict weight_out) {                                       \
+        _Pragma("clang fp contract(off)") enum { d1 = D + 1 };                                         \
+        const double inverse_d1 = 1.0 / d1;                                                            \
+        for (ptrdiff_t i = 0; i < count; i++) {                                                        \
+            const float *f = features + i * D;                                                         \
+            double elevated[d1], residual[d1];                                                         \
+            int32_t rem0[d1], rank[d1];                                                                \
+            double sum = 0;                                                                            \
+            for (int j = D; j > 0; j--) {                                                              \
+                const double cf = (double)f[j - 1] * scale[j - 1] - shift[j - 1];                      \
+                elevated[j] = sum - (double)j * cf;                                                    \
+                sum += cf;                                                                             \
+            }                                                                                          \
+            elevated[0] = sum;                                                                         \
+            int32_t remainder_sum = 0;                                                                 \
+            for (int c = 0; c < d1; c++) {                                                             \
+                const double v = elevated[c] * inverse_d1;                                             \
+                const int32_t truncated = (int32_t)v;                                                  \
+                const int32_t below = truncated - ((double)truncated > v ? 1 : 0);                     \
+                const int32_t multiple = below + (v - (double)below > 0.5 ? 1 : 0);                    \
+                rem0[c] = multiple * d1;                                                               \
+                remainder_sum += multiple;                                                             \
+            }                                                                                          \
+            for (int c = 0; c < d1; c++) {                                                             \
+                rank[c] = remainder_sum;                                                               \
+                residual[c] = elevated[c] - (double)rem0[c];                                           \
+            }                                                                                          \
+            for (int a = 0; a < D; a++)                                                                \
+                for (int b = a + 1; b < d1; b++) {                                                     \
+                    const int32_t a_first = residual[a] < residual[b];                                 \
+                    rank[a] += a_first;                                                                \
+                    rank[b] += 1 - a_first;                                                            \
+                }                                                                                      \
+            for (int c = 0; c < d1; c++) {                                                             \
+                const int32_t wrap = (rank[c] < 0 ? d1 : 0) - (rank[c] > D ? d1 : 0);                  \
+                rank[c] += wrap;                                                                       \
+                rem0[c] += wrap;                                                                       \
+            }                                                                                          \
+            double sorted[d1];                                                                         \
+            for (int r = 0; r < d1; r++) {                                                             \
+                double v = 0;                                                                          \
+                for (int c = 0; c < d1; c++) v += rank[c] == r ? elevated[c] - (double)rem0[c] : 0;    \
+                sorted[r] = v * inverse_d1;                                                            \
+            }                                                                                          \
+            float *w = weight_out + i * d1;                                                            \
+            w[0] = (float)(1 + sorted[D] - sorted[0]);                                                 \
+            for (int k = 1; k < d1; k++) w[k] = (float)(sorted[D - k] - sorted[d1 - k]);               \
+            for (int c = 0; c < d1; c++) {                                                             \
+                rem0_out[i * d1 + c] = rem0[c];                                                        \
+                rank_out[i * d1 + c] = rank[c];                                                        \
+            }                                                                                          \
+        }                                                                                              \
+    }
+
+LATTICE_EMBED(1)
+LATTICE_EMBED(2)
+LATTICE_EMBED(3)
+LATTICE_EMBED(4)
+LATTICE_EMBED(5)
+LATTICE_EMBED(6)
+LATTICE_EMBED(7)
+LATTICE_EMBED(8)
+
+MULTIVERSIONED void ckernels_lattice_embed(int dimension, const float *features, ptrdiff_t count, const double *scale,
+                                          const double *shift, int32_t *rem0, int32_t *rank, float *weights) {
+    switch (dimension) {
+    case 1: lattice_embed_d1(features, count, scale, shift, rem0, rank, weights); break;
+    case 2: lattice_embed_d2(features, count, scale, shift, rem0, rank, weights); break;
+    case 3: lattice_embed_d3(features, count, scale, shift, rem0, rank, weights); break;
+    case 4: lattice_embed_d4(features, count, scale, shift, rem0, rank, weights); break;
+    case 5: lattice_embed_d5(features, count, scale, shift, rem0, rank, weights); break;
+    case 6: lattice_embed_d6(features, count, scale, shift, rem0, rank, weights); break;
+    case 7: lattice_embed_d7(features, count, scale, shift, rem0, rank, weights); break;
+    case 8: lattice_embed_d8(features, count, scale, shift, rem0, rank, weights); break;
+    default: break;
+    }
+}

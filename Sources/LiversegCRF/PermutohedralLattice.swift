@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CKernels
 import LiversegSupport
 
 /// Gaussian filtering in a d-dimensional feature space with the permutohedral lattice
@@ -324,74 +325,16 @@ private enum LatticeBuilder<let D: Int> {
         nonisolated(unsafe) let keys = keyScratch.pointer
         nonisolated(unsafe) let vertexOut = pointVertex.pointer, weightOut = pointWeight.pointer
         nonisolated(unsafe) let featureIn = features
-        let inverseD1 = 1 / Double(d1)
+        nonisolated(unsafe) let scales = scale, shifts = shift
         for first in stride(from: 0, to: n, by: block) {
             let m = min(block, n - first)
             parallelChunks(m, threads: shards) { _, range in
-                // Fixed-size scratch (9 = maxDimension + 1) that, with D constant, lives in
-                // registers. Its subscripts are unchecked: every index is a coordinate or rank
-                // in 0...D, D <= 8, and bounds checks here cost about a fifth of the lattice
-                // build (tools/bench_checks.py, perf).
-                var elevated = InlineArray<9, Double>(repeating: 0), residual = InlineArray<9, Double>(repeating: 0)
-                var sorted = InlineArray<9, Double>(repeating: 0)
-                var rem0 = InlineArray<9, Int>(repeating: 0), rank = InlineArray<9, Int>(repeating: 0)
-                var scales = InlineArray<9, Double>(repeating: 0), shifts = InlineArray<9, Double>(repeating: 0)
-                for c in 0..<d { (scales[c], shifts[c]) = (scale[c], shift[c]) }
-                for local in range {
-                    let i = first + local, f = featureIn + i * d
-                    var sum = 0.0
-                    for j in stride(from: d, to: 0, by: -1) {
-                        let cf = Double(f[j - 1]) * scales[unchecked: j - 1] - shifts[unchecked: j - 1]
-                        elevated[unchecked: j] = sum - Double(j) * cf
-                        sum += cf
-                    }
-                    elevated[unchecked: 0] = sum
-                    // The nearest multiple of d+1 to each elevated coordinate (ties round
-                    // down); floor by truncation, as |v| < coordinateLimit. This step and
-                    // the next are selects, not branches: on CT their outcomes are
-                    // unpredictable.
-                    var remainderSum = 0
-                    for c in 0...d {
-                        let v = elevated[unchecked: c] * inverseD1, truncated = Int(v)
-                        let below = truncated - (Double(truncated) > v ? 1 : 0)
-                        let multiple = below + (v - Double(below) > 0.5 ? 1 : 0)
-                        rem0[unchecked: c] = multiple * d1
-                        remainderSum += multiple
-                    }
-                    // Rank the residuals, shifted by the remainder sum; coordinates whose
-                    // rank leaves 0...d move to the neighbouring multiple so that the
-                    // remainder-0 point's coordinates sum to zero.
-                    for c in 0...d {
-                        rank[unchecked: c] = remainderSum
-                        residual[unchecked: c] = elevated[unchecked: c] - Double(rem0[unchecked: c])
-                    }
-                    for a in 0..<d {
-                        for b in (a + 1)...d {
-                            let aFirst = residual[unchecked: a] < residual[unchecked: b] ? 1 : 0
-                            rank[unchecked: a] += aFirst
-                            rank[unchecked: b] += 1 - aFirst
-                        }
-                    }
-                    for c in 0...d {
-                        let wrap = (rank[unchecked: c] < 0 ? d1 : 0) - (rank[unchecked: c] > d ? d1 : 0)
-                        rank[unchecked: c] += wrap
-                        rem0[unchecked: c] += wrap
-                    }
-                    // Barycentric weights: with v_r the scaled residual of the coordinate of
-                    // rank r, w_0 = 1 + v_d − v_0 and w_k = v_(d−k) − v_(d+1−k) (Adams et
-                    // al. 2010, §3.1). The residuals are put in rank order with selects (a
-                    // scatter through memory indexed by rank made a chain of store-to-load
-                    // forwards).
-                    for r in 0...d {
-                        var v = 0.0
-                        for c in 0...d { v += rank[unchecked: c] == r ? elevated[unchecked: c] - Double(rem0[unchecked: c]) : 0 }
-                        sorted[unchecked: r] = v * inverseD1
-                    }
-                    weightOut[i * d1] = Float(1 + sorted[unchecked: d] - sorted[unchecked: 0])
-                    for k in 1...d { weightOut[i * d1 + k] = Float(sorted[unchecked: d - k] - sorted[unchecked: d1 - k]) }
-                    let r0 = bRem0 + (local + 1) * d1, rk = bRank + (local + 1) * d1
-                    for c in 0...d { r0[c] = Int32(rem0[unchecked: c]); rk[c] = Int32(rank[unchecked: c]) }
-                }
+                // In C (CKernels), where the loop over points vectorises: in Swift, one
+                // point at a time, this was a third of a CRF slice's time.
+                ckernels_lattice_embed(
+                    Int32(d), featureIn + (first + range.lowerBound) * d, range.count, scales, shifts,
+                    bRem0 + (range.lowerBound + 1) * d1, bRank + (range.lowerBound + 1) * d1,
+                    weightOut + (first + range.lowerBound) * d1)
             }
             tables.withUnsafeMutableBufferPointer { tp in
                 failures.withUnsafeMutableBufferPointer { fp in

@@ -1,4 +1,4 @@
-"""The C kernels of the FFT convolution (Sources/CKernels) in each version the library may
+"""The C kernels of the FFT convolution and the CRF lattice (Sources/CKernels) in each version the library may
 pick at load time — AVX-512, AVX2+FMA, baseline x86-64, whichever this CPU can run — built
 one at a time with the toolchain's clang and checked against numpy in float64. The library
 itself runs only the version for the machine's CPU, so without this a machine with AVX-512
@@ -39,6 +39,17 @@ def kernels(request, tmp_path_factory):
     march = request.param
     if not TARGETS[march] <= cpu_flags():
         pytest.skip(f"this CPU cannot run {march}")   # not a hidden failure: the CPU lacks the instructions
+    return build_kernels(march, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def baseline_kernels(tmp_path_factory):
+    """The baseline x86-64 version, which every CPU can run: the others must agree with it
+    where the header promises the same result on every CPU."""
+    return build_kernels("x86-64", tmp_path_factory)
+
+
+def build_kernels(march, tmp_path_factory):
     compiler = clang()
     assert compiler, "no clang found beside swift"
     out = tmp_path_factory.mktemp(march) / "libckernels.so"
@@ -51,6 +62,11 @@ def kernels(request, tmp_path_factory):
                                                                      ctypes.c_int, ctypes.c_int]
         getattr(lib, f"ckernels_radix2_{suffix}").argtypes = [p, n, n, n, n, p, p, ctypes.c_int]
         getattr(lib, f"ckernels_deconv_row_{suffix}").argtypes = [p, ctypes.POINTER(p), p, n, n, scalar, ctypes.c_int]
+    lib.ckernels_lattice_embed.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_float), ctypes.c_ssize_t,
+                                           ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_double),
+                                           ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_int32),
+                                           ctypes.POINTER(ctypes.c_float)]
+    lib.ckernels_lattice_embed.restype = None
     return lib
 
 
@@ -135,3 +151,57 @@ def test_deconv_row_matches_numpy(kernels, dtype, suffix, tolerance, x, relu):
         expected = np.maximum(expected, 0)
     assert np.max(np.abs(out[:2 * x] - expected)) < tolerance * np.max(np.abs(expected))
     assert out[2 * x] == -7.0, "wrote past the output row"
+
+
+def lattice_embed(lib, features, scale, shift):
+    """Runs ckernels_lattice_embed on `features` [n, d]; returns rem0, rank [n, d+1] and the
+    weights [n, d+1]."""
+    n, d = features.shape
+    features = np.ascontiguousarray(features, np.float32)
+    scale, shift = np.ascontiguousarray(scale, np.float64), np.ascontiguousarray(shift, np.float64)
+    rem0, rank = np.full((n, d + 1), -99, np.int32), np.full((n, d + 1), -99, np.int32)
+    weights = np.full((n, d + 1), np.nan, np.float32)
+    lib.ckernels_lattice_embed(d, pointer(features), n, scale.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
+                               shift.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
+                               rem0.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)),
+                               rank.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), pointer(weights))
+    return rem0, rank, weights
+
+
+@pytest.mark.parametrize("d", range(1, 9))
+def test_lattice_embed_finds_the_enclosing_simplex(kernels, baseline_kernels, d):
+    """Checked by what defines the answer, not by the algorithm: the elevated point
+    e = E·(f·scale − shift) (E the (d+1)×d elevation matrix of the header, built here as a
+    matrix) must be the weighted sum of the d+1 simplex vertices the outputs name, with
+    weights ≥ 0 summing to 1, and vertex k's coordinates must all be ≡ k (mod d+1) and sum
+    to 0 (a point of the permutohedral lattice A*_d). Random features, and grid features
+    with ties (positions in voxels, as the CRF gives). Every version must give the
+    baseline's bits."""
+    rng = np.random.default_rng(d)
+    random = rng.normal(0, 20, (3000, d))
+    grid = np.stack(np.meshgrid(*[np.arange(4)] * min(d, 3), indexing="ij"), -1).reshape(-1, min(d, 3)) * 1.5
+    grid = np.concatenate([grid, np.full((len(grid), d - grid.shape[1]), 0.75)], axis=1)
+    features = np.concatenate([random, grid]).astype(np.float32)
+    scale = np.sqrt(2 / 3) * (d + 1) / np.sqrt((np.arange(d) + 1.0) * (np.arange(d) + 2))
+    shift = features.min(axis=0).astype(np.float64) * scale
+    rem0, rank, weights = lattice_embed(kernels, features, scale, shift)
+
+    elevation = np.zeros((d + 1, d))
+    elevation[0] = 1
+    for j in range(1, d + 1):
+        elevation[j, j:] = 1
+        elevation[j, j - 1] = -j
+    elevated = (features.astype(np.float64) * scale - shift) @ elevation.T
+    assert (np.sort(rank, axis=1) == np.arange(d + 1)).all(), "ranks are not a permutation of 0...d"
+    vertices = np.stack([rem0 + np.where(rank <= d - k, k, k - (d + 1)) for k in range(d + 1)], axis=1)
+    assert (vertices.sum(axis=2) == 0).all()
+    for k in range(d + 1):
+        assert (np.mod(vertices[:, k], d + 1) == k).all(), f"vertex {k} is not a remainder-{k} lattice point"
+    assert (weights >= -1e-6).all()
+    np.testing.assert_allclose(weights.sum(axis=1), 1, atol=1e-5)
+    rebuilt = np.einsum("nk,nkc->nc", weights.astype(np.float64), vertices)
+    np.testing.assert_allclose(rebuilt, elevated, atol=2e-5 * (1 + np.abs(elevated).max()))
+
+    expected = lattice_embed(baseline_kernels, features, scale, shift)
+    for got, want in zip((rem0, rank, weights), expected):
+        assert np.array_equal(got, want), "this CPU version differs from the baseline's bits"

@@ -1,11 +1,13 @@
-/* Hot loops of the network layer in C, so that each is compiled for AVX-512, AVX2+FMA and
- * baseline x86-64 and picked at load time by the CPU (GCC/Clang function multiversioning).
- * Swift builds for the baseline (SSE2) only. Internal: libliverseg.so does not export
- * these (only liverseg_* symbols; Sources/LiversegCAPI/exports.map). */
+/* Hot loops of the network layers and the CRF lattice in C, so that each is compiled for
+ * AVX-512, AVX2+FMA and baseline x86-64 and picked at load time by the CPU (GCC/Clang
+ * function multiversioning). Swift builds for the baseline (SSE2) only. Internal:
+ * libliverseg.so does not export these (only liverseg_* symbols;
+ * Sources/LiversegCAPI/exports.map). */
 #ifndef CKERNELS_H
 #define CKERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* The channel sums of an FFT convolution, per frequency, over split complex spectra (real
  * parts, then the imaginary parts `stride` values later), for members m < `members` and
@@ -46,5 +48,17 @@ void ckernels_deconv_row_f32(float *out, const float *const *in, const float *w,
                              float bias, int relu);
 void ckernels_deconv_row_f64(double *out, const double *const *in, const double *w, ptrdiff_t rows, ptrdiff_t x,
                              double bias, int relu);
+
+/* The permutohedral lattice's embedding (Adams, Baek & Davis 2010, §3.1) of `count` points
+ * with `dimension` (1...8) float features each, point after point: with the lattice
+ * coordinates x_c = features[c]·scale[c] − shift[c], the elevated point
+ *     e_D = −D·x_{D−1},  e_j = Σ_{c ≥ j} x_c − j·x_{j−1} (0 < j < D),  e_0 = Σ_c x_c,
+ * its enclosing simplex — rem0 (the nearest remainder-0 lattice point, D+1 coordinates) and
+ * rank (each coordinate's rank 0...D) — and its D+1 barycentric weights, for point i at
+ * rem0/rank/weights[i·(D+1) ...]. Double arithmetic without fused multiply–adds: every
+ * CPU gets the same simplices and weights. |e_c| must stay below 2^29 (the caller checks
+ * the features' span). A dimension outside 1...8 writes nothing. */
+void ckernels_lattice_embed(int dimension, const float *features, ptrdiff_t count, const double *scale,
+                           const double *shift, int32_t *rem0, int32_t *rank, float *weights);
 
 #endif
