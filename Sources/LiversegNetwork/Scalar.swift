@@ -1,5 +1,6 @@
 import CKernels
 import COpenBLAS
+import LiversegSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -34,6 +35,10 @@ public protocol NetworkScalar: BinaryFloatingPoint, Sendable {
         count: Int, x: Int, bias: Self, relu: Bool)
     /// e^x.
     static func exponential(_ x: Self) -> Self
+    /// e^x in a form that loops over it vectorise: float32's `vectorisableExp` (within 2 ulp,
+    /// x clamped to [−87.3, 88.3]), float64's libm exp (the reference precision, not a
+    /// speed path).
+    static func vectorisableExponential(_ x: Self) -> Self
     /// The natural logarithm.
     static func logarithm(_ x: Self) -> Self
 }
@@ -75,6 +80,7 @@ extension Float: NetworkScalar {
         }
     }
     @inline(__always) public static func exponential(_ x: Float) -> Float { expf(x) }
+    @inline(__always) public static func vectorisableExponential(_ x: Float) -> Float { vectorisableExp(x) }
     @inline(__always) public static func logarithm(_ x: Float) -> Float { logf(x) }
 }
 
@@ -112,5 +118,6 @@ extension Double: NetworkScalar {
         }
     }
     @inline(__always) public static func exponential(_ x: Double) -> Double { exp(x) }
+    @inline(__always) public static func vectorisableExponential(_ x: Double) -> Double { exp(x) }
     @inline(__always) public static func logarithm(_ x: Double) -> Double { log(x) }
 }
