@@ -402,6 +402,10 @@ liverseg_status liverseg_preprocess(const liverseg_model *model, const liverseg_
  * supervision branches, each nx*ny*nz floats; any of the three outputs may be NULL.
  * No tiling: memory grows with the volume. Meant for checking a model against another
  * framework and for research; liverseg_segment is the normal entry point.
+ * Memory: this function and liverseg_network_loss_gradient keep the model's freed working
+ * memory (up to 1 GiB; about 0.25 GB for a 160×160×72 input of the paper network) for the
+ * next call on the same shapes, which then runs without fresh page faults (20 % faster on
+ * 2 threads); liverseg_model_free releases it. liverseg_segment keeps none.
  */
 liverseg_status liverseg_network_forward(const liverseg_model *model, const float *input,
                                          const size_t dims[3], int n_threads,

@@ -22,19 +22,29 @@ public struct DSNNetwork<Scalar: NetworkScalar>: Sendable {
     public let branch1Upsampling: TransposedConvolution3D<Scalar>
     /// Branch 2's two up-samplings (ReLU between) to class scores.
     public let branch2Upsampling: [TransposedConvolution3D<Scalar>]
+    /// Working memory kept between passes (`BufferPool`) of `forward` and
+    /// `lossAndGradients`: repeated passes on the same shapes (training steps, a caller's
+    /// forward calls) reuse it instead of faulting in fresh pages. `fusedProbability` —
+    /// `segment`'s one or few passes per CT — does not use it: kept blocks of one size
+    /// beside fresh ones of others raised `segment`'s peak memory (600 slices without the
+    /// CRF 0.82 → 1.12 GB) for no gain. `workspace.trim()` releases it.
+    public let workspace: BufferPool
 
     /// Builds the layers from `parameters`, the flat buffer `architecture.parameterTable`
     /// describes: each layer's weight then bias, convolutions conv1…conv8, then deconv9,
     /// deconv10, branch1.deconv, branch2.deconv1, branch2.deconv2.
     // Exported Float specialisations: callers in other modules (pipeline, trainer) would
     // otherwise run the generic code unspecialised, several times slower.
+    /// `workspace` may be shared with earlier networks of the same shapes (a trainer's
+    /// network of each step).
     @_specialize(exported:true,where Scalar == Float)
-    public init(architecture: DSNArchitecture, parameters: [Scalar]) throws {
+    public init(architecture: DSNArchitecture, parameters: [Scalar], workspace: BufferPool = BufferPool()) throws {
         guard parameters.count == architecture.parameterCount else {
             throw LiversegError.invalidModel(
                 "\(parameters.count) parameters given; the architecture has \(architecture.parameterCount)")
         }
         self.architecture = architecture
+        self.workspace = workspace
         let a = architecture
         let table = a.parameterTable
         // Layer l's weight is table entry 2l, its bias 2l + 1.
@@ -89,6 +99,12 @@ public struct DSNNetwork<Scalar: NetworkScalar>: Sendable {
     public func forward(
         _ input: Tensor<Scalar>, threads: Int,
         progress: (Double) throws -> Void = { _ in }
+    ) throws -> DSNOutputs<Scalar> {
+        try workspace.using { try forwardPass(input, threads: threads, progress: progress) }
+    }
+
+    private func forwardPass(
+        _ input: Tensor<Scalar>, threads: Int, progress: (Double) throws -> Void
     ) throws -> DSNOutputs<Scalar> {
         let voxels = input.size.voxelCount
         let main = try Buffer<Scalar>(count: voxels, zeroed: false)

@@ -25,6 +25,12 @@ extension DSNNetwork {
         _ input: Tensor<Scalar>, labels: UnsafePointer<UInt8>, eta: (Scalar, Scalar),
         threads: Int
     ) throws -> (DSNLoss<Scalar>, [Scalar]) {
+        try workspace.using { try lossAndGradientsPass(input, labels: labels, eta: eta, threads: threads) }
+    }
+
+    private func lossAndGradientsPass(
+        _ input: Tensor<Scalar>, labels: UnsafePointer<UInt8>, eta: (Scalar, Scalar), threads: Int
+    ) throws -> (DSNLoss<Scalar>, [Scalar]) {
         let t = threads
         var kept: DSNActivations<Scalar>? = DSNActivations()
         var outputScores: [DSNOutput: Tensor<Scalar>] = [:]

@@ -97,6 +97,8 @@ public final class Trainer {
     public private(set) var velocity: [Float]
     /// Epochs completed.
     public private(set) var epochsDone = 0
+    /// The working memory every step's network reuses (the steps' shapes repeat).
+    private let workspace = BufferPool()
 
     /// A fresh run with initialised weights.
     public init(configuration: TrainingConfiguration) throws {
@@ -125,7 +127,7 @@ public final class Trainer {
 
     /// The current network.
     public func network() throws -> DSNNetwork<Float> {
-        try DSNNetwork(architecture: configuration.architecture, parameters: parameters)
+        try DSNNetwork(architecture: configuration.architecture, parameters: parameters, workspace: workspace)
     }
 
     /// The current weights as a model (ready to segment or to write with `fileBytes()`).
@@ -158,8 +160,8 @@ public final class Trainer {
             let (input, labels) = try next.value()
             if i + 1 < c.iterationsPerEpoch { next = Prefetch { try sampler.patch(first + i + 1) } }
             // A network value per step: the layers are immutable (a loaded model serves many
-            // threads) and their FFT kernel spectra derive from this step's weights, so there
-            // is nothing to reuse; building it copies the 1.2 MB of parameters.
+            // threads) and their FFT kernel spectra derive from this step's weights, so only
+            // the working memory carries over; building it copies the 1.2 MB of parameters.
             let (loss, gradients) = try labels.withUnsafeBufferPointer { l in
                 try network().lossAndGradients(input, labels: l.baseAddress!, eta: (Float(eta1), Float(eta2)), threads: threads)
             }

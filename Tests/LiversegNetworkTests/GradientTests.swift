@@ -181,3 +181,39 @@ final class GradientTests: XCTestCase {
         XCTAssertTrue(plainGradients[branch1.range].allSatisfy { $0 == 0 })
     }
 }
+
+final class WorkspaceTests: XCTestCase {
+    /// Passes that reuse the workspace's memory must not read what an earlier pass left
+    /// there: with every kept block filled with NaN bytes between passes, the forward pass
+    /// and the loss and gradients are bit-identical to the first pass's (which ran on fresh
+    /// memory). The input, 64×64×64, makes the activations pooled buffers (≥ 1 MiB).
+    func testPassesOnReusedMemoryEqualPassesOnFreshMemory() throws {
+        let arch = DSNArchitecture(
+            inChannels: 1, convChannels: [2, 2, 3, 3, 2, 2],
+            convKernels: [
+                GridSize(x: 5, y: 5, z: 3), GridSize(x: 3, y: 3, z: 3), GridSize(x: 3, y: 3, z: 3),
+                GridSize(x: 3, y: 3, z: 3), GridSize(x: 3, y: 3, z: 1), GridSize(x: 1, y: 1, z: 1),
+            ],
+            mainDeconvChannels: 2, branch2DeconvChannels: 2, classes: 2)
+        var state: UInt64 = 5
+        func random() -> Float {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Double(state >> 11) / Double(1 << 53) * 2 - 1)
+        }
+        let parameters = (0..<arch.parameterCount).map { _ in random() * 0.5 }
+        let size = GridSize(x: 64, y: 64, z: 64)
+        let input = Tensor<Float>(channels: 1, size: size, storage: try Buffer((0..<size.voxelCount).map { _ in random() }))
+        let labels = (0..<size.voxelCount).map { UInt8($0 % 3 == 0 ? 1 : 0) }
+        let network = try DSNNetwork<Float>(architecture: arch, parameters: parameters)
+        func pass() throws -> [Float] {
+            let outputs = try network.forward(input, threads: 2)
+            let (loss, gradients) = try network.lossAndGradients(input, labels: labels, eta: (0.3, 0.4), threads: 2)
+            return outputs.main.array + outputs.branch1.array + outputs.branch2.array + [loss.total] + gradients
+        }
+        let fresh = try pass()
+        XCTAssertGreaterThan(network.workspace.keptBytes, 0, "the passes' activations were not pooled")
+        network.workspace.fillKept(with: 0xFF)
+        let reused = try pass()
+        XCTAssertTrue(fresh.elementsEqual(reused) { $0.bitPattern == $1.bitPattern })
+    }
+}
