@@ -2,6 +2,15 @@ import XCTest
 @testable import LiversegNetwork
 @testable import LiversegSupport
 
+/// A DSN small enough for finite differences, with every kernel shape the layers support.
+let smallArchitecture = DSNArchitecture(
+    inChannels: 1, convChannels: [2, 2, 3, 3, 2, 2],
+    convKernels: [
+        GridSize(x: 3, y: 3, z: 3), GridSize(x: 3, y: 1, z: 3), GridSize(x: 1, y: 3, z: 3),
+        GridSize(x: 3, y: 3, z: 1), GridSize(x: 3, y: 3, z: 3), GridSize(x: 1, y: 1, z: 1),
+    ],
+    mainDeconvChannels: 2, branch2DeconvChannels: 3, classes: 2)
+
 /// Backward passes against central finite differences of the forward passes, in float64.
 final class GradientTests: XCTestCase {
     var seed: UInt64 = 99
@@ -114,16 +123,6 @@ final class GradientTests: XCTestCase {
         }
     }
 
-    /// The whole network's eq. 3 data term, every parameter tensor probed.
-    /// A DSN small enough for finite differences, with every kernel shape the layers support.
-    let smallArchitecture = DSNArchitecture(
-        inChannels: 1, convChannels: [2, 2, 3, 3, 2, 2],
-        convKernels: [
-            GridSize(x: 3, y: 3, z: 3), GridSize(x: 3, y: 1, z: 3), GridSize(x: 1, y: 3, z: 3),
-            GridSize(x: 3, y: 3, z: 1), GridSize(x: 3, y: 3, z: 3), GridSize(x: 1, y: 1, z: 1),
-        ],
-        mainDeconvChannels: 2, branch2DeconvChannels: 3, classes: 2)
-
     /// Inference and training run one graph: the losses training reports are the cross-entropies
     /// of the probabilities inference returns, and the fused probability is their weighted sum.
     func testInferenceAndTrainingShareTheGraph() throws {
@@ -149,6 +148,7 @@ final class GradientTests: XCTestCase {
         }
     }
 
+    /// The whole network's eq. 3 data term, every parameter tensor probed.
     func testNetworkGradients() throws {
         let arch = smallArchitecture
         let table = arch.parameterTable
@@ -188,13 +188,7 @@ final class WorkspaceTests: XCTestCase {
     /// and the loss and gradients are bit-identical to the first pass's (which ran on fresh
     /// memory). The input, 64×64×64, makes the activations pooled buffers (≥ 1 MiB).
     func testPassesOnReusedMemoryEqualPassesOnFreshMemory() throws {
-        let arch = DSNArchitecture(
-            inChannels: 1, convChannels: [2, 2, 3, 3, 2, 2],
-            convKernels: [
-                GridSize(x: 5, y: 5, z: 3), GridSize(x: 3, y: 3, z: 3), GridSize(x: 3, y: 3, z: 3),
-                GridSize(x: 3, y: 3, z: 3), GridSize(x: 3, y: 3, z: 1), GridSize(x: 1, y: 1, z: 1),
-            ],
-            mainDeconvChannels: 2, branch2DeconvChannels: 2, classes: 2)
+        let arch = smallArchitecture
         var state: UInt64 = 5
         func random() -> Float {
             state = state &* 6364136223846793005 &+ 1442695040888963407
