@@ -320,9 +320,15 @@ private enum LatticeBuilder<let D: Int> {
         // Points whose simplex is their predecessor's (often, for neighbouring points).
         let sameAsPrevious = try Buffer<UInt8>(count: max(n, 1))
         let keyScratch = try Buffer<Int32>(count: shards * d1, zeroed: false)
+        // Per shard, the vertices looked up last, direct-mapped by hash (slots of d+1 Int32:
+        // the vertex, −1 when empty, then its key): neighbouring points share most vertices,
+        // and this small table stays in cache where a volume's vertex table (tens of MB)
+        // does not.
+        let recentEntries = 1 << 14
+        let recentTable = try filledBuffer(Int32(-1), count: shards * recentEntries * d1)
         var failures = [LiversegError?](repeating: nil, count: shards)
         nonisolated(unsafe) let bRem0 = blockRem0.pointer, bRank = blockRank.pointer, same = sameAsPrevious.pointer
-        nonisolated(unsafe) let keys = keyScratch.pointer
+        nonisolated(unsafe) let keys = keyScratch.pointer, recent = recentTable.pointer
         nonisolated(unsafe) let vertexOut = pointVertex.pointer, weightOut = pointWeight.pointer
         nonisolated(unsafe) let featureIn = features
         nonisolated(unsafe) let scales = scale, shifts = shift
@@ -355,7 +361,14 @@ private enum LatticeBuilder<let D: Int> {
                                 let h = VertexTable<D>.hash(key)
                                 guard VertexTable<D>.shard(of: h, shards: shards) == shard else { continue }
                                 do {
-                                    let v = try tp[shard].findOrInsert(key, hash: h)
+                                    let entry = recent + (shard * recentEntries + h & (recentEntries - 1)) * d1
+                                    var hit = entry[0] >= 0
+                                    if hit { for c in 0..<d where entry[c + 1] != key[c] { hit = false; break } }
+                                    let v = hit ? entry[0] : try tp[shard].findOrInsert(key, hash: h)
+                                    if !hit {
+                                        entry[0] = v
+                                        for c in 0..<d { entry[c + 1] = key[c] }
+                                    }
                                     vertexOut[i * d1 + k] = v &* Int32(shards) &+ Int32(shard)
                                 } catch let error as LiversegError {
                                     fp[shard] = error
