@@ -67,11 +67,18 @@ def score_case(model, name, ct_path, mask_path, mirror=False, **segment_options)
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     m = liverseg.evaluate(mask, reference, spacing)
     ml = float(np.prod(spacing)) / 1000
-    row = dict(case=name, dice=m["dice"], voe=m["voe"], vd=m["vd"], avg_d=m["avg_d"], max_d=m["max_d"],
-               segmented_ml=mask.sum() * ml, reference_ml=reference.sum() * ml, seconds=seconds)
-    print(f"| {name} | {row['dice']:.3f} | {row['voe']:.1f} | {row['vd']:+.1f} | {row['avg_d']:.1f} | "
-          f"{row['max_d']:.1f} | {row['segmented_ml']:.0f} / {row['reference_ml']:.0f} | {seconds:.1f} |", flush=True)
+    row = dict(case=name, dice=float(m["dice"]), voe=float(m["voe"]), vd=float(m["vd"]), avg_d=float(m["avg_d"]),
+               max_d=float(m["max_d"]), segmented_ml=float(mask.sum() * ml), reference_ml=float(reference.sum() * ml),
+               seconds=seconds)
+    print_row(row)
     return row
+
+
+def print_row(row):
+    """Prints a case's table row."""
+    print(f"| {row['case']} | {row['dice']:.3f} | {row['voe']:.1f} | {row['vd']:+.1f} | {row['avg_d']:.1f} | "
+          f"{row['max_d']:.1f} | {row['segmented_ml']:.0f} / {row['reference_ml']:.0f} | {row['seconds']:.1f} |",
+          flush=True)
 
 
 def print_mean(rows):

@@ -18,6 +18,8 @@ the cross-validated way to choose them, never with the external cases:
                             section; against the model's CRF).
   --against-prefix ''        the same folds of another recipe (here the 3 mm folds), with
                             their CRF: the baseline of the rule for adopting a recipe.
+--cache FILE keeps every scored row (by setting, fold model file and its modification time)
+and reuses it: folds that finished earlier need not be segmented again when the last one does.
 After the tables, one line per setting: its per-fold Dice, its mean gain over the baseline and
 its largest per-fold loss, and whether it passes the rule (mean gain ≥ 0.01, no fold losing
 more than 0.01; for a recipe against --against-prefix's folds, no fold losing more than
@@ -33,7 +35,7 @@ import tempfile
 from pathlib import Path
 
 import liverseg
-from evaluate_model import TABLE_HEADER, print_mean, score_case
+from evaluate_model import TABLE_HEADER, print_mean, print_row, score_case
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -109,7 +111,20 @@ def main():
     ap.add_argument("--prefix", default="", help="score the folds in models/training/PREFIXloo-CASE (e.g. s4-)")
     ap.add_argument("--against-prefix", help="compare with the CRF against these folds ('' = the 3 mm recipe's)")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--cache", help="a JSON file of rows scored before, reused and extended")
     args = ap.parse_args()
+    cache = json.loads(Path(args.cache).read_text()) if args.cache and Path(args.cache).exists() else {}
+
+    def scored(label, source, model, name, ct, mask, **options):
+        """score_case, or its row from the cache when this setting has scored this fold model."""
+        key = f"{label}|{source}|{Path(source).stat().st_mtime_ns}"
+        if key not in cache:
+            cache[key] = score_case(model, name, ct, mask, threads=args.threads, **options)
+            if args.cache:
+                Path(args.cache).write_text(json.dumps(cache, indent=1))
+        else:
+            print_row(cache[key])
+        return cache[key]
 
     finished = []
     for name, ct, mask in training_cases():
@@ -143,7 +158,8 @@ def main():
     results = {}
     for label, baseline, fold_models, options in settings:
         print(f"\nheld-out case, {label}\n{TABLE_HEADER}")
-        rows = {name: score_case(fold_models[name], name, ct, mask, threads=args.threads, **options(name))
+        rows = {name: scored(label, fold_folder(name, args.prefix) / "model.safetensors", fold_models[name], name, ct,
+                             mask, **options(name))
                 for name, ct, mask in finished}
         print_mean(list(rows.values()))
         results[label] = (baseline, rows, 0.01)
@@ -151,7 +167,8 @@ def main():
         others = {name: liverseg.Model(fold_folder(name, args.against_prefix) / "model.safetensors") for name in names}
         label = f"the CRF, folds {args.against_prefix}loo-*" if args.against_prefix else "the CRF, the 3 mm recipe's folds"
         print(f"\nheld-out case, {label}\n{TABLE_HEADER}")
-        rows = {name: score_case(others[name], name, ct, mask, threads=args.threads, crf=True)
+        rows = {name: scored(label, fold_folder(name, args.against_prefix) / "model.safetensors", others[name], name,
+                             ct, mask, crf=True)
                 for name, ct, mask in finished}
         print_mean(list(rows.values()))
         results[label] = (None, rows, None)
