@@ -266,6 +266,10 @@ private struct LatticeTables {
 /// over coordinates unroll and their scratch stays in registers (with a run-time d they
 /// were memory loops, and the build took about half of a CRF slice's time).
 private enum LatticeBuilder<let D: Int> {
+    /// Int32s between the workers' key scratch: a cache line each (D + 1 ≤ 9 fit), so that
+    /// threads writing their keys do not invalidate each other's line.
+    static var keyStride: Int { 16 }
+
     /// Builds the tables for `count` points with D features each at `features`; the
     /// lattice coordinate c of a point is features[c] · scale[c] − shift[c]. Four phases:
     /// each point's simplex, weights and vertices (`findVertices`); one numbering of the
@@ -276,13 +280,16 @@ private enum LatticeBuilder<let D: Int> {
     ) throws -> LatticeTables {
         let d1 = D + 1, n = count
         // A power of two, so shard-tagged vertex numbers (local · shards + shard) decode with
-        // shifts; they must fit in Int32 too.
+        // shifts; they must fit in Int32 too. One shard up to 2 threads: every shard scans
+        // every point, and on 2 cores two shards built IRCADb-17's volume lattice in 4.0 s
+        // against 3.4 s for one (the points' embedding and hashing, split over the threads
+        // either way, session 10). More threads shard as before (not measured here).
         var shards = 1
-        while 2 * shards <= min(threads, 64), 2 * shards * max(1, n * d1) <= Int(Int32.max) { shards *= 2 }
+        while threads > 2, 2 * shards <= min(threads, 64), 2 * shards * max(1, n * d1) <= Int(Int32.max) { shards *= 2 }
         let pointVertex = try Buffer<Int32>(count: n * d1, zeroed: false)
         let pointWeight = try Buffer<Float>(count: n * d1, zeroed: false)
         let (tables, sameAsPrevious) = try findVertices(
-            features, count: n, scale: scale, shift: shift, shards: shards, pointVertex: pointVertex,
+            features, count: n, scale: scale, shift: shift, shards: shards, threads: threads, pointVertex: pointVertex,
             pointWeight: pointWeight, checkpoint: checkpoint)
         let (vertices, shardOffsets, allKeys) = try numberVertices(
             tables, count: n, shards: shards, pointVertex: pointVertex, sameAsPrevious: sameAsPrevious)
@@ -298,13 +305,13 @@ private enum LatticeBuilder<let D: Int> {
     /// vertices (into `pointVertex`, as shard-tagged numbers local · shards + shard, or left
     /// to its predecessor's where `sameAsPrevious` is set). Returns each shard's vertex table.
     private static func findVertices(
-        _ features: UnsafePointer<Float>, count n: Int, scale: [Double], shift: [Double], shards: Int,
+        _ features: UnsafePointer<Float>, count n: Int, scale: [Double], shift: [Double], shards: Int, threads: Int,
         pointVertex: Buffer<Int32>, pointWeight: Buffer<Float>, checkpoint: () throws -> Void
     ) throws -> (tables: [VertexTable<D>], sameAsPrevious: Buffer<UInt8>) {
         let d = D, d1 = D + 1
         // Vertices are found in blocks of points, in two parallel phases per block:
-        //  1. each point's enclosing simplex (remainder-0 point, ranks) and barycentric
-        //     weights, split over the points;
+        //  1. each point's enclosing simplex (remainder-0 point, ranks), barycentric
+        //     weights and its vertices' hashes, split over the points;
         //  2. the simplex vertices' lookup, split over hash shards: shard s inserts only the
         //     keys whose hash falls in s, into its own table, scanning points in order.
         // Vertex numbers then depend on the shard count, but no result does: every sum over
@@ -319,7 +326,13 @@ private enum LatticeBuilder<let D: Int> {
         let blockRank = try filledBuffer(Int32(-1), count: (block + 1) * d1)
         // Points whose simplex is their predecessor's (often, for neighbouring points).
         let sameAsPrevious = try Buffer<UInt8>(count: max(n, 1))
-        let keyScratch = try Buffer<Int32>(count: shards * d1, zeroed: false)
+        // The hash of each simplex vertex of the block's points.
+        let blockHash = try Buffer<Int>(count: block * d1, zeroed: false)
+        // With several shards, each writes the vertices it finds here, apart from the others:
+        // written straight into `pointVertex`, the shards' interleaved writes to the same
+        // cache lines made two shards slower than one.
+        let blockShardVertex = try Buffer<Int32>(count: shards > 1 ? shards * block * d1 : 0, zeroed: false)
+        let keyScratch = try Buffer<Int32>(count: max(shards, threads) * keyStride, zeroed: false)
         // Per shard, the vertices looked up last, direct-mapped by hash (slots of d+1 Int32:
         // the vertex, −1 when empty, then its key): neighbouring points share most vertices,
         // and this small table stays in cache where a volume's vertex table (tens of MB)
@@ -328,25 +341,42 @@ private enum LatticeBuilder<let D: Int> {
         let recentTable = try filledBuffer(Int32(-1), count: shards * recentEntries * d1)
         var failures = [LiversegError?](repeating: nil, count: shards)
         nonisolated(unsafe) let bRem0 = blockRem0.pointer, bRank = blockRank.pointer, same = sameAsPrevious.pointer
-        nonisolated(unsafe) let keys = keyScratch.pointer, recent = recentTable.pointer
+        nonisolated(unsafe) let keys = keyScratch.pointer, recent = recentTable.pointer, bHash = blockHash.pointer
+        nonisolated(unsafe) let shardVertex = blockShardVertex.pointer
         nonisolated(unsafe) let vertexOut = pointVertex.pointer, weightOut = pointWeight.pointer
         nonisolated(unsafe) let featureIn = features
         nonisolated(unsafe) let scales = scale, shifts = shift
         for first in stride(from: 0, to: n, by: block) {
             let m = min(block, n - first)
-            parallelChunks(m, threads: shards) { _, range in
+            parallelChunks(m, threads: threads) { worker, range in
                 // In C (CKernels), where the loop over points vectorises: in Swift, one
                 // point at a time, this was a third of a CRF slice's time.
                 ckernels_lattice_embed(
                     Int32(d), featureIn + (first + range.lowerBound) * d, range.count, scales, shifts,
                     bRem0 + (range.lowerBound + 1) * d1, bRank + (range.lowerBound + 1) * d1,
                     weightOut + (first + range.lowerBound) * d1)
+                // The vertices' hashes, here where each point is hashed once: in the shard
+                // phase every shard would hash every key. Points whose simplex repeats the
+                // previous point's of the chunk are skipped (the shard phase skips them too).
+                let key = keys + worker * keyStride
+                for local in range {
+                    let r0 = bRem0 + (local + 1) * d1, rk = bRank + (local + 1) * d1
+                    if local > range.lowerBound {
+                        var repeated = true
+                        for c in 0...d where r0[c] != r0[c - d1] || rk[c] != rk[c - d1] { repeated = false; break }
+                        if repeated { continue }
+                    }
+                    for k in 0...d {
+                        for c in 0..<d { key[c] = r0[c] + Int32(rk[c] <= d - k ? k : k - d1) }
+                        bHash[local * d1 + k] = VertexTable<D>.hash(key)
+                    }
+                }
             }
             tables.withUnsafeMutableBufferPointer { tp in
                 failures.withUnsafeMutableBufferPointer { fp in
                     nonisolated(unsafe) let (tp, fp) = (tp, fp)
                     parallelChunks(shards, threads: shards) { shard, _ in
-                        let key = keys + shard * d1
+                        let key = keys + shard * keyStride
                         for local in 0..<m {
                             let i = first + local
                             let r0 = bRem0 + (local + 1) * d1, rk = bRank + (local + 1) * d1
@@ -357,9 +387,9 @@ private enum LatticeBuilder<let D: Int> {
                                 continue
                             }
                             for k in 0...d {
-                                for c in 0..<d { key[c] = r0[c] + Int32(rk[c] <= d - k ? k : k - d1) }
-                                let h = VertexTable<D>.hash(key)
+                                let h = bHash[local * d1 + k]
                                 guard VertexTable<D>.shard(of: h, shards: shards) == shard else { continue }
+                                for c in 0..<d { key[c] = r0[c] + Int32(rk[c] <= d - k ? k : k - d1) }
                                 do {
                                     let entry = recent + (shard * recentEntries + h & (recentEntries - 1)) * d1
                                     var hit = entry[0] >= 0
@@ -369,7 +399,12 @@ private enum LatticeBuilder<let D: Int> {
                                         entry[0] = v
                                         for c in 0..<d { entry[c + 1] = key[c] }
                                     }
-                                    vertexOut[i * d1 + k] = v &* Int32(shards) &+ Int32(shard)
+                                    let tagged = v &* Int32(shards) &+ Int32(shard)
+                                    if shards == 1 {
+                                        vertexOut[i * d1 + k] = tagged
+                                    } else {
+                                        shardVertex[(shard * block + local) * d1 + k] = tagged
+                                    }
                                 } catch let error as LiversegError {
                                     fp[shard] = error
                                     return
@@ -383,6 +418,17 @@ private enum LatticeBuilder<let D: Int> {
                 }
             }
             if let failure = failures.lazy.compactMap({ $0 }).first { throw failure }
+            if shards > 1 {
+                // Each point's vertices, from the shards that found them.
+                parallelChunks(m, threads: shards) { _, range in
+                    for local in range where same[first + local] == 0 {
+                        for k in 0...d {
+                            let owner = VertexTable<D>.shard(of: bHash[local * d1 + k], shards: shards)
+                            vertexOut[(first + local) * d1 + k] = shardVertex[(owner * block + local) * d1 + k]
+                        }
+                    }
+                }
+            }
             (bRem0).update(from: bRem0 + m * d1, count: d1)
             (bRank).update(from: bRank + m * d1, count: d1)
             try checkpoint()
@@ -439,10 +485,10 @@ private enum LatticeBuilder<let D: Int> {
         neighbours.pointer.initialize(repeating: Int32(vertices), count: vertices * d1 * 2)
         nonisolated(unsafe) let keyOf = allKeys.pointer, nb = neighbours.pointer
         let lookup = tables
-        let keyScratch = try Buffer<Int32>(count: shards * d1, zeroed: false)
+        let keyScratch = try Buffer<Int32>(count: shards * keyStride, zeroed: false)
         nonisolated(unsafe) let keys = keyScratch.pointer
         try parallelRounds(vertices, threads: shards, checkpoint: { _ in try checkpoint() }) { worker, range in
-            let p = keys + worker * d1
+            let p = keys + worker * keyStride
             for v in range {
                 let own = keyOf + v * d
                 for j in 0...d {
