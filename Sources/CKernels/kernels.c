@@ -206,10 +206,10 @@ DECONV_ROW(ckernels_deconv_row_f64, double, ckernels_double_vector, 8)
  * ckernels.h give and without fused multiply–adds, so every clone finds the same simplex
  * and weights. Ties of the nearest multiple round down. */
 #define LATTICE_EMBED(D)                                                                               \
-    static inline __attribute__((always_inline)) void lattice_embed_d##D(const float *restrict features, ptrdiff_t count,                    \
-                                   const double *restrict scale, const double *restrict shift,         \
-                                   int32_t *restrict rem0_out, int32_t *restrict rank_out,             \
-                                   float *restrict weight_out) {                                       \
+    static inline __attribute__((always_inline)) void lattice_embed_d##D(                              \
+        const float *restrict features, ptrdiff_t count, const double *restrict scale,                 \
+        const double *restrict shift, int32_t *restrict rem0_out, int32_t *restrict rank_out,          \
+        float *restrict weight_out) {                                                                  \
         _Pragma("clang fp contract(off)") enum { d1 = D + 1 };                                         \
         const double inverse_d1 = 1.0 / d1;                                                            \
         for (ptrdiff_t i = 0; i < count; i++) {                                                        \
@@ -223,6 +223,9 @@ DECONV_ROW(ckernels_deconv_row_f64, double, ckernels_double_vector, 8)
                 sum += cf;                                                                             \
             }                                                                                          \
             elevated[0] = sum;                                                                         \
+            /* The nearest multiple of d+1 to each elevated coordinate, by truncation (|v| <      \
+             * 2^29); this step and the ranking are selects, not branches: on CT their outcomes   \
+             * are unpredictable. */                                                              \
             int32_t remainder_sum = 0;                                                                 \
             for (int c = 0; c < d1; c++) {                                                             \
                 const double v = elevated[c] * inverse_d1;                                             \
@@ -242,11 +245,16 @@ DECONV_ROW(ckernels_deconv_row_f64, double, ckernels_double_vector, 8)
                     rank[a] += a_first;                                                                \
                     rank[b] += 1 - a_first;                                                            \
                 }                                                                                      \
+            /* Ranks shifted by the remainder sum; coordinates whose rank leaves 0...D move to the  \
+             * neighbouring multiple, so that the remainder-0 point's coordinates sum to zero. */ \
             for (int c = 0; c < d1; c++) {                                                             \
                 const int32_t wrap = (rank[c] < 0 ? d1 : 0) - (rank[c] > D ? d1 : 0);                  \
                 rank[c] += wrap;                                                                       \
                 rem0[c] += wrap;                                                                       \
             }                                                                                          \
+            /* Barycentric weights (Adams et al. 2010, §3.1): with v_r the scaled residual of rank  \
+             * r, w_0 = 1 + v_D − v_0 and w_k = v_(D−k) − v_(D+1−k); the residuals are put in rank \
+             * order with selects, not a scatter through memory indexed by rank. */               \
             double sorted[d1];                                                                         \
             for (int r = 0; r < d1; r++) {                                                             \
                 double v = 0;                                                                          \
