@@ -117,8 +117,7 @@ public final class BufferPool: @unchecked Sendable {
     /// Releases every freed buffer the pool keeps.
     public func trim() {
         pthread_mutex_lock(mutex)
-        let blocks = freeBlocks.values.joined()
-        let released = Array(blocks)
+        let released = freeBlocks.values.flatMap { $0 }
         freeBlocks = [:]
         freeBytes = 0
         pthread_mutex_unlock(mutex)
