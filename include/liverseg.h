@@ -62,7 +62,7 @@ extern "C" {
 /* The one place the version is written: the Makefile, the Swift layer and the tests read it
  * from here. */
 #define LIVERSEG_VERSION_MAJOR 0
-#define LIVERSEG_VERSION_MINOR 4
+#define LIVERSEG_VERSION_MINOR 5
 #define LIVERSEG_VERSION_PATCH 0
 /** Bumped when a change breaks programs built against an older header (a released
  *  function signature, enum value or struct field changes meaning). Additions — new
@@ -154,10 +154,19 @@ liverseg_status liverseg_model_load_memory(const void *data, size_t size,
 /** Frees a model. NULL is fine. */
 void liverseg_model_free(liverseg_model *model);
 
-/** What a model expects and produces. Filled by liverseg_model_get_info. */
+/** What a model expects and produces. Filled by liverseg_model_get_info.
+ *
+ *  A model file holds one network (format version 1) or an ensemble of 2 to 8 (format
+ *  version 2; `liverseg ensemble` writes one), each with its own grid spacing and
+ *  architecture; liverseg_segment averages their fused liver probabilities on the CT's
+ *  grid. The fields below from conv_channels to n_parameters describe the first network,
+ *  which is also the one liverseg_model_grid_dims, liverseg_preprocess,
+ *  liverseg_network_forward and liverseg_network_loss_gradient run; the metadata JSON
+ *  ("networks") describes every network. The bundled model is an ensemble of two. */
 typedef struct liverseg_model_info {
-    size_t struct_size;           /**< set to sizeof(liverseg_model_info) before the call */
-    int format_version;           /**< model file format version */
+    size_t struct_size;           /**< set to sizeof(liverseg_model_info) before the call
+                                       (LIVERSEG_MODEL_INFO_SIZE_0_1 is accepted too) */
+    int format_version;           /**< the file's model format version: 1 or 2 */
     int conv_channels[6];         /**< output channels of conv layers 1,2,4,5,7,8 */
     int conv_kernel[6][3];        /**< their kernel sizes, (x, y, z) */
     int main_deconv_channels;     /**< channels between the two main up-sampling layers */
@@ -170,7 +179,12 @@ typedef struct liverseg_model_info {
     double intensity_std;
     double fusion_tau[2];         /**< eq. 4 weights of branch 1 and branch 2 */
     size_t n_parameters;          /**< number of float32 weights */
+    /* ---- since 0.5 ---- */
+    int n_networks;               /**< networks in the model, 1...8 */
 } liverseg_model_info;
+
+/** struct_size of liverseg_model_info in 0.1, the first release (no n_networks). */
+#define LIVERSEG_MODEL_INFO_SIZE_0_1 offsetof(liverseg_model_info, n_networks)
 
 /** Describes a model. `info->struct_size` must be set by the caller. */
 liverseg_status liverseg_model_get_info(const liverseg_model *model, liverseg_model_info *info);

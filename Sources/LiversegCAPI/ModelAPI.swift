@@ -71,6 +71,11 @@ public func liverseg_model_free(_ model: OpaquePointer?) {
     if let model { releaseHandle(model) }
 }
 
+/// struct_size of each released liverseg_model_info layout, oldest first.
+private let modelInfoSizes = [
+    MemoryLayout<liverseg_model_info>.offset(of: \.n_networks)!, MemoryLayout<liverseg_model_info>.size,
+]
+
 @_cdecl("liverseg_model_get_info")
 public func liverseg_model_get_info(
     _ model: OpaquePointer?, _ info: UnsafeMutablePointer<liverseg_model_info>?
@@ -78,10 +83,12 @@ public func liverseg_model_get_info(
     boundary("liverseg_model_get_info") {
         let model = try handle(model).model
         let info = try required(info, "info")
-        try checkStructSize(info.pointee.struct_size, expected: MemoryLayout<liverseg_model_info>.size, "info")
+        let declared = info.pointee.struct_size
+        try checkStructSize(declared, released: modelInfoSizes, "info")
         var out = liverseg_model_info()
-        out.struct_size = MemoryLayout<liverseg_model_info>.size
-        out.format_version = Int32(Model.formatVersion)
+        out.struct_size = declared
+        out.format_version = Int32(model.formatVersion)
+        out.n_networks = Int32(model.networks.count)
         let a = model.architecture
         withUnsafeMutableBytes(of: &out.conv_channels) { raw in
             for (i, c) in a.convChannels.enumerated() { raw.storeBytes(of: Int32(c), toByteOffset: 4 * i, as: Int32.self) }
@@ -105,7 +112,8 @@ public func liverseg_model_get_info(
         out.intensity_std = p.std
         out.fusion_tau = (model.fusionTau[0], model.fusionTau[1])
         out.n_parameters = a.parameterCount
-        info.pointee = out
+        // Never beyond the caller's struct: a 0.1 program's has no n_networks.
+        withUnsafeBytes(of: &out) { UnsafeMutableRawPointer(info).copyMemory(from: $0.baseAddress!, byteCount: declared) }
     }
 }
 

@@ -90,10 +90,18 @@ struct Info: ParsableCommand {
 
     private func modelFields() throws -> [(String, JSONValue)] {
         let model = try Model(contentsOfFile: file)
-        let a = model.architecture, p = model.preprocessing
         return [
             ("file", .string(file)),
-            ("format", .string("liverseg model (safetensors), format version \(Model.formatVersion)")),
+            ("format", .string("liverseg model (safetensors), format version \(model.formatVersion)")),
+            ("networks", .array(model.networks.map { .object(networkFields($0)) })),
+            ("metadata", model.metadata),
+        ]
+    }
+
+    /// One network's architecture, grid and intensity conventions.
+    private func networkFields(_ member: ModelNetwork) -> [(String, JSONValue)] {
+        let a = member.architecture, p = member.preprocessing
+        return [
             ("architecture", .string("dsn3d")),
             ("conv_channels", .array(a.convChannels.map { .number(Double($0)) })),
             ("conv_kernels", .array(a.convKernels.map { .array([$0.x, $0.y, $0.z].map { .number(Double($0)) }) })),
@@ -106,8 +114,7 @@ struct Info: ParsableCommand {
             ("hu_window", numbers([p.huWindow.lower, p.huWindow.upper])),
             ("intensity_mean", .number(p.mean)),
             ("intensity_std", .number(p.std)),
-            ("fusion_tau", numbers(model.fusionTau)),
-            ("metadata", model.metadata),
+            ("fusion_tau", numbers(member.fusionTau)),
         ]
     }
 }

@@ -28,7 +28,7 @@ struct Liverseg: ParsableCommand {
             """,
         // The version is written once, in include/liverseg.h.
         version: String(cString: lvs_version_string()),
-        subcommands: [Segment.self, Eval.self, Info.self, Train.self, LeaveOneOut.self, Curves.self])
+        subcommands: [Segment.self, Eval.self, Info.self, Train.self, LeaveOneOut.self, Curves.self, Ensemble.self])
 }
 
 /// Maps core errors to the documented exit codes.

@@ -94,31 +94,6 @@ public struct ModelGrid: Equatable, Sendable {
         ) { $0 }
     }
 
-    /// `mapBack` thresholded on the way: `mask` (inputSize.voxelCount bytes) gets 1 where the
-    /// resampled value is at least `threshold`, 0 elsewhere — the same mask as thresholding
-    /// `mapBack`'s output, without a float per input voxel (slabs of planes pass through a
-    /// small buffer).
-    public func mapBack(
-        _ modelValues: UnsafePointer<Float>, threshold: Float, into mask: UnsafeMutablePointer<UInt8>, threads: Int,
-        progress: (Double) throws -> Void = { _ in }
-    ) throws {
-        let axes = mapBackSamples()
-        let plane = inputExtents[0] * inputExtents[1], planes = inputExtents[2]
-        // About 4 MB of floats per slab, at least one plane.
-        let slab = max(1, min(planes, (1 << 20) / max(1, plane)))
-        let buffer = try FloatBuffer(count: slab * plane, zeroed: false)
-        for start in stride(from: 0, to: planes, by: slab) {
-            let range = start..<min(planes, start + slab)
-            resampleTrilinear(
-                .float32(modelValues), x: axes[0], y: axes[1], z: axes[2].slice(range), into: buffer.pointer,
-                threads: threads, progress: { _ in }
-            ) { $0 }
-            applyThreshold(
-                threshold, to: buffer.pointer, count: range.count * plane, into: mask + start * plane, threads: threads)
-            try progress(Double(range.upperBound) / Double(planes))
-        }
-    }
-
     /// Per input axis, where each input voxel samples the model grid.
     private func mapBackSamples() -> [AxisSamples] {
         let strides = [1, size.x, size.x * size.y]
@@ -127,6 +102,77 @@ public struct ModelGrid: Equatable, Sendable {
             return AxisSamples(
                 outputCount: inputExtents[a], sourceCount: modelExtents[j],
                 sourceStride: strides[j], flipOutput: mapping.flipped[j], flipSource: false)
+        }
+    }
+}
+
+/// The liver probability of a model's networks on the input grid: each network's fused
+/// probability mapped back from its own model grid (`ModelGrid.mapBack`), then the mean over
+/// the networks (summed in order, times 1/count; one network's is its own, bit for bit).
+struct InputGridProbability {
+    /// Each network's model grid and its fused probability there.
+    let parts: [(grid: ModelGrid, fused: FloatBuffer)]
+    /// The input grid's extents.
+    let inputSize: GridSize
+
+    /// Planes of about 4 MB of floats per slab, at least one.
+    private func slabPlanes(plane: Int, planes: Int) -> Int { max(1, min(planes, (1 << 20) / max(1, plane))) }
+
+    /// The probability at the input voxels of `box` (default: all): box.voxelCount floats,
+    /// x fastest, each the value it has in the whole map. Beyond the first network, slabs of
+    /// planes pass through a small buffer. `progress` as for `ModelGrid.preprocess`.
+    func write(
+        box: VoxelBox? = nil, into output: UnsafeMutablePointer<Float>, threads: Int,
+        progress: (Double) throws -> Void = { _ in }
+    ) throws {
+        let box = box ?? VoxelBox(inputSize)
+        let plane = (box.upper[0] - box.lower[0]) * (box.upper[1] - box.lower[1])
+        let planes = box.upper[2] - box.lower[2]
+        let slab = slabPlanes(plane: plane, planes: planes)
+        let scratch = try FloatBuffer(count: parts.count > 1 ? slab * plane : 0, zeroed: false)
+        let scale = 1 / Float(parts.count)
+        for start in stride(from: 0, to: planes, by: slab) {
+            let end = min(planes, start + slab), count = (end - start) * plane
+            let slabBox = VoxelBox(
+                lower: [box.lower[0], box.lower[1], box.lower[2] + start],
+                upper: [box.upper[0], box.upper[1], box.lower[2] + end])
+            let target = output + start * plane
+            try parts[0].grid.mapBack(parts[0].fused.pointer, box: slabBox, into: target, threads: threads)
+            for part in parts.dropFirst() {
+                try part.grid.mapBack(part.fused.pointer, box: slabBox, into: scratch.pointer, threads: threads)
+                nonisolated(unsafe) let (sum, next) = (target, UnsafePointer(scratch.pointer))
+                parallelChunks(count, threads: threads) { _, chunk in
+                    for i in chunk { sum[i] += next[i] }
+                }
+            }
+            if parts.count > 1 {
+                nonisolated(unsafe) let mean = target
+                parallelChunks(count, threads: threads) { _, chunk in
+                    for i in chunk { mean[i] *= scale }
+                }
+            }
+            try progress(Double(end) / Double(planes))
+        }
+    }
+
+    /// `write` thresholded on the way: `mask` (inputSize.voxelCount bytes) gets 1 where the
+    /// probability is at least `threshold`, 0 elsewhere — the same mask as thresholding
+    /// `write`'s output, without a float per input voxel (slabs of planes pass through a
+    /// small buffer).
+    func threshold(
+        _ threshold: Float, into mask: UnsafeMutablePointer<UInt8>, threads: Int,
+        progress: (Double) throws -> Void = { _ in }
+    ) throws {
+        let plane = inputSize.x * inputSize.y, planes = inputSize.z
+        let slab = slabPlanes(plane: plane, planes: planes)
+        let buffer = try FloatBuffer(count: slab * plane, zeroed: false)
+        for start in stride(from: 0, to: planes, by: slab) {
+            let end = min(planes, start + slab)
+            let box = VoxelBox(lower: [0, 0, start], upper: [inputSize.x, inputSize.y, end])
+            try write(box: box, into: buffer.pointer, threads: threads)
+            applyThreshold(
+                threshold, to: buffer.pointer, count: (end - start) * plane, into: mask + start * plane, threads: threads)
+            try progress(Double(end) / Double(planes))
         }
     }
 }

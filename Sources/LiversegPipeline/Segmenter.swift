@@ -106,20 +106,27 @@ extension Model {
         }
         try volume.validate()
         try report(0, .preprocess)
-        let grid = try ModelGrid(volume: volume, preprocessing: preprocessing)
-        Log.write(
-            .info,
-            "input \(volume.size), model grid \(grid.size) (axes \(grid.mapping.sourceAxis), flipped \(grid.mapping.flipped)), \(threads) threads"
-        )
-        let normalised = try FloatBuffer(count: grid.size.voxelCount, zeroed: false)
-        try grid.preprocess(volume, preprocessing, into: normalised.pointer, threads: threads) { f in
-            try report(preprocessShare * f, .preprocess)
-        }
-
+        // Each network's share of the bar: its preprocessing, then its network pass.
         let networkPart = networkShare - (crf == nil ? 0 : crfShare)
-        let fused = try fusedProbability(normalised, size: grid.size, options: options, threads: threads) { f in
-            try report(preprocessShare + networkPart * f, .network)
+        let perNetwork = (preprocessShare + networkPart) / Double(networks.count)
+        let parts = try networks.enumerated().map { index, member -> (grid: ModelGrid, fused: FloatBuffer) in
+            let begin = perNetwork * Double(index)
+            let preprocessPart = perNetwork * preprocessShare / (preprocessShare + networkPart)
+            let grid = try ModelGrid(volume: volume, preprocessing: member.preprocessing)
+            Log.write(
+                .info,
+                "input \(volume.size), network \(index + 1) of \(networks.count): model grid \(grid.size) (axes \(grid.mapping.sourceAxis), flipped \(grid.mapping.flipped)), \(threads) threads"
+            )
+            let normalised = try FloatBuffer(count: grid.size.voxelCount, zeroed: false)
+            try grid.preprocess(volume, member.preprocessing, into: normalised.pointer, threads: threads) { f in
+                try report(begin + preprocessPart * f, .preprocess)
+            }
+            let fused = try member.fusedProbability(normalised, size: grid.size, options: options, threads: threads) { f in
+                try report(begin + preprocessPart + (perNetwork - preprocessPart) * f, .network)
+            }
+            return (grid, fused)
         }
+        let onInput = InputGridProbability(parts: parts, inputSize: volume.size)
         let networkEnd = preprocessShare + networkPart
         try report(networkEnd, .postprocess)
 
@@ -129,16 +136,16 @@ extension Model {
         // The mask at the threshold, or at the CRF's own 0.5 to find where the CRF runs.
         let threshold = crf == nil ? options.threshold : 0.5
         if let probability {
-            try grid.mapBack(fused.pointer, into: probability, threads: threads, progress: mapBackProgress)
+            try onInput.write(into: probability, threads: threads, progress: mapBackProgress)
             applyThreshold(threshold, to: probability, count: voxels, into: mask, threads: threads)
         } else {
             // Nobody needs the probability on the whole input grid: threshold it slab by slab.
-            try grid.mapBack(fused.pointer, threshold: threshold, into: mask, threads: threads, progress: mapBackProgress)
+            try onInput.threshold(threshold, into: mask, threads: threads, progress: mapBackProgress)
         }
         if let crf {
             let start = networkEnd + 0.05
             try refineWithCRF(
-                volume, grid: grid, fused: fused, probability: probability, crf: crf, options: options,
+                volume, probabilityOnInput: onInput, probability: probability, crf: crf, options: options,
                 mask: mask, threads: threads
             ) { fraction, stage in
                 progress?(start + (1 - start) * fraction, stage) ?? true
@@ -151,7 +158,7 @@ extension Model {
             let fraction = crf == nil ? networkEnd + 0.025 : 1
             try postProcess(
                 mask: UnsafeMutableBufferPointer(start: mask, count: voxels), size: volume.size,
-                sliceAxis: grid.mapping.sourceAxis[headToFoot], steps: options.postProcessing
+                sliceAxis: parts[0].grid.mapping.sourceAxis[headToFoot], steps: options.postProcessing
             ) {
                 try report(fraction, stage)
             }
@@ -166,7 +173,7 @@ extension Model {
     /// or, without one, mapped back for the region alone: memory then grows with the liver,
     /// not with the scan.
     private func refineWithCRF(
-        _ volume: VolumeInput, grid: ModelGrid, fused: FloatBuffer, probability: UnsafeMutablePointer<Float>?,
+        _ volume: VolumeInput, probabilityOnInput: InputGridProbability, probability: UnsafeMutablePointer<Float>?,
         crf: CRFParameters, options: SegmentationOptions, mask: UnsafeMutablePointer<UInt8>, threads: Int,
         progress: ProgressHandler?
     ) throws {
@@ -182,7 +189,7 @@ extension Model {
             region.crop(probability, size: volume.size, into: regionProbability.pointer)
             p = UnsafePointer(regionProbability.pointer)
         case (nil, _):
-            try grid.mapBack(fused.pointer, box: region, into: regionProbability.pointer, threads: threads)
+            try probabilityOnInput.write(box: region, into: regionProbability.pointer, threads: threads)
             p = UnsafePointer(regionProbability.pointer)
         }
         try volume.withCropped(to: region) { crop in
@@ -215,6 +222,9 @@ extension Model {
         return region
     }
 
+}
+
+extension ModelNetwork {
     /// The eq. 4 fused liver probability on the model grid (`size`), from the normalised
     /// model-grid input, running the network tile by tile.
     func fusedProbability(

@@ -3,7 +3,8 @@
  *   segment_abi_0_1 MODEL CT.raw NX NY NZ SX SY SZ MATRIX.bin MASK.raw
  * It segments int16 voxels with 0.1's default params (0.1's liverseg_segment_default_params
  * symbol and struct_size), writes the mask, and checks that the library's 0.1 default-params
- * function writes no byte beyond the 0.1 struct. */
+ * function and liverseg_model_get_info (0.1's liverseg_model_info, before n_networks) write
+ * no byte beyond the 0.1 structs. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <liverseg.h>
@@ -40,6 +41,21 @@ static int default_params_stay_in_bounds(void) {
 static int default_params_stay_in_bounds(void) { return 1; }
 #endif
 
+/* liverseg_model_get_info with 0.1's struct_size fills the 0.1 fields and nothing after them. */
+static int model_info_stays_in_bounds(liverseg_model *model) {
+    struct {
+        liverseg_model_info info;
+        unsigned char tail[64];
+    } guarded;
+    memset(&guarded, 0xA5, sizeof guarded);
+    guarded.info.struct_size = sizeof guarded.info;
+    if (liverseg_model_get_info(model, &guarded.info) != LIVERSEG_OK) return 0;
+    for (size_t i = 0; i < sizeof guarded.tail; ++i)
+        if (guarded.tail[i] != 0xA5) return 0;
+    return guarded.info.struct_size == sizeof guarded.info && guarded.info.n_parameters > 0 &&
+           guarded.info.n_classes == 2;
+}
+
 int main(int argc, char **argv) {
     if (argc != 11) { fprintf(stderr, "usage: %s MODEL CT NX NY NZ SX SY SZ MATRIX MASK\n", argv[0]); return 2; }
     if (!default_params_stay_in_bounds()) { fprintf(stderr, "default params wrote beyond the 0.1 struct\n"); return 1; }
@@ -50,6 +66,7 @@ int main(int argc, char **argv) {
     }
     liverseg_model *model = NULL;
     if (liverseg_model_load_file(argv[1], &model) != LIVERSEG_OK) { fprintf(stderr, "%s\n", liverseg_last_error()); return 1; }
+    if (!model_info_stays_in_bounds(model)) { fprintf(stderr, "model info: %s\n", liverseg_last_error()); return 1; }
     liverseg_volume ct = {0};
     ct.dtype = LIVERSEG_DTYPE_INT16;
     for (int i = 0; i < 3; ++i) {

@@ -148,7 +148,7 @@ def test_non_finite_weight(parts):
 
 def test_unknown_format_version(parts):
     _, w, doc = parts
-    expect(build(w, dict(doc, format_version=2)), _lib.UNSUPPORTED, "format version 2")
+    expect(build(w, dict(doc, format_version=3)), _lib.UNSUPPORTED, "format version 3; this build reads versions 1 and 2")
 
 
 def test_metadata_errors_name_the_field(parts):

@@ -24,13 +24,13 @@ import numpy as np
 
 from ._lib import Error, lib, check
 from . import _lib
-from .model_file import save_model, paper_architecture, parameter_shapes, random_weights
+from .model_file import save_model, save_ensemble, paper_architecture, parameter_shapes, random_weights
 from .imageio import Geometry, read_image, write_image
 from .dicom import read_dicom
 from .metrics import evaluate
 from .statistics import liver_statistics
 
-__all__ = ["Model", "Error", "default_model_path", "save_model", "paper_architecture", "parameter_shapes", "random_weights",
+__all__ = ["Model", "Error", "default_model_path", "save_model", "save_ensemble", "paper_architecture", "parameter_shapes", "random_weights",
            "version", "affine_from_sitk", "set_log_callback", "Geometry", "read_image", "write_image", "read_dicom", "evaluate",
            "liver_statistics"]
 
@@ -149,7 +149,9 @@ class Model:
 
     @property
     def info(self) -> dict:
-        """The model's description as a dict (liverseg_model_info)."""
+        """The model's description as a dict (liverseg_model_info): the first network's
+        architecture, grid and intensity conventions, and how many networks the model has
+        (an ensemble's are all in metadata["networks"])."""
         info = _lib.ModelInfo()
         info.struct_size = ctypes.sizeof(_lib.ModelInfo)
         check(lib.liverseg_model_get_info(self._handle, ctypes.byref(info)))
@@ -167,6 +169,7 @@ class Model:
             "std": info.intensity_std,
             "fusion_tau": list(info.fusion_tau),
             "n_parameters": info.n_parameters,
+            "n_networks": info.n_networks,
         }
 
     @property

@@ -64,6 +64,7 @@ class ModelInfo(ctypes.Structure):
         ("intensity_std", ctypes.c_double),
         ("fusion_tau", ctypes.c_double * 2),
         ("n_parameters", ctypes.c_size_t),
+        ("n_networks", ctypes.c_int),  # since 0.5
     ]
 
 

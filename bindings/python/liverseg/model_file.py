@@ -12,6 +12,7 @@ import tempfile
 import numpy as np
 
 FORMAT_VERSION = 1
+ENSEMBLE_FORMAT_VERSION = 2
 
 CONV_NAMES = ["conv1", "conv2", "conv4", "conv5", "conv7", "conv8"]
 
@@ -101,9 +102,8 @@ def safetensors_bytes(tensors, metadata):
     return struct.pack("<Q", len(text)) + text + b"".join(blobs)
 
 
-def save_model(path, arch, weights, preprocessing=None, fusion_tau=(0.2, 0.2), crf=None, provenance=None):
-    """Writes a model file atomically. `weights` maps tensor names to arrays of the shapes
-    given by parameter_shapes(arch) (PyTorch Conv3d / ConvTranspose3d layouts)."""
+def checked_tensors(arch, weights, prefix=""):
+    """`weights` as float32 arrays named prefix + name, checked against parameter_shapes(arch)."""
     tensors = {}
     for name, shape in parameter_shapes(arch):
         if name not in weights:
@@ -111,12 +111,15 @@ def save_model(path, arch, weights, preprocessing=None, fusion_tau=(0.2, 0.2), c
         a = np.asarray(weights[name], dtype=np.float32)
         if a.shape != tuple(shape):
             raise ValueError(f"tensor {name} has shape {a.shape}, the architecture needs {tuple(shape)}")
-        tensors[name] = a
-    extra = set(weights) - set(tensors)
+        tensors[prefix + name] = a
+    extra = set(weights) - {name for name, _ in parameter_shapes(arch)}
     if extra:
         raise ValueError(f"weights hold tensors the architecture lacks: {sorted(extra)}")
-    doc = metadata_document(arch, preprocessing, fusion_tau, crf, provenance)
-    data = safetensors_bytes(tensors, {"liverseg": json.dumps(doc)})
+    return tensors
+
+
+def write_atomically(path, data):
+    """Writes `data` to a temporary file beside `path`, then renames it over `path`."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".liverseg-", dir=folder)
     try:
@@ -126,3 +129,27 @@ def save_model(path, arch, weights, preprocessing=None, fusion_tau=(0.2, 0.2), c
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def save_model(path, arch, weights, preprocessing=None, fusion_tau=(0.2, 0.2), crf=None, provenance=None):
+    """Writes a model file atomically. `weights` maps tensor names to arrays of the shapes
+    given by parameter_shapes(arch) (PyTorch Conv3d / ConvTranspose3d layouts)."""
+    doc = metadata_document(arch, preprocessing, fusion_tau, crf, provenance)
+    write_atomically(path, safetensors_bytes(checked_tensors(arch, weights), {"liverseg": json.dumps(doc)}))
+
+
+def save_ensemble(path, networks, crf=None):
+    """Writes an ensemble model file (format version 2) atomically: `networks` is a list of
+    dicts with the keys arch and weights (as save_model's) and optionally preprocessing,
+    fusion_tau and provenance. Network k's tensors are named "networks.k." + name."""
+    tensors, sections = {}, []
+    for k, n in enumerate(networks):
+        tensors.update(checked_tensors(n["arch"], n["weights"], prefix=f"networks.{k}."))
+        section = metadata_document(n["arch"], n.get("preprocessing"), n.get("fusion_tau", (0.2, 0.2)),
+                                    provenance=n.get("provenance"))
+        del section["format_version"]
+        sections.append(section)
+    doc = {"format_version": ENSEMBLE_FORMAT_VERSION, "networks": sections}
+    if crf is not None:
+        doc["crf"] = crf
+    write_atomically(path, safetensors_bytes(tensors, {"liverseg": json.dumps(doc)}))

@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Leave-one-out measurement of a two-grid ensemble (docs/training.md, session 11): for each
+training case, the mean of the fused probabilities of its 3 mm fold model
+(models/training/loo-CASE, V for IRCADb-17) and its 4 mm fold model (s4-loo-CASE), then
+`segment`'s CRF and post-processing, re-done here step by step so that any probability can
+go through them:
+
+  1. threshold at 0.5, keep the bounding box of the largest 6-connected component, grow it by
+     max(uncertain margin, 2 θα) mm (ceil per axis, clipped to the volume);
+  2. the CRF of the 3 mm model file's "crf" section (liverseg.refine_crf) on that crop, the
+     mask cleared outside it;
+  3. largest 6-connected component, 3D hole filling, hole filling of each slice across the
+     head-to-foot axis (4-connected).
+
+`--check` first runs the single 3 mm fold model through these steps and through
+Model.segment and prints how many voxels differ (the steps must reproduce the library).
+
+    PYTHONPATH=bindings/python:tools LIVERSEG_LIBRARY=.build/release/libliverseg.so \\
+        python3 tools/ensemble_loo.py [--check]
+
+--crf-mu1 5,10 --crf-theta-beta 10,15 adds the session-8 CRF grid on the ensemble's
+probability (the rest as the model file's "crf" section), each cell against the model's CRF
+(the best cell passes if its mean gains >= 0.01 and no fold loses more than 0.01).
+
+Only training cases are read.
+"""
+import argparse
+import math
+import time
+
+import numpy as np
+from scipy import ndimage
+
+import liverseg
+from evaluate_model import TABLE_HEADER, load_case, print_mean, print_row
+from loo_table import fold_folder, training_cases
+
+SIX_CONNECTED = ndimage.generate_binary_structure(3, 1)
+FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
+
+
+def largest_component(mask):
+    """The largest 6-connected component of a boolean mask (ties: the lowest label), or None."""
+    labels, count = ndimage.label(mask, structure=SIX_CONNECTED)
+    if count == 0:
+        return None
+    sizes = np.bincount(labels.ravel())[1:]
+    return labels == (int(np.argmax(sizes)) + 1)
+
+
+def fill_holes_3d(mask):
+    """Background regions (6-connected) not touching the volume's border become liver."""
+    return ndimage.binary_fill_holes(mask, structure=SIX_CONNECTED)
+
+
+def fill_holes_slices(mask, axis):
+    """The same in each slice across `axis` (4-connected)."""
+    out = np.moveaxis(mask.copy(), axis, 0)
+    for k in range(out.shape[0]):
+        out[k] = ndimage.binary_fill_holes(out[k], structure=FOUR_CONNECTED)
+    return np.moveaxis(out, 0, axis)
+
+
+def head_to_foot_axis(affine):
+    """The voxel axis whose direction is closest to RAS's S."""
+    return int(np.argmax(np.abs(affine[2, :3]) / np.linalg.norm(affine[:3, :3], axis=0)))
+
+
+def segment_probability(ct, affine, probability, crf):
+    """`segment`'s CRF and post-processing steps on a probability on the CT's grid."""
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    liver = largest_component(probability >= 0.5)
+    mask = np.zeros(ct.shape, dtype=bool)
+    if liver is not None:
+        margin_mm = max(crf["uncertain_margin_mm"], 2 * crf["theta_alpha_mm"])
+        box = []
+        for a in range(3):
+            other = tuple(b for b in range(3) if b != a)
+            present = np.flatnonzero(liver.any(axis=other))
+            grow = int(min(ct.shape[a], math.ceil(margin_mm / spacing[a])))
+            box.append(slice(max(0, present[0] - grow), min(ct.shape[a], present[-1] + 1 + grow)))
+        box = tuple(box)
+        crop = np.ascontiguousarray(ct[box])
+        mask[box] = liverseg.refine_crf(crop, np.ascontiguousarray(probability[box]), affine=affine, **crf) > 0
+    component = largest_component(mask)
+    if component is None:
+        return mask.astype(np.uint8)
+    mask = fill_holes_slices(fill_holes_3d(component), head_to_foot_axis(affine))
+    return mask.astype(np.uint8)
+
+
+def score(name, mask, reference, affine, seconds):
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    m = liverseg.evaluate(mask, reference, spacing)
+    ml = float(np.prod(spacing)) / 1000
+    row = dict(case=name, dice=float(m["dice"]), voe=float(m["voe"]), vd=float(m["vd"]), avg_d=float(m["avg_d"]),
+               max_d=float(m["max_d"]), segmented_ml=float(mask.sum() * ml), reference_ml=float(reference.sum() * ml),
+               seconds=seconds)
+    print_row(row)
+    return row
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--check", action="store_true", help="first compare the steps with Model.segment (3 mm folds)")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--crf-mu1", help="comma-separated CRF μ1 values of a grid on the ensemble")
+    ap.add_argument("--crf-theta-beta", help="comma-separated CRF θβ values (HU) of a grid on the ensemble")
+    args = ap.parse_args()
+    crf_grid = [(mu1, beta) for mu1 in numbers(args.crf_mu1) for beta in numbers(args.crf_theta_beta)]
+    cases = training_cases()
+    if args.check:
+        print("3 mm fold models: voxels where these steps and Model.segment disagree")
+        for name, ct_path, mask_path in cases:
+            affine, ct, _ = load_case(str(ct_path), str(mask_path))
+            model = liverseg.Model(fold_folder(name) / "model.safetensors")
+            library, p = model.segment(ct, affine=affine, return_probability=True, threads=args.threads)
+            ours = segment_probability(ct, affine, p, model.metadata["crf"])
+            print(f"{name}: {int(np.count_nonzero(library != ours))} of {int(library.sum())} liver voxels", flush=True)
+    rows = {"3 mm": [], "4 mm": [], "mean of 3 mm and 4 mm": []}
+    rows.update({f"mean, CRF mu1 {mu1} theta_beta {beta}": [] for mu1, beta in crf_grid})
+    for name, ct_path, mask_path in cases:
+        affine, ct, reference = load_case(str(ct_path), str(mask_path))
+        models = {grid: liverseg.Model(fold_folder(name, prefix) / "model.safetensors")
+                  for grid, prefix in (("3 mm", ""), ("4 mm", "s4-"))}
+        crf = models["3 mm"].metadata["crf"]
+        probability = {}
+        for grid, model in models.items():
+            start = time.perf_counter()
+            _, probability[grid] = model.segment(ct, affine=affine, crf=False, return_probability=True,
+                                                 threads=args.threads)
+            print(f"{name}, {grid}:", end=" ")
+            rows[grid].append(score(name, segment_probability(ct, affine, probability[grid], crf), reference, affine,
+                                    time.perf_counter() - start))
+        start = time.perf_counter()
+        mean = (probability["3 mm"] + probability["4 mm"]) / 2
+        print(f"{name}, mean:", end=" ")
+        rows["mean of 3 mm and 4 mm"].append(score(name, segment_probability(ct, affine, mean, crf), reference, affine,
+                                                   time.perf_counter() - start))
+        for mu1, beta in crf_grid:
+            start = time.perf_counter()
+            print(f"{name}, mean, CRF mu1 {mu1} theta_beta {beta}:", end=" ")
+            mask = segment_probability(ct, affine, mean, dict(crf, mu1=mu1, theta_beta_hu=beta))
+            rows[f"mean, CRF mu1 {mu1} theta_beta {beta}"].append(
+                score(name, mask, reference, affine, time.perf_counter() - start))
+    for label, table in rows.items():
+        print(f"\nheld-out case, {label}, with the CRF\n{TABLE_HEADER}")
+        for row in table:
+            print_row(row)
+        print_mean(table)
+    print()
+    verdict("mean of 3 mm and 4 mm", rows, "3 mm", 0.02)
+    for mu1, beta in crf_grid:
+        verdict(f"mean, CRF mu1 {mu1} theta_beta {beta}", rows, "mean of 3 mm and 4 mm", 0.01)
+
+
+def numbers(text):
+    return [float(t) for t in text.split(",")] if text else []
+
+
+def verdict(label, rows, baseline, bound):
+    """Prints a setting's per-fold Dice and the rule's verdict against `baseline` (mean gain
+    >= 0.01, no fold losing more than `bound`)."""
+    candidate = [r["dice"] for r in rows[label]]
+    gains = [r["dice"] - b["dice"] for r, b in zip(rows[label], rows[baseline])]
+    mean_gain, worst = sum(gains) / len(gains), min(gains)
+    passes = "passes" if mean_gain >= 0.01 and worst >= -bound else "fails"
+    print(f"{label}: {' / '.join(f'{d:.4f}' for d in candidate)}, mean {np.mean(candidate):.4f}; against {baseline}: "
+          f"mean {mean_gain:+.4f}, worst fold {worst:+.4f}: {passes} the rule (mean gain >= 0.01, no fold losing "
+          f"more than {bound})")
+
+
+if __name__ == "__main__":
+    main()
