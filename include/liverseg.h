@@ -371,11 +371,14 @@ static inline liverseg_segment_params liverseg_segment_default_params(void) {
  * clip and normalise HU, run the network over the whole volume in overlapping tiles,
  * fuse the main and branch probabilities with the model's tau (paper eq. 4), resample the
  * fused probability back to the input grid and orientation, and threshold it — or, with
- * params->crf, refine it with the dense CRF.
+ * params->crf, refine it with the dense CRF. An ensemble model (liverseg_model_info's
+ * n_networks > 1) runs these steps up to the resampling back once per network, each on its
+ * own grid, and thresholds or refines the mean of the networks' probabilities.
  *
  * out_mask: dims[0]*dims[1]*dims[2] bytes, written with 0 (background) or 1 (liver) on the
  *           input grid. Required.
- * out_probability: the same number of floats for the fused liver probability, or NULL.
+ * out_probability: the same number of floats for the fused liver probability (an
+ *           ensemble's: the mean over its networks), or NULL.
  * params: NULL means liverseg_segment_default_params().
  *
  * Deterministic: the same model, volume and params give bit-identical outputs, whatever
@@ -386,11 +389,11 @@ liverseg_status liverseg_segment(const liverseg_model *model, const liverseg_vol
                                  float *out_probability);
 
 /**
- * The extents (x, y, z) of the model grid that `volume` is resampled onto: the volume
- * reoriented to the model's orientation, each extent max(1, round(n * spacing / model
- * spacing)). Every function taking a model and a volume refuses (INVALID_ARGUMENT) a
- * model grid with an extent above LIVERSEG_MAX_MODEL_GRID_EXTENT or more than
- * LIVERSEG_MAX_MODEL_GRID_VOXELS voxels.
+ * The extents (x, y, z) of the model grid — an ensemble's first network's — that `volume`
+ * is resampled onto: the volume reoriented to the model's orientation, each extent
+ * max(1, round(n * spacing / model spacing)). Every function taking a model and a volume
+ * refuses (INVALID_ARGUMENT) a model grid with an extent above
+ * LIVERSEG_MAX_MODEL_GRID_EXTENT or more than LIVERSEG_MAX_MODEL_GRID_VOXELS voxels.
  */
 /** The largest model-grid extent along one axis, in voxels. */
 #define LIVERSEG_MAX_MODEL_GRID_EXTENT 4096

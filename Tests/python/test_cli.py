@@ -185,8 +185,12 @@ def test_info_describes_a_model(small_model_path):
     result = run("info", small_model_path, "--json")
     assert result.returncode == 0, result.stderr
     fields = json.loads(result.stdout)
-    assert fields["architecture"] == "dsn3d" and fields["orientation"] == "LPS"
-    assert fields["parameters"] == liverseg.Model(small_model_path).info["n_parameters"]
+    assert fields["format"].endswith("format version 1") and len(fields["networks"]) == 1
+    network = fields["networks"][0]
+    assert network["architecture"] == "dsn3d" and network["orientation"] == "LPS"
+    assert network["parameters"] == liverseg.Model(small_model_path).info["n_parameters"]
+    bundled = json.loads(run("info", ROOT / "models" / "liver-default.safetensors", "--json").stdout)
+    assert [n["spacing_mm"] for n in bundled["networks"]] == [[3, 3, 3], [4, 4, 4]]
 
 
 def test_exit_codes_and_one_line_errors(tmp_path, small_model_path):

@@ -180,15 +180,18 @@ def test_python_writer_checks_shapes(tmp_path, parts):
 
 
 def test_swift_and_python_spell_the_same_tensors():
-    """The bundled model, written by the Swift trainer from DSNArchitecture.parameterTable,
-    holds exactly the tensors the Python writer's parameter_shapes names, in file order."""
+    """The bundled model — networks written by the Swift trainer from
+    DSNArchitecture.parameterTable, combined by `liverseg ensemble` — holds exactly the
+    tensors the Python writer's parameter_shapes names, with each network's prefix, in file
+    order."""
     path = ROOT / "models" / "liver-default.safetensors"
     with safe_open(str(path), "np") as f:
-        arch = json.loads(f.metadata()["liverseg"])["architecture"]
+        networks = json.loads(f.metadata()["liverseg"])["networks"]
         written = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
     header_length = struct.unpack("<Q", path.read_bytes()[:8])[0]
     header = json.loads(path.read_bytes()[8:8 + header_length])
     file_order = sorted((k for k in header if k != "__metadata__"), key=lambda k: header[k]["data_offsets"][0])
-    expected = liverseg.parameter_shapes(arch)
-    assert file_order == [name for name, _ in expected]
+    expected = [(f"networks.{k}.{name}", shape) for k, network in enumerate(networks)
+                for name, shape in liverseg.parameter_shapes(network["architecture"])]
+    assert len(networks) == 2 and file_order == [name for name, _ in expected]
     assert written == {name: tuple(shape) for name, shape in expected}
