@@ -22,18 +22,24 @@ Model.segment and prints how many voxels differ (the steps must reproduce the li
 probability (the rest as the model file's "crf" section), each cell against the model's CRF
 (the best cell passes if its mean gains >= 0.01 and no fold loses more than 0.01).
 
+--scales 0.9,1,1.1 adds scale test-time augmentation: each fold model also run with its
+grid spacing times each scale (its file with only preprocessing.spacing_mm changed), the mean
+over both grids and every scale, against the two-grid mean (docs/training.md, session 11).
+
 Only training cases are read.
 """
 import argparse
 import math
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
 import liverseg
-from evaluate_model import TABLE_HEADER, load_case, print_mean, print_row
-from loo_table import fold_folder, training_cases
+from evaluate_model import TABLE_HEADER, load_case, print_mean, print_row, score_mask
+from loo_table import fold_folder, numbers, training_cases, with_metadata
 
 SIX_CONNECTED = ndimage.generate_binary_structure(3, 1)
 FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
@@ -89,15 +95,11 @@ def segment_probability(ct, affine, probability, crf):
     return mask.astype(np.uint8)
 
 
-def score(name, mask, reference, affine, seconds):
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)
-    m = liverseg.evaluate(mask, reference, spacing)
-    ml = float(np.prod(spacing)) / 1000
-    row = dict(case=name, dice=float(m["dice"]), voe=float(m["voe"]), vd=float(m["vd"]), avg_d=float(m["avg_d"]),
-               max_d=float(m["max_d"]), segmented_ml=float(mask.sum() * ml), reference_ml=float(reference.sum() * ml),
-               seconds=seconds)
-    print_row(row)
-    return row
+def with_spacing_scale(source, scale, target):
+    """Copies the model file `source` to `target` with preprocessing.spacing_mm times `scale`."""
+    def edit(document):
+        document["preprocessing"]["spacing_mm"] = [scale * s for s in document["preprocessing"]["spacing_mm"]]
+    with_metadata(source, target, edit)
 
 
 def main():
@@ -106,7 +108,11 @@ def main():
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--crf-mu1", help="comma-separated CRF μ1 values of a grid on the ensemble")
     ap.add_argument("--crf-theta-beta", help="comma-separated CRF θβ values (HU) of a grid on the ensemble")
+    ap.add_argument("--scales", help="comma-separated grid-spacing scales of a test-time augmentation (1 included)")
     args = ap.parse_args()
+    scales = numbers(args.scales)
+    scratch = tempfile.TemporaryDirectory()
+    tta_label = f"mean over both grids at scales {args.scales}"
     crf_grid = [(mu1, beta) for mu1 in numbers(args.crf_mu1) for beta in numbers(args.crf_theta_beta)]
     cases = training_cases()
     if args.check:
@@ -119,6 +125,8 @@ def main():
             print(f"{name}: {int(np.count_nonzero(library != ours))} of {int(library.sum())} liver voxels", flush=True)
     rows = {"3 mm": [], "4 mm": [], "mean of 3 mm and 4 mm": []}
     rows.update({f"mean, CRF mu1 {mu1} theta_beta {beta}": [] for mu1, beta in crf_grid})
+    if scales:
+        rows[tta_label] = []
     for name, ct_path, mask_path in cases:
         affine, ct, reference = load_case(str(ct_path), str(mask_path))
         models = {grid: liverseg.Model(fold_folder(name, prefix) / "model.safetensors")
@@ -130,19 +138,35 @@ def main():
             _, probability[grid] = model.segment(ct, affine=affine, crf=False, return_probability=True,
                                                  threads=args.threads)
             print(f"{name}, {grid}:", end=" ")
-            rows[grid].append(score(name, segment_probability(ct, affine, probability[grid], crf), reference, affine,
+            rows[grid].append(score_mask(name, segment_probability(ct, affine, probability[grid], crf), reference, affine,
                                     time.perf_counter() - start))
         start = time.perf_counter()
         mean = (probability["3 mm"] + probability["4 mm"]) / 2
         print(f"{name}, mean:", end=" ")
-        rows["mean of 3 mm and 4 mm"].append(score(name, segment_probability(ct, affine, mean, crf), reference, affine,
+        rows["mean of 3 mm and 4 mm"].append(score_mask(name, segment_probability(ct, affine, mean, crf), reference, affine,
                                                    time.perf_counter() - start))
         for mu1, beta in crf_grid:
             start = time.perf_counter()
             print(f"{name}, mean, CRF mu1 {mu1} theta_beta {beta}:", end=" ")
             mask = segment_probability(ct, affine, mean, dict(crf, mu1=mu1, theta_beta_hu=beta))
             rows[f"mean, CRF mu1 {mu1} theta_beta {beta}"].append(
-                score(name, mask, reference, affine, time.perf_counter() - start))
+                score_mask(name, mask, reference, affine, time.perf_counter() - start))
+        if scales:
+            start = time.perf_counter()
+            total = None
+            for grid, prefix in (("3 mm", ""), ("4 mm", "s4-")):
+                for scale in scales:
+                    if scale == 1:
+                        p = probability[grid]
+                    else:
+                        target = Path(scratch.name) / f"{name}-{prefix}{scale}.safetensors"
+                        with_spacing_scale(fold_folder(name, prefix) / "model.safetensors", scale, target)
+                        _, p = liverseg.Model(target).segment(ct, affine=affine, crf=False, return_probability=True,
+                                                              threads=args.threads)
+                    total = p.copy() if total is None else total + p
+            print(f"{name}, {tta_label}:", end=" ")
+            rows[tta_label].append(score_mask(name, segment_probability(ct, affine, total / (2 * len(scales)), crf),
+                                         reference, affine, time.perf_counter() - start))
     for label, table in rows.items():
         print(f"\nheld-out case, {label}, with the CRF\n{TABLE_HEADER}")
         for row in table:
@@ -152,10 +176,8 @@ def main():
     verdict("mean of 3 mm and 4 mm", rows, "3 mm", 0.02)
     for mu1, beta in crf_grid:
         verdict(f"mean, CRF mu1 {mu1} theta_beta {beta}", rows, "mean of 3 mm and 4 mm", 0.01)
-
-
-def numbers(text):
-    return [float(t) for t in text.split(",")] if text else []
+    if scales:
+        verdict(tta_label, rows, "mean of 3 mm and 4 mm", 0.01)
 
 
 def verdict(label, rows, baseline, bound):

@@ -63,7 +63,11 @@ def score_case(model, name, ct_path, mask_path, mirror=False, **segment_options)
         ct, reference = np.flip(ct, axis).copy(), np.flip(reference, axis).copy()
     start = time.perf_counter()
     mask = model.segment(ct, affine=affine, **segment_options)
-    seconds = time.perf_counter() - start
+    return score_mask(name, mask, reference, affine, time.perf_counter() - start)
+
+
+def score_mask(name, mask, reference, affine, seconds):
+    """Prints and returns the table row of `mask` against `reference` (affine: the CT's)."""
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     m = liverseg.evaluate(mask, reference, spacing)
     ml = float(np.prod(spacing)) / 1000

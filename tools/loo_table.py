@@ -68,17 +68,23 @@ def epochs_done(folder):
     return int(rows[-1]["epoch"]) if rows else 0
 
 
-def with_tau(source, tau, target):
-    """Copies the model file `source` to `target` with fusion.tau set to (tau, tau)."""
+def with_metadata(source, target, edit):
+    """Copies the model file `source` to `target` with `edit(document)` applied to its
+    liverseg metadata document."""
     data = Path(source).read_bytes()
     size = struct.unpack("<Q", data[:8])[0]
     header = json.loads(data[8:8 + size])
     document = json.loads(header["__metadata__"]["liverseg"])
-    document["fusion"]["tau"] = [tau, tau]
+    edit(document)
     header["__metadata__"]["liverseg"] = json.dumps(document)
     text = json.dumps(header).encode()
     text += b" " * (-len(text) % 8)
     Path(target).write_bytes(struct.pack("<Q", len(text)) + text + data[8 + size:])
+
+
+def with_tau(source, tau, target):
+    """Copies the model file `source` to `target` with fusion.tau set to (tau, tau)."""
+    with_metadata(source, target, lambda document: document["fusion"].update(tau=[tau, tau]))
 
 
 def numbers(text):
