@@ -7,9 +7,11 @@
      liverseg vs PyTorch autograd on the same network and loss;
   3. the dense CRF — tools/bench_crf.py (one slice and the whole IRCADb-17 volume against
      pydensecrf2), when pydensecrf2 is installed;
-  4. `liverseg segment --crf` on IRCADb-17, end to end, 2 threads (wall time);
-  5. peak resident memory of `liverseg segment` on 512×512×119 (IRCADb-17) and on a
-     512×512×600 CT made by stacking IRCADb-01 (written to a temporary folder).
+  4. `liverseg segment` on IRCADb-17 with the bundled model, end to end, 2 threads, with and
+     without the CRF — vs the same pipeline in Python (nibabel, scipy, PyTorch, pydensecrf2:
+     tools/python_pipeline.py), wall time, peak memory and the masks' agreement;
+  5. peak resident memory of `liverseg segment` on 512×512×119 (IRCADb-17) and on
+     512×512×600 and ×800 CTs made by stacking IRCADb-01 (written to a temporary folder).
 
 Each comparison alternates the two sides `--repeats` times, so a background load hits both
 alike, and reports medians and the median of the per-round ratios. The CPU, its vector
@@ -148,14 +150,13 @@ def network_benchmarks(repeats):
     return rows
 
 
-def cli(*args):
-    """Runs the liverseg command under GNU time; returns (wall s, peak RSS MB of that
-    process). (The rusage of a child forked from this process would count this process's
-    pages, PyTorch's included, until the child execs.)"""
-    command = ["/usr/bin/time", "-f", "peak-rss-kb %M",
-               os.environ.get("LIVERSEG_CLI", str(ROOT / ".build/release/liverseg-cli")), *map(str, args)]
+def measured(command, env=None):
+    """Runs `command` under GNU time; returns (wall s, peak RSS MB of that process). (The
+    rusage of a child forked from this process would count this process's pages, PyTorch's
+    included, until the child execs.)"""
+    command = ["/usr/bin/time", "-f", "peak-rss-kb %M", *map(str, command)]
     start = time.perf_counter()
-    result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     wall = time.perf_counter() - start
     if result.returncode != 0:
         sys.exit(f"{' '.join(command)} failed: {result.stderr}")
@@ -163,14 +164,47 @@ def cli(*args):
     return wall, kilobytes / 1024
 
 
+def cli(*args):
+    """`liverseg ARGS` under `measured`."""
+    return measured([os.environ.get("LIVERSEG_CLI", str(ROOT / ".build/release/liverseg-cli")), *args])
+
+
+def dice(a, b):
+    import nibabel as nib
+    a, b = (np.asarray(nib.load(str(path)).dataobj) > 0 for path in (a, b))
+    return 2 * np.count_nonzero(a & b) / (np.count_nonzero(a) + np.count_nonzero(b))
+
+
 def pipeline_benchmarks(data, repeats):
     rows = []
     case = Path(data) / "ircadb1-17" / "ct.nii.gz"
+    model = liverseg.default_model_path()
+    peer_env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(ROOT / "bindings" / "python"), str(ROOT / "tools"), os.environ.get("PYTHONPATH", "")]))
     with tempfile.TemporaryDirectory() as tmp:
-        walls = [cli("segment", case, Path(tmp) / "m.nii.gz", "--crf", "--threads", "2", "--quiet")[0]
-                 for _ in range(repeats)]
-        rows.append(f"| `segment --crf`, IRCADb-17 (512×512×119), 2 threads | {statistics.median(walls):.2f} s "
-                    f"| paper: 92 s with a GPU | |")
+        ours, theirs = Path(tmp) / "ours.nii.gz", Path(tmp) / "theirs.nii.gz"
+        try:
+            import torch  # noqa: F401
+            import pydensecrf.densecrf  # noqa: F401
+            sides = (("--no-crf", "without the CRF", "nibabel + scipy + PyTorch"),
+                     ("--crf", "with the CRF (the default)", "nibabel + scipy + PyTorch + pydensecrf2"))
+        except ImportError:
+            rows.append("| `segment` end to end | | PyTorch or pydensecrf2 not installed: no Python pipeline | |")
+            sides = ()
+        for flag, label, peer_name in sides:
+            runs = {"ours": [], "peer": []}
+            for _ in range(repeats):
+                runs["ours"].append(cli("segment", case, ours, flag, "--threads", "2", "--quiet"))
+                runs["peer"].append(measured([sys.executable, ROOT / "tools" / "python_pipeline.py", model, case, theirs,
+                                              "--threads", "2"] + (["--no-crf"] if flag == "--no-crf" else []),
+                                             env=peer_env))
+            ratio = statistics.median(p[0] / o[0] for o, p in zip(runs["ours"], runs["peer"]))
+            rss = {side: max(r[1] for r in runs[side]) for side in runs}
+            rows.append(f"| `segment` {label}, IRCADb-17 (512×512×119), 2 threads, bundled model; peak RSS "
+                        f"{rss['ours']:.0f} MB vs {rss['peer']:.0f} MB; masks agree to Dice {dice(ours, theirs):.4f} "
+                        f"| {statistics.median(r[0] for r in runs['ours']):.2f} s "
+                        f"| Python pipeline ({peer_name}, tools/python_pipeline.py) "
+                        f"{statistics.median(r[0] for r in runs['peer']):.2f} s | {ratio:.2f}× |")
         def peak_rss_rows(ct, label):
             """Peak RSS of `segment` on `ct` with the CRF (the default) and without."""
             for flag, crf in (("--crf", "with the CRF (the default)"), ("--no-crf", "without the CRF")):
@@ -180,11 +214,13 @@ def pipeline_benchmarks(data, repeats):
         import nibabel as nib
         source = nib.load(Path(data) / "ircadb1-01" / "ct.nii.gz")
         ct = np.asarray(source.dataobj).astype(np.int16)
-        stacked = np.concatenate([ct] * (600 // ct.shape[2] + 1), axis=2)[:, :, :600]
-        big = Path(tmp) / "ct600.nii"
-        nib.save(nib.Nifti1Image(stacked, source.affine), big)
-        del ct, stacked
-        peak_rss_rows(big, "512×512×600 (IRCADb-01 stacked)")
+        for slices in (600, 800):
+            stacked = np.concatenate([ct] * (slices // ct.shape[2] + 1), axis=2)[:, :, :slices]
+            big = Path(tmp) / f"ct{slices}.nii"
+            nib.save(nib.Nifti1Image(stacked, source.affine), big)
+            del stacked
+            peak_rss_rows(big, f"512×512×{slices} (IRCADb-01 stacked)")
+            big.unlink()
     return rows
 
 
