@@ -86,6 +86,12 @@ def main(out):
         mf.save_model(buffer, arch, mf.random_weights(arch, seed=seed))
         seeds["model"].append(buffer.read_bytes())
         buffer.unlink()
+    # An ensemble (format version 2) of two networks on different grids.
+    mf.save_ensemble(buffer, [dict(arch=arch, weights=mf.random_weights(arch, seed=seed),
+                                   preprocessing=dict(mf.DEFAULT_PREPROCESSING, spacing_mm=[spacing] * 3))
+                              for seed, spacing in ((2, 3.0), (3, 4.0))])
+    seeds["model"].append(buffer.read_bytes())
+    buffer.unlink()
 
     rng = np.random.default_rng(0)
     for size in (16, 64, 256, 1024):
