@@ -345,14 +345,13 @@ private enum LatticeBuilder<let D: Int> {
         nonisolated(unsafe) let shardVertex = blockShardVertex.pointer
         nonisolated(unsafe) let vertexOut = pointVertex.pointer, weightOut = pointWeight.pointer
         nonisolated(unsafe) let featureIn = features
-        nonisolated(unsafe) let scales = scale, shifts = shift
         for first in stride(from: 0, to: n, by: block) {
             let m = min(block, n - first)
             parallelChunks(m, threads: threads) { worker, range in
                 // In C (CKernels), where the loop over points vectorises: in Swift, one
                 // point at a time, this was a third of a CRF slice's time.
                 ckernels_lattice_embed(
-                    Int32(d), featureIn + (first + range.lowerBound) * d, range.count, scales, shifts,
+                    Int32(d), featureIn + (first + range.lowerBound) * d, range.count, scale, shift,
                     bRem0 + (range.lowerBound + 1) * d1, bRank + (range.lowerBound + 1) * d1,
                     weightOut + (first + range.lowerBound) * d1)
                 // The vertices' hashes, here where each point is hashed once: in the shard

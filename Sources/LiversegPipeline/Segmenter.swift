@@ -106,13 +106,16 @@ extension Model {
         }
         try volume.validate()
         try report(0, .preprocess)
-        // Each network's share of the bar: its preprocessing, then its network pass.
+        // Each network's share of the bar, by its grid's voxels (what its time grows with):
+        // its preprocessing, then its network pass.
         let networkPart = networkShare - (crf == nil ? 0 : crfShare)
-        let perNetwork = (preprocessShare + networkPart) / Double(networks.count)
-        let parts = try networks.enumerated().map { index, member -> (grid: ModelGrid, fused: FloatBuffer) in
-            let begin = perNetwork * Double(index)
-            let preprocessPart = perNetwork * preprocessShare / (preprocessShare + networkPart)
-            let grid = try ModelGrid(volume: volume, preprocessing: member.preprocessing)
+        let grids = try networks.map { try ModelGrid(volume: volume, preprocessing: $0.preprocessing) }
+        let voxelShares = grids.map { Double($0.size.voxelCount) / Double(grids.reduce(0) { $0 + $1.size.voxelCount }) }
+        var parts: [(grid: ModelGrid, fused: FloatBuffer)] = []
+        for (index, (member, grid)) in zip(networks, grids).enumerated() {
+            let begin = (preprocessShare + networkPart) * voxelShares[..<index].reduce(0, +)
+            let span = (preprocessShare + networkPart) * voxelShares[index]
+            let preprocessPart = span * preprocessShare / (preprocessShare + networkPart)
             Log.write(
                 .info,
                 "input \(volume.size), network \(index + 1) of \(networks.count): model grid \(grid.size) (axes \(grid.mapping.sourceAxis), flipped \(grid.mapping.flipped)), \(threads) threads"
@@ -122,9 +125,9 @@ extension Model {
                 try report(begin + preprocessPart * f, .preprocess)
             }
             let fused = try member.fusedProbability(normalised, size: grid.size, options: options, threads: threads) { f in
-                try report(begin + preprocessPart + (perNetwork - preprocessPart) * f, .network)
+                try report(begin + preprocessPart + (span - preprocessPart) * f, .network)
             }
-            return (grid, fused)
+            parts.append((grid, fused))
         }
         let onInput = InputGridProbability(parts: parts, inputSize: volume.size)
         let networkEnd = preprocessShare + networkPart
