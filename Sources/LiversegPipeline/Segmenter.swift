@@ -49,13 +49,15 @@ private let preprocessShare = 0.05, networkShare = 0.9, crfShare = 0.15
 public struct Segmentation: Sendable {
     /// 0/1 per input voxel, x fastest.
     public var mask: [UInt8]
-    /// The eq. 4 fused liver probability per input voxel, when `keepProbability` was set.
+    /// The eq. 4 fused liver probability per input voxel (an ensemble's: the mean over its
+    /// networks), when `keepProbability` was set.
     public var probability: [Float]?
 }
 
 extension Model {
     /// Runs the whole pipeline on `volume`: reorient + resample + normalise, tiled network,
-    /// eq. 4 fusion, resampling back, then the dense CRF — or thresholding when
+    /// eq. 4 fusion, resampling back (for an ensemble: each network on its own grid, then the
+    /// mean of their probabilities), then the dense CRF — or thresholding when
     /// `options.crf` is `.off` — and `options.postProcessing`. `progress` may cancel (the call
     /// then throws `LiversegError.cancelled`).
     public func segment(
@@ -224,7 +226,6 @@ extension Model {
         Log.write(.debug, "CRF region around the largest component: \(region.lower)..<\(region.upper)")
         return region
     }
-
 }
 
 extension ModelNetwork {
