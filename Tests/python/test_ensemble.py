@@ -168,3 +168,18 @@ def test_at_most_eight_networks(tmp_path):
         liverseg.Model(path)
     liverseg.save_ensemble(path, [network(k, [4.0, 4.0, 4.0]) for k in range(8)])
     assert liverseg.Model(path).info["n_networks"] == 8
+
+
+def test_single_network_calls_use_the_first_network(files):
+    """preprocess, forward and loss_and_gradient of an ensemble are its first network's."""
+    ensemble, singles = liverseg.Model(files[0]), liverseg.Model(files[1][0])
+    ct, affine = phantom()
+    x = ensemble.preprocess(ct, affine=affine)
+    assert np.array_equal(x, singles.preprocess(ct, affine=affine))
+    x = np.ascontiguousarray(x[:16, :16, :8])
+    for a, b in zip(ensemble.forward(x), singles.forward(x)):
+        assert np.array_equal(a, b)
+    labels = (x > 0).astype(np.uint8)
+    (loss, gradients), (expected_loss, expected) = (m.loss_and_gradient(x, labels) for m in (ensemble, singles))
+    assert loss == expected_loss and gradients.keys() == expected.keys()
+    assert all(np.array_equal(gradients[k], expected[k]) for k in expected)

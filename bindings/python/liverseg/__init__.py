@@ -242,12 +242,14 @@ class Model:
     def loss_and_gradient(self, volume, labels, eta=(0.3, 0.4), threads=0):
         """Eq. 3's data term for a normalised [x, y, z] input (extents multiples of 4) and
         0/1 labels of the same shape: returns ({"total", "main", "branch1", "branch2"},
-        {tensor name: gradient array shaped like the model file's tensor})."""
+        {tensor name: gradient array shaped like the model file's tensor}). An ensemble's
+        first network, as preprocess and forward."""
         a = np.asfortranarray(volume, dtype=np.float32)
         y = np.asfortranarray(labels, dtype=np.uint8)
         if a.ndim != 3 or y.shape != a.shape:
             raise ValueError(f"volume {a.shape} and labels {y.shape} must be 3-D and equal")
-        arch = self.metadata["architecture"]
+        document = self.metadata
+        arch = (document["networks"][0] if "networks" in document else document)["architecture"]  # the first network
         shapes = parameter_shapes(arch)
         flat = np.empty(sum(int(np.prod(s)) for _, s in shapes), dtype=np.float32)
         losses = (ctypes.c_double * 4)()
