@@ -27,7 +27,8 @@ public struct Preprocessing: Equatable, Sendable {
     }
 
     /// The model grid and intensity mapping `liverseg train` uses unless told otherwise (the
-    /// bundled model's): 3 mm isotropic, RAS, HU window [−200, 300] → (HU − 50)/125. Python's
+    /// bundled model's first network's; its second runs at 4 mm): 3 mm isotropic, RAS, HU
+    /// window [−200, 300] → (HU − 50)/125. Python's
     /// `liverseg.model_file.DEFAULT_PREPROCESSING` is held to it by a test.
     public static let `default` = Preprocessing(
         spacing: [3, 3, 3], orientation: AxisCodes("RAS")!, huWindow: (-200, 300), mean: 50, std: 125)
