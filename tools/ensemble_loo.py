@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Leave-one-out measurement of a two-grid ensemble (docs/training.md, session 11): for each
-training case, the mean of the fused probabilities of its 3 mm fold model
-(models/training/loo-CASE, V for IRCADb-17) and its 4 mm fold model (s4-loo-CASE), then
-`segment`'s CRF and post-processing, re-done here step by step so that any probability can
-go through them:
+"""Leave-one-out measurement of an ensemble of grids (docs/training.md, session 11): for each
+training case, the mean of the fused probabilities of its fold models — by default the 3 mm
+fold (models/training/loo-CASE, V for IRCADb-17) and the 4 mm fold (s4-loo-CASE);
+`--members ,s4-,s2-` adds the 2 mm folds, `--against ,s4-` makes the two-grid mean the
+baseline — then `segment`'s CRF and post-processing, re-done here step by step so that any
+probability can go through them:
 
   1. threshold at 0.5, keep the bounding box of the largest 6-connected component, grow it by
      max(uncertain margin, 2 θα) mm (ceil per axis, clipped to the volume);
@@ -24,7 +25,7 @@ probability (the rest as the model file's "crf" section), each cell against the 
 
 --scales 0.9,1,1.1 adds scale test-time augmentation: each fold model also run with its
 grid spacing times each scale (its file with only preprocessing.spacing_mm changed), the mean
-over both grids and every scale, against the two-grid mean (docs/training.md, session 11).
+over the members and every scale, against the members' mean (docs/training.md, session 11).
 
 Only training cases are read.
 """
@@ -102,17 +103,39 @@ def with_spacing_scale(source, scale, target):
     with_metadata(source, target, edit)
 
 
+def prefixes(text):
+    """Fold-folder prefixes from a comma-separated list ('' is the 3 mm recipe's folds)."""
+    return text.split(",")
+
+
+def grid_label(prefix):
+    return {"": "3 mm"}.get(prefix, f"{prefix.rstrip('-').lstrip('s')} mm")
+
+
+def mean_label(members):
+    return "mean of " + " and ".join(grid_label(m) for m in members)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", action="store_true", help="first compare the steps with Model.segment (3 mm folds)")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--members", default=",s4-",
+                    help="fold prefixes of the ensemble's members ('' = models/training/loo-*, s4- = s4-loo-*, ...)")
+    ap.add_argument("--against", default="", help="fold prefixes of the baseline (one grid, or a mean of several)")
+    ap.add_argument("--bound", type=float, default=0.02, help="the largest per-fold loss the rule allows")
     ap.add_argument("--crf-mu1", help="comma-separated CRF μ1 values of a grid on the ensemble")
     ap.add_argument("--crf-theta-beta", help="comma-separated CRF θβ values (HU) of a grid on the ensemble")
     ap.add_argument("--scales", help="comma-separated grid-spacing scales of a test-time augmentation (1 included)")
     args = ap.parse_args()
+    members, against = prefixes(args.members), prefixes(args.against)
+    if len(members) < 2:
+        ap.error("--members needs two or more fold prefixes")
+    grids = list(dict.fromkeys(members + against))
+    candidate, baseline = mean_label(members), (mean_label(against) if len(against) > 1 else grid_label(against[0]))
     scales = numbers(args.scales)
     scratch = tempfile.TemporaryDirectory()
-    tta_label = f"mean over both grids at scales {args.scales}"
+    tta_label = f"{candidate} at scales {args.scales}"
     crf_grid = [(mu1, beta) for mu1 in numbers(args.crf_mu1) for beta in numbers(args.crf_theta_beta)]
     cases = training_cases()
     if args.check:
@@ -123,61 +146,64 @@ def main():
             library, p = model.segment(ct, affine=affine, return_probability=True, threads=args.threads)
             ours = segment_probability(ct, affine, p, model.metadata["crf"])
             print(f"{name}: {int(np.count_nonzero(library != ours))} of {int(library.sum())} liver voxels", flush=True)
-    rows = {"3 mm": [], "4 mm": [], "mean of 3 mm and 4 mm": []}
-    rows.update({f"mean, CRF mu1 {mu1} theta_beta {beta}": [] for mu1, beta in crf_grid})
+    rows = {label: [] for label in [grid_label(g) for g in grids] + [baseline, candidate]}
+    rows.update({f"{candidate}, CRF mu1 {mu1} theta_beta {beta}": [] for mu1, beta in crf_grid})
     if scales:
         rows[tta_label] = []
+
+    def scored(label, name, probability, crf, reference, affine, start):
+        print(f"{name}, {label}:", end=" ")
+        rows[label].append(score_mask(name, segment_probability(ct, affine, probability, crf), reference, affine,
+                                      time.perf_counter() - start))
+
     for name, ct_path, mask_path in cases:
         affine, ct, reference = load_case(str(ct_path), str(mask_path))
-        models = {grid: liverseg.Model(fold_folder(name, prefix) / "model.safetensors")
-                  for grid, prefix in (("3 mm", ""), ("4 mm", "s4-"))}
-        crf = models["3 mm"].metadata["crf"]
+        models = {g: liverseg.Model(fold_folder(name, g) / "model.safetensors") for g in grids}
+        crf = models[members[0]].metadata["crf"]
         probability = {}
-        for grid, model in models.items():
+        for g, model in models.items():
             start = time.perf_counter()
-            _, probability[grid] = model.segment(ct, affine=affine, crf=False, return_probability=True,
-                                                 threads=args.threads)
-            print(f"{name}, {grid}:", end=" ")
-            rows[grid].append(score_mask(name, segment_probability(ct, affine, probability[grid], crf), reference, affine,
-                                    time.perf_counter() - start))
-        start = time.perf_counter()
-        mean = (probability["3 mm"] + probability["4 mm"]) / 2
-        print(f"{name}, mean:", end=" ")
-        rows["mean of 3 mm and 4 mm"].append(score_mask(name, segment_probability(ct, affine, mean, crf), reference, affine,
-                                                   time.perf_counter() - start))
+            _, probability[g] = model.segment(ct, affine=affine, crf=False, return_probability=True,
+                                              threads=args.threads)
+            scored(grid_label(g), name, probability[g], crf, reference, affine, start)
+        means = {}
+        for label, group in ((baseline, against), (candidate, members)):
+            if len(group) > 1 and label not in means:
+                start = time.perf_counter()
+                total = probability[group[0]].copy()
+                for g in group[1:]:
+                    total += probability[g]
+                means[label] = total * (np.float32(1) / np.float32(len(group)))  # as the library: sum, times 1/n
+                scored(label, name, means[label], crf, reference, affine, start)
+        mean = means.get(candidate, probability[members[0]])
         for mu1, beta in crf_grid:
-            start = time.perf_counter()
-            print(f"{name}, mean, CRF mu1 {mu1} theta_beta {beta}:", end=" ")
-            mask = segment_probability(ct, affine, mean, dict(crf, mu1=mu1, theta_beta_hu=beta))
-            rows[f"mean, CRF mu1 {mu1} theta_beta {beta}"].append(
-                score_mask(name, mask, reference, affine, time.perf_counter() - start))
+            scored(f"{candidate}, CRF mu1 {mu1} theta_beta {beta}", name, mean,
+                   dict(crf, mu1=mu1, theta_beta_hu=beta), reference, affine, time.perf_counter())
         if scales:
             start = time.perf_counter()
             total = None
-            for grid, prefix in (("3 mm", ""), ("4 mm", "s4-")):
+            for g in members:
                 for scale in scales:
                     if scale == 1:
-                        p = probability[grid]
+                        p = probability[g]
                     else:
-                        target = Path(scratch.name) / f"{name}-{prefix}{scale}.safetensors"
-                        with_spacing_scale(fold_folder(name, prefix) / "model.safetensors", scale, target)
+                        target = Path(scratch.name) / f"{name}-{g}{scale}.safetensors"
+                        with_spacing_scale(fold_folder(name, g) / "model.safetensors", scale, target)
                         _, p = liverseg.Model(target).segment(ct, affine=affine, crf=False, return_probability=True,
                                                               threads=args.threads)
                     total = p.copy() if total is None else total + p
-            print(f"{name}, {tta_label}:", end=" ")
-            rows[tta_label].append(score_mask(name, segment_probability(ct, affine, total / (2 * len(scales)), crf),
-                                         reference, affine, time.perf_counter() - start))
+            scored(tta_label, name, total / (len(members) * len(scales)), crf, reference, affine, start)
     for label, table in rows.items():
         print(f"\nheld-out case, {label}, with the CRF\n{TABLE_HEADER}")
         for row in table:
             print_row(row)
         print_mean(table)
     print()
-    verdict("mean of 3 mm and 4 mm", rows, "3 mm", 0.02)
+    verdict(candidate, rows, baseline, args.bound)
     for mu1, beta in crf_grid:
-        verdict(f"mean, CRF mu1 {mu1} theta_beta {beta}", rows, "mean of 3 mm and 4 mm", 0.01)
+        verdict(f"{candidate}, CRF mu1 {mu1} theta_beta {beta}", rows, candidate, 0.01)
     if scales:
-        verdict(tta_label, rows, "mean of 3 mm and 4 mm", 0.01)
+        verdict(tta_label, rows, candidate, 0.01)
 
 
 def verdict(label, rows, baseline, bound):
