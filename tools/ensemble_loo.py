@@ -73,27 +73,34 @@ def head_to_foot_axis(affine):
     return int(np.argmax(np.abs(affine[2, :3]) / np.linalg.norm(affine[:3, :3], axis=0)))
 
 
+def grown_box(mask, margin_mm, spacing):
+    """The bounding box of `mask` grown by margin_mm (ceil per axis), clipped to the volume."""
+    box = []
+    for a in range(3):
+        present = np.flatnonzero(mask.any(axis=tuple(b for b in range(3) if b != a)))
+        grow = math.ceil(margin_mm / spacing[a])
+        box.append(slice(max(0, present[0] - grow), min(mask.shape[a], present[-1] + 1 + grow)))
+    return tuple(box)
+
+
+def postprocess(mask, affine):
+    """`segment`'s post-processing: the largest component, then 3D and per-slice hole filling."""
+    component = largest_component(mask)
+    if component is None:
+        return np.zeros(mask.shape, dtype=np.uint8)
+    return fill_holes_slices(fill_holes_3d(component), head_to_foot_axis(affine)).astype(np.uint8)
+
+
 def segment_probability(ct, affine, probability, crf):
     """`segment`'s CRF and post-processing steps on a probability on the CT's grid."""
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     liver = largest_component(probability >= 0.5)
     mask = np.zeros(ct.shape, dtype=bool)
     if liver is not None:
-        margin_mm = max(crf["uncertain_margin_mm"], 2 * crf["theta_alpha_mm"])
-        box = []
-        for a in range(3):
-            other = tuple(b for b in range(3) if b != a)
-            present = np.flatnonzero(liver.any(axis=other))
-            grow = int(min(ct.shape[a], math.ceil(margin_mm / spacing[a])))
-            box.append(slice(max(0, present[0] - grow), min(ct.shape[a], present[-1] + 1 + grow)))
-        box = tuple(box)
+        box = grown_box(liver, max(crf["uncertain_margin_mm"], 2 * crf["theta_alpha_mm"]), spacing)
         crop = np.ascontiguousarray(ct[box])
         mask[box] = liverseg.refine_crf(crop, np.ascontiguousarray(probability[box]), affine=affine, **crf) > 0
-    component = largest_component(mask)
-    if component is None:
-        return mask.astype(np.uint8)
-    mask = fill_holes_slices(fill_holes_3d(component), head_to_foot_axis(affine))
-    return mask.astype(np.uint8)
+    return postprocess(mask, affine)
 
 
 def with_spacing_scale(source, scale, target):

@@ -31,7 +31,7 @@ from scipy import ndimage
 
 import liverseg
 from liverseg.torch_train import DSN
-from ensemble_loo import fill_holes_3d, fill_holes_slices, head_to_foot_axis, largest_component
+from ensemble_loo import grown_box, largest_component, postprocess
 
 
 def read_model(path):
@@ -84,17 +84,6 @@ def network_probability(ct, affine, architecture, preprocessing, tau, weights):
         orientations.axcodes2ornt(tuple(preprocessing["orientation"])), orientations.io_orientation(affine)))
 
 
-def grown_box(mask, margin_mm, spacing, within=None):
-    """The bounding box of `mask` grown by margin_mm (ceil per axis), clipped to `within`."""
-    within = within or tuple(slice(0, n) for n in mask.shape)
-    box = []
-    for a in range(3):
-        present = np.flatnonzero(mask.any(axis=tuple(b for b in range(3) if b != a)))
-        grow = math.ceil(margin_mm / spacing[a])
-        box.append(slice(max(within[a].start, present[0] - grow), min(within[a].stop, present[-1] + 1 + grow)))
-    return tuple(box)
-
-
 def dense_crf(ct, probability, spacing, crf):
     """pydensecrf2's fully connected CRF (5 mean-field steps, Potts, symmetric normalisation)."""
     import pydensecrf.densecrf as dcrf
@@ -128,10 +117,7 @@ def segment(ct, affine, networks, crf):
             inner = tuple(slice(r.start + l.start, r.start + l.stop) for r, l in zip(region, local))
             refined[inner] = dense_crf(ct[inner], probability[inner], spacing, crf)
         mask = refined
-    liver = largest_component(mask)
-    if liver is None:
-        return np.zeros(ct.shape, dtype=np.uint8)
-    return fill_holes_slices(fill_holes_3d(liver), head_to_foot_axis(affine)).astype(np.uint8)
+    return postprocess(mask, affine)
 
 
 def main():

@@ -130,27 +130,12 @@ struct InputGridProbability {
         let planes = box.upper[2] - box.lower[2]
         let slab = slabPlanes(plane: plane, planes: planes)
         let scratch = try FloatBuffer(count: parts.count > 1 ? slab * plane : 0, zeroed: false)
-        let scale = 1 / Float(parts.count)
         for start in stride(from: 0, to: planes, by: slab) {
-            let end = min(planes, start + slab), count = (end - start) * plane
+            let end = min(planes, start + slab)
             let slabBox = VoxelBox(
                 lower: [box.lower[0], box.lower[1], box.lower[2] + start],
                 upper: [box.upper[0], box.upper[1], box.lower[2] + end])
-            let target = output + start * plane
-            try parts[0].grid.mapBack(parts[0].fused.pointer, box: slabBox, into: target, threads: threads)
-            for part in parts.dropFirst() {
-                try part.grid.mapBack(part.fused.pointer, box: slabBox, into: scratch.pointer, threads: threads)
-                nonisolated(unsafe) let (sum, next) = (target, UnsafePointer(scratch.pointer))
-                parallelChunks(count, threads: threads) { _, chunk in
-                    for i in chunk { sum[i] += next[i] }
-                }
-            }
-            if parts.count > 1 {
-                nonisolated(unsafe) let mean = target
-                parallelChunks(count, threads: threads) { _, chunk in
-                    for i in chunk { mean[i] *= scale }
-                }
-            }
+            try writeSlab(slabBox, into: output + start * plane, scratch: scratch, threads: threads)
             try progress(Double(end) / Double(planes))
         }
     }
@@ -166,13 +151,35 @@ struct InputGridProbability {
         let plane = inputSize.x * inputSize.y, planes = inputSize.z
         let slab = slabPlanes(plane: plane, planes: planes)
         let buffer = try FloatBuffer(count: slab * plane, zeroed: false)
+        let scratch = try FloatBuffer(count: parts.count > 1 ? slab * plane : 0, zeroed: false)
         for start in stride(from: 0, to: planes, by: slab) {
             let end = min(planes, start + slab)
             let box = VoxelBox(lower: [0, 0, start], upper: [inputSize.x, inputSize.y, end])
-            try write(box: box, into: buffer.pointer, threads: threads)
+            try writeSlab(box, into: buffer.pointer, scratch: scratch, threads: threads)
             applyThreshold(
                 threshold, to: buffer.pointer, count: (end - start) * plane, into: mask + start * plane, threads: threads)
             try progress(Double(end) / Double(planes))
+        }
+    }
+
+    /// The probability at the voxels of `box` into `target`; `scratch` holds box.voxelCount
+    /// floats when there is more than one network.
+    private func writeSlab(
+        _ box: VoxelBox, into target: UnsafeMutablePointer<Float>, scratch: FloatBuffer, threads: Int
+    ) throws {
+        try parts[0].grid.mapBack(parts[0].fused.pointer, box: box, into: target, threads: threads)
+        guard parts.count > 1 else { return }
+        let count = box.voxelCount, scale = 1 / Float(parts.count)
+        for part in parts.dropFirst() {
+            try part.grid.mapBack(part.fused.pointer, box: box, into: scratch.pointer, threads: threads)
+            nonisolated(unsafe) let (sum, next) = (target, UnsafePointer(scratch.pointer))
+            parallelChunks(count, threads: threads) { _, chunk in
+                for i in chunk { sum[i] += next[i] }
+            }
+        }
+        nonisolated(unsafe) let mean = target
+        parallelChunks(count, threads: threads) { _, chunk in
+            for i in chunk { mean[i] *= scale }
         }
     }
 }

@@ -112,7 +112,8 @@ extension Model {
         // its preprocessing, then its network pass.
         let networkPart = networkShare - (crf == nil ? 0 : crfShare)
         let grids = try networks.map { try ModelGrid(volume: volume, preprocessing: $0.preprocessing) }
-        let voxelShares = grids.map { Double($0.size.voxelCount) / Double(grids.reduce(0) { $0 + $1.size.voxelCount }) }
+        let allVoxels = Double(grids.reduce(0) { $0 + $1.size.voxelCount })
+        let voxelShares = grids.map { Double($0.size.voxelCount) / allVoxels }
         var parts: [(grid: ModelGrid, fused: FloatBuffer)] = []
         for (index, (member, grid)) in zip(networks, grids).enumerated() {
             let begin = (preprocessShare + networkPart) * voxelShares[..<index].reduce(0, +)
