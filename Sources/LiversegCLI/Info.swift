@@ -31,14 +31,33 @@ struct Info: ParsableCommand {
             if json {
                 print(JSONValue.object(fields).serialized)
             } else {
-                for (key, value) in fields {
-                    print(key.padding(toLength: max(18, key.count + 2), withPad: " ", startingAt: 0) + readableText(value))
-                }
+                printReadably(fields, indent: "")
             }
         }
     }
 
-    /// A field as text: strings bare, numbers rounded as people read them (JSON keeps every digit).
+    /// Fields as text, one per line: an object (such as a model's metadata) as an indented
+    /// block, and an array of objects (such as an ensemble's networks) as one numbered block each.
+    private func printReadably(_ fields: [(String, JSONValue)], indent: String) {
+        for (key, value) in fields {
+            switch value {
+            case .object(let members):
+                print(indent + key)
+                printReadably(members, indent: indent + "  ")
+            case .array(let items) where !items.isEmpty && items.allSatisfy({ if case .object = $0 { true } else { false } }):
+                for case (let k, .object(let members)) in items.enumerated() {
+                    print(indent + "\(key) \(k + 1) of \(items.count)")
+                    printReadably(members, indent: indent + "  ")
+                }
+            default:
+                let width = max(28 - indent.count, key.count + 2)
+                print(indent + key.padding(toLength: width, withPad: " ", startingAt: 0) + readableText(value))
+            }
+        }
+    }
+
+    /// A scalar or an array as text: strings bare, numbers rounded as people read them (JSON
+    /// keeps every digit).
     private func readableText(_ value: JSONValue) -> String {
         switch value {
         case .string(let s): return s

@@ -8,11 +8,13 @@ final class ModelGridTests: XCTestCase {
         let preprocessing = Preprocessing(
             spacing: [2.5, 2.5, 2.5], orientation: AxisCodes("RAS")!,
             huWindow: (-200, 300), mean: 0, std: 1)
-        var voxel: Float = 0
+        let voxel: Float = 0
         func grid(_ size: GridSize, _ spacing: [Double]) throws -> ModelGrid {
-            try ModelGrid(
-                volume: VolumeInput(voxels: .float32(&voxel), size: size, spacing: spacing, ijkToRAS: nil),
-                preprocessing: preprocessing)
+            try withUnsafePointer(to: voxel) { pointer in
+                try ModelGrid(
+                    volume: VolumeInput(voxels: .float32(pointer), size: size, spacing: spacing, ijkToRAS: nil),
+                    preprocessing: preprocessing)
+            }
         }
         XCTAssertEqual(try grid(GridSize(x: 1, y: 1, z: 1), [10240, 1, 1]).size, GridSize(x: 4096, y: 1, z: 1))
         for spacing in [[3e38, 1, 1], [1, 1.7e308, 1], [10243, 1, 1]] {

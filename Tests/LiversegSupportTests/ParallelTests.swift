@@ -7,9 +7,9 @@ final class ParallelTests: XCTestCase {
         let count = 10_000
         var seen = [UInt8](repeating: 0, count: count)
         var fractions: [Double] = []
-        try seen.withUnsafeMutableBufferPointer { buffer in
+        seen.withUnsafeMutableBufferPointer { buffer in
             nonisolated(unsafe) let out = buffer.baseAddress!
-            try parallelRounds(count, threads: 3, checkpoint: { fractions.append($0) }) { _, range in
+            parallelRounds(count, threads: 3, checkpoint: { fractions.append($0) }) { _, range in
                 for i in range { out[i] += 1 }
             }
         }

@@ -3,6 +3,7 @@ codes, the written files' geometry, the preview PNG, and one-line errors."""
 import csv
 import json
 import os
+import re
 import struct
 import subprocess
 import zlib
@@ -191,6 +192,12 @@ def test_info_describes_a_model(small_model_path):
     assert network["parameters"] == liverseg.Model(small_model_path).info["n_parameters"]
     bundled = json.loads(run("info", ROOT / "models" / "liver-default.safetensors", "--json").stdout)
     assert [n["spacing_mm"] for n in bundled["networks"]] == [[3, 3, 3], [4, 4, 4]]
+    # The text view shows each network as its own block, one field per line.
+    text = run("info", ROOT / "models" / "liver-default.safetensors").stdout.splitlines()
+    blocks = [i for i, line in enumerate(text) if line.startswith("networks ")]
+    assert [text[i] for i in blocks] == ["networks 1 of 2", "networks 2 of 2"]
+    spacings = [line.split(None, 1)[1] for line in text[blocks[0]:] if line.startswith("  spacing_mm ")]
+    assert spacings[:2] == ["[3, 3, 3]", "[4, 4, 4]"]
 
 
 def test_exit_codes_and_one_line_errors(tmp_path, small_model_path):
@@ -380,7 +387,7 @@ def test_info_prints_spacing_as_written_and_json_keeps_every_digit():
     ct = require_data("ircadb1-17/ct.nii.gz")
     text = run("info", ct)
     assert text.returncode == 0, text.stderr
-    assert "spacing_mm        [0.743, 0.743, 1.6]\n" in text.stdout
+    assert re.search(r"^spacing_mm +\[0\.743, 0\.743, 1\.6\]$", text.stdout, re.MULTILINE), text.stdout
     assert "[[-0.743, 0, 0, 0], [0, -0.743, 0, 0], [0, 0, 1.6, 0], [0, 0, 0, 1]]" in text.stdout
     fields = json.loads(run("info", ct, "--json").stdout)
     assert fields["spacing_mm"] == [float(np.float32(0.743))] * 2 + [float(np.float32(1.6))]
