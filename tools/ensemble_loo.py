@@ -23,6 +23,10 @@ Model.segment and prints how many voxels differ (the steps must reproduce the li
 probability (the rest as the model file's "crf" section), each cell against the model's CRF
 (the best cell passes if its mean gains >= 0.01 and no fold loses more than 0.01).
 
+--fine s2- adds the coarse-to-fine form of the candidate: the members' mean finds the liver (step 1's
+grown box), and the fine fold model's probability joins the mean inside that box only, as a
+library that runs the fine network on the box alone would give (docs/training.md, session 12).
+
 --scales 0.9,1,1.1 adds scale test-time augmentation: each fold model also run with its
 grid spacing times each scale (its file with only preprocessing.spacing_mm changed), the mean
 over the members and every scale, against the members' mean (docs/training.md, session 11).
@@ -103,6 +107,27 @@ def segment_probability(ct, affine, probability, crf):
     return postprocess(mask, affine)
 
 
+def mean_of(probabilities):
+    """The members' mean as the library forms it: summed in file order, times 1/n."""
+    total = probabilities[0].copy()
+    for p in probabilities[1:]:
+        total += p
+    return total * (np.float32(1) / np.float32(len(probabilities)))
+
+
+def with_fine_in_box(coarse_mean, full_mean, crf, affine):
+    """The coarse-to-fine probability: the mean with the fine member inside the grown box of
+    the coarse mean's largest component (step 1), the coarse mean outside it."""
+    liver = largest_component(coarse_mean >= 0.5)
+    if liver is None:
+        return coarse_mean
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    box = grown_box(liver, max(crf["uncertain_margin_mm"], 2 * crf["theta_alpha_mm"]), spacing)
+    out = coarse_mean.copy()
+    out[box] = full_mean[box]
+    return out
+
+
 def with_spacing_scale(source, scale, target):
     """Copies the model file `source` to `target` with preprocessing.spacing_mm times `scale`."""
     def edit(document):
@@ -133,18 +158,21 @@ def main():
     ap.add_argument("--bound", type=float, default=0.02, help="the largest per-fold loss the rule allows")
     ap.add_argument("--crf-mu1", help="comma-separated CRF μ1 values of a grid on the ensemble")
     ap.add_argument("--crf-theta-beta", help="comma-separated CRF θβ values (HU) of a grid on the ensemble")
+    ap.add_argument("--cases", help="comma-separated training cases to measure (a look while folds train; "
+                    "every rule is judged on all five)")
+    ap.add_argument("--fine", help="fold prefix of a fine member averaged in only inside the members' liver box")
     ap.add_argument("--scales", help="comma-separated grid-spacing scales of a test-time augmentation (1 included)")
     args = ap.parse_args()
     members, against = prefixes(args.members), prefixes(args.against)
     if len(members) < 2:
         ap.error("--members needs two or more fold prefixes")
-    grids = list(dict.fromkeys(members + against))
+    grids = list(dict.fromkeys(members + against + ([args.fine] if args.fine else [])))
     candidate, baseline = mean_label(members), (mean_label(against) if len(against) > 1 else grid_label(against[0]))
     scales = numbers(args.scales)
     scratch = tempfile.TemporaryDirectory()
     tta_label = f"{candidate} at scales {args.scales}"
     crf_grid = [(mu1, beta) for mu1 in numbers(args.crf_mu1) for beta in numbers(args.crf_theta_beta)]
-    cases = training_cases()
+    cases = [c for c in training_cases() if not args.cases or c[0] in args.cases.split(",")]
     if args.check:
         print("3 mm fold models: voxels where these steps and Model.segment disagree")
         for name, ct_path, mask_path in cases:
@@ -157,6 +185,10 @@ def main():
     rows.update({f"{candidate}, CRF mu1 {mu1} theta_beta {beta}": [] for mu1, beta in crf_grid})
     if scales:
         rows[tta_label] = []
+    full_label = mean_label(members + [args.fine]) if args.fine else None
+    fine_label = f"{candidate}, with {grid_label(args.fine)} in the liver box" if args.fine else None
+    if args.fine:
+        rows[full_label], rows[fine_label] = [], []
 
     def scored(label, name, probability, crf, reference, affine, start):
         print(f"{name}, {label}:", end=" ")
@@ -177,12 +209,15 @@ def main():
         for label, group in ((baseline, against), (candidate, members)):
             if len(group) > 1 and label not in means:
                 start = time.perf_counter()
-                total = probability[group[0]].copy()
-                for g in group[1:]:
-                    total += probability[g]
-                means[label] = total * (np.float32(1) / np.float32(len(group)))  # as the library: sum, times 1/n
+                means[label] = mean_of([probability[g] for g in group])
                 scored(label, name, means[label], crf, reference, affine, start)
         mean = means.get(candidate, probability[members[0]])
+        if args.fine:
+            start = time.perf_counter()
+            full = mean_of([probability[g] for g in members + [args.fine]])
+            scored(full_label, name, full, crf, reference, affine, start)
+            start = time.perf_counter()
+            scored(fine_label, name, with_fine_in_box(mean, full, crf, affine), crf, reference, affine, start)
         for mu1, beta in crf_grid:
             scored(f"{candidate}, CRF mu1 {mu1} theta_beta {beta}", name, mean,
                    dict(crf, mu1=mu1, theta_beta_hu=beta), reference, affine, time.perf_counter())
@@ -211,6 +246,16 @@ def main():
         verdict(f"{candidate}, CRF mu1 {mu1} theta_beta {beta}", rows, candidate, 0.01)
     if scales:
         verdict(tta_label, rows, candidate, 0.01)
+    if args.fine:
+        verdict(full_label, rows, candidate, args.bound)
+        agreement(fine_label, rows, full_label)
+
+
+def agreement(label, rows, reference):
+    """Prints how far a faster form of a setting lands from the setting itself, per fold."""
+    differences = [r["dice"] - b["dice"] for r, b in zip(rows[label], rows[reference])]
+    print(f"{label}, {len(differences)} folds: against {reference}: mean {np.mean(differences):+.4f}, per fold "
+          f"{' / '.join(f'{d:+.4f}' for d in differences)}")
 
 
 def verdict(label, rows, baseline, bound):
@@ -219,10 +264,13 @@ def verdict(label, rows, baseline, bound):
     candidate = [r["dice"] for r in rows[label]]
     gains = [r["dice"] - b["dice"] for r, b in zip(rows[label], rows[baseline])]
     mean_gain, worst = sum(gains) / len(gains), min(gains)
-    passes = "passes" if mean_gain >= 0.01 and worst >= -bound else "fails"
-    print(f"{label}: {' / '.join(f'{d:.4f}' for d in candidate)}, mean {np.mean(candidate):.4f}; against {baseline}: "
-          f"mean {mean_gain:+.4f}, worst fold {worst:+.4f}: {passes} the rule (mean gain >= 0.01, no fold losing "
-          f"more than {bound})")
+    rule = f"the rule (mean gain >= 0.01, no fold losing more than {bound})"
+    if len(candidate) < 5:
+        outcome = f"no verdict: {rule} is judged on all five folds"
+    else:
+        outcome = ("passes " if mean_gain >= 0.01 and worst >= -bound else "fails ") + rule
+    print(f"{label}, {len(candidate)} folds: {' / '.join(f'{d:.4f}' for d in candidate)}, mean {np.mean(candidate):.4f}; "
+          f"against {baseline}: mean {mean_gain:+.4f}, worst fold {worst:+.4f}: {outcome}")
 
 
 if __name__ == "__main__":
