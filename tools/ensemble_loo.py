@@ -44,7 +44,7 @@ from scipy import ndimage
 
 import liverseg
 from evaluate_model import TABLE_HEADER, load_case, print_mean, print_row, score_mask
-from loo_table import fold_folder, numbers, training_cases, with_metadata
+from loo_table import fold_model, numbers, training_cases, with_metadata
 
 SIX_CONNECTED = ndimage.generate_binary_structure(3, 1)
 FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
@@ -177,7 +177,7 @@ def main():
         print("3 mm fold models: voxels where these steps and Model.segment disagree")
         for name, ct_path, mask_path in cases:
             affine, ct, _ = load_case(str(ct_path), str(mask_path))
-            model = liverseg.Model(fold_folder(name) / "model.safetensors")
+            model = liverseg.Model(fold_model(name))
             library, p = model.segment(ct, affine=affine, return_probability=True, threads=args.threads)
             ours = segment_probability(ct, affine, p, model.metadata["crf"])
             print(f"{name}: {int(np.count_nonzero(library != ours))} of {int(library.sum())} liver voxels", flush=True)
@@ -197,7 +197,7 @@ def main():
 
     for name, ct_path, mask_path in cases:
         affine, ct, reference = load_case(str(ct_path), str(mask_path))
-        models = {g: liverseg.Model(fold_folder(name, g) / "model.safetensors") for g in grids}
+        models = {g: liverseg.Model(fold_model(name, g)) for g in grids}
         crf = models[members[0]].metadata["crf"]
         probability = {}
         for g, model in models.items():
@@ -230,7 +230,7 @@ def main():
                         p = probability[g]
                     else:
                         target = Path(scratch.name) / f"{name}-{g}{scale}.safetensors"
-                        with_spacing_scale(fold_folder(name, g) / "model.safetensors", scale, target)
+                        with_spacing_scale(fold_model(name, g), scale, target)
                         _, p = liverseg.Model(target).segment(ct, affine=affine, crf=False, return_probability=True,
                                                               threads=args.threads)
                     total = p.copy() if total is None else total + p

@@ -60,6 +60,19 @@ def fold_folder(name, prefix=""):
     return ROOT / "models" / "training" / f"{prefix}loo-{name}"
 
 
+def fold_model(name, prefix=""):
+    """The fold's trained model file. Only checkpoints are committed: on a fresh checkout a
+    finished fold's model is written again, byte for byte, by rerunning its training command."""
+    folder = fold_folder(name, prefix)
+    model = folder / "model.safetensors"
+    if not model.exists():
+        run = "V" if folder.name == "V" else f"loo-{name}"
+        spacing = f"SPACING={prefix[1:-1]} " if prefix else ""
+        raise SystemExit(f"{model.relative_to(ROOT)} is missing: write it from the committed checkpoint with "
+                         f"`{spacing}tools/train_bundled.sh {run} {folder.relative_to(ROOT)}`")
+    return model
+
+
 def epochs_done(folder):
     log = folder / "log.csv"
     if not log.exists():
@@ -143,7 +156,7 @@ def main():
         sys.exit("no finished fold")
     names = [name for name, _, _ in finished]
     scratch = tempfile.TemporaryDirectory()
-    models = {name: liverseg.Model(fold_folder(name, args.prefix) / "model.safetensors") for name in names}
+    models = {name: liverseg.Model(fold_model(name, args.prefix)) for name in names}
     # (label, baseline label or None, {fold: model}, Model.segment options per fold)
     settings = [("without the CRF", None, models, lambda n: {"crf": False}),
                 ("the model's CRF", "without the CRF", models, lambda n: {"crf": True})]
@@ -153,7 +166,7 @@ def main():
         changed = {}
         for name in names:
             target = Path(scratch.name) / f"{name}-tau{tau}.safetensors"
-            with_tau(fold_folder(name, args.prefix) / "model.safetensors", tau, target)
+            with_tau(fold_model(name, args.prefix), tau, target)
             changed[name] = liverseg.Model(target)
         settings.append((f"tau {tau}", "without the CRF", changed, lambda n: {"crf": False}))
     for mu1 in numbers(args.crf_mu1):
@@ -164,16 +177,16 @@ def main():
     results = {}
     for label, baseline, fold_models, options in settings:
         print(f"\nheld-out case, {label}\n{TABLE_HEADER}")
-        rows = {name: scored(label, fold_folder(name, args.prefix) / "model.safetensors", fold_models[name], name, ct,
+        rows = {name: scored(label, fold_model(name, args.prefix), fold_models[name], name, ct,
                              mask, **options(name))
                 for name, ct, mask in finished}
         print_mean(list(rows.values()))
         results[label] = (baseline, rows, 0.01)
     if args.against_prefix is not None:
-        others = {name: liverseg.Model(fold_folder(name, args.against_prefix) / "model.safetensors") for name in names}
+        others = {name: liverseg.Model(fold_model(name, args.against_prefix)) for name in names}
         label = f"the CRF, folds {args.against_prefix}loo-*" if args.against_prefix else "the CRF, the 3 mm recipe's folds"
         print(f"\nheld-out case, {label}\n{TABLE_HEADER}")
-        rows = {name: scored(label, fold_folder(name, args.against_prefix) / "model.safetensors", others[name], name,
+        rows = {name: scored(label, fold_model(name, args.against_prefix), others[name], name,
                              ct, mask, crf=True)
                 for name, ct, mask in finished}
         print_mean(list(rows.values()))
