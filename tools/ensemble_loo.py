@@ -95,13 +95,21 @@ def postprocess(mask, affine):
     return fill_holes_slices(fill_holes_3d(component), head_to_foot_axis(affine)).astype(np.uint8)
 
 
+def crf_region(probability, crf, affine):
+    """Step 1: the grown bounding box of the thresholded probability's largest component, or
+    None without one."""
+    liver = largest_component(probability >= 0.5)
+    if liver is None:
+        return None
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    return grown_box(liver, max(crf["uncertain_margin_mm"], 2 * crf["theta_alpha_mm"]), spacing)
+
+
 def segment_probability(ct, affine, probability, crf):
     """`segment`'s CRF and post-processing steps on a probability on the CT's grid."""
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)
-    liver = largest_component(probability >= 0.5)
+    box = crf_region(probability, crf, affine)
     mask = np.zeros(ct.shape, dtype=bool)
-    if liver is not None:
-        box = grown_box(liver, max(crf["uncertain_margin_mm"], 2 * crf["theta_alpha_mm"]), spacing)
+    if box is not None:
         crop = np.ascontiguousarray(ct[box])
         mask[box] = liverseg.refine_crf(crop, np.ascontiguousarray(probability[box]), affine=affine, **crf) > 0
     return postprocess(mask, affine)
@@ -118,11 +126,9 @@ def mean_of(probabilities):
 def with_fine_in_box(coarse_mean, full_mean, crf, affine):
     """The coarse-to-fine probability: the mean with the fine member inside the grown box of
     the coarse mean's largest component (step 1), the coarse mean outside it."""
-    liver = largest_component(coarse_mean >= 0.5)
-    if liver is None:
+    box = crf_region(coarse_mean, crf, affine)
+    if box is None:
         return coarse_mean
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)
-    box = grown_box(liver, max(crf["uncertain_margin_mm"], 2 * crf["theta_alpha_mm"]), spacing)
     out = coarse_mean.copy()
     out[box] = full_mean[box]
     return out

@@ -31,7 +31,7 @@ from scipy import ndimage
 
 import liverseg
 from liverseg.torch_train import DSN
-from ensemble_loo import grown_box, largest_component, postprocess
+from ensemble_loo import crf_region, grown_box, postprocess
 
 
 def read_model(path):
@@ -105,9 +105,8 @@ def segment(ct, affine, networks, crf):
     probability = sum(network_probability(ct, affine, *network) for network in networks) / len(networks)
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     mask = probability >= 0.5
-    liver = largest_component(mask)
-    if crf is not None and liver is not None:
-        region = grown_box(liver, max(crf["uncertain_margin_mm"], 2 * crf["theta_alpha_mm"]), spacing)
+    region = crf_region(probability, crf, affine) if crf is not None else None
+    if region is not None:
         refined = np.zeros_like(mask)
         refined[region] = mask[region]
         uncertain = (probability[region] > crf["uncertain_probability"]) & (
