@@ -44,7 +44,7 @@ from scipy import ndimage
 
 import liverseg
 from evaluate_model import TABLE_HEADER, load_case, print_mean, print_row, score_mask
-from loo_table import fold_model, numbers, training_cases, with_metadata
+from loo_table import fold_model, numbers, training_cases, variant_label, with_metadata
 
 SIX_CONNECTED = ndimage.generate_binary_structure(3, 1)
 FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
@@ -146,12 +146,8 @@ def prefixes(text):
     return text.split(",")
 
 
-def grid_label(prefix):
-    return {"": "3 mm"}.get(prefix, f"{prefix.rstrip('-').lstrip('s')} mm")
-
-
 def mean_label(members):
-    return "mean of " + " and ".join(grid_label(m) for m in members)
+    return "mean of " + " and ".join(variant_label(m) for m in members)
 
 
 def main():
@@ -173,7 +169,7 @@ def main():
     if len(members) < 2:
         ap.error("--members needs two or more fold prefixes")
     grids = list(dict.fromkeys(members + against + ([args.fine] if args.fine else [])))
-    candidate, baseline = mean_label(members), (mean_label(against) if len(against) > 1 else grid_label(against[0]))
+    candidate, baseline = mean_label(members), (mean_label(against) if len(against) > 1 else variant_label(against[0]))
     scales = numbers(args.scales)
     scratch = tempfile.TemporaryDirectory()
     tta_label = f"{candidate} at scales {args.scales}"
@@ -187,12 +183,12 @@ def main():
             library, p = model.segment(ct, affine=affine, return_probability=True, threads=args.threads)
             ours = segment_probability(ct, affine, p, model.metadata["crf"])
             print(f"{name}: {int(np.count_nonzero(library != ours))} of {int(library.sum())} liver voxels", flush=True)
-    rows = {label: [] for label in [grid_label(g) for g in grids] + [baseline, candidate]}
+    rows = {label: [] for label in [variant_label(g) for g in grids] + [baseline, candidate]}
     rows.update({f"{candidate}, CRF mu1 {mu1} theta_beta {beta}": [] for mu1, beta in crf_grid})
     if scales:
         rows[tta_label] = []
     full_label = mean_label(members + [args.fine]) if args.fine else None
-    fine_label = f"{candidate}, with {grid_label(args.fine)} in the liver box" if args.fine else None
+    fine_label = f"{candidate}, with {variant_label(args.fine)} in the liver box" if args.fine else None
     if args.fine:
         rows[full_label], rows[fine_label] = [], []
 
@@ -210,7 +206,7 @@ def main():
             start = time.perf_counter()
             _, probability[g] = model.segment(ct, affine=affine, crf=False, return_probability=True,
                                               threads=args.threads)
-            scored(grid_label(g), name, probability[g], crf, reference, affine, start)
+            scored(variant_label(g), name, probability[g], crf, reference, affine, start)
         means = {}
         for label, group in ((baseline, against), (candidate, members)):
             if len(group) > 1 and label not in means:

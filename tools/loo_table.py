@@ -28,6 +28,7 @@ more than 0.01; for a recipe against --against-prefix's folds, no fold losing mo
 import argparse
 import csv
 import json
+import re
 import struct
 import subprocess
 import sys
@@ -52,6 +53,22 @@ def training_cases():
     return cases
 
 
+def variant(prefix):
+    """(grid spacing, seed) of a fold-folder prefix as strings: '' is the 3 mm recipe (seed 0),
+    "s4-" its 4 mm grid, "s3-seed1-" the 3 mm recipe with seed 1 (train_bundled.sh's SPACING
+    and SEED)."""
+    match = re.fullmatch(r"(?:s([0-9.]+)-(?:seed([0-9]+)-)?)?", prefix)
+    if match is None:
+        raise SystemExit(f"fold prefix {prefix!r} is not '', sG- or sG-seedN-")
+    return match.group(1) or "3", match.group(2) or "0"
+
+
+def variant_label(prefix):
+    """"3 mm", "4 mm", "3 mm seed 1": how the tables name a fold prefix's models."""
+    spacing, seed = variant(prefix)
+    return f"{spacing} mm" + (f" seed {seed}" if seed != "0" else "")
+
+
 def fold_folder(name, prefix=""):
     """The fold's run folder: models/training/loo-NAME (V for IRCADb-17), or PREFIXloo-NAME
     for a variant's folds (e.g. "s4-" for the 4 mm grid)."""
@@ -67,9 +84,10 @@ def fold_model(name, prefix=""):
     model = folder / "model.safetensors"
     if not model.exists():
         run = "V" if folder.name == "V" else f"loo-{name}"
-        spacing = f"SPACING={prefix[1:-1]} " if prefix else ""
+        spacing, seed = variant(prefix)
+        environment = (f"SPACING={spacing} " if prefix else "") + (f"SEED={seed} " if seed != "0" else "")
         raise SystemExit(f"{model.relative_to(ROOT)} is missing: write it from the committed checkpoint with "
-                         f"`{spacing}tools/train_bundled.sh {run} {folder.relative_to(ROOT)}`")
+                         f"`{environment}tools/train_bundled.sh {run} {folder.relative_to(ROOT)}`")
     return model
 
 

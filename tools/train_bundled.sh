@@ -15,8 +15,9 @@
 # a 2-core machine:
 #   nohup tools/train_bundled.sh V models/training/V > V.out 2>&1 &
 #   nohup tools/train_bundled.sh F models/training/F > F.out 2>&1 &
-# EPOCHS (default 300), AUGMENTATION (default anatomical; symmetric, none) and SPACING
-# (the model grid in mm, default 3) vary the recipe for controlled comparisons, e.g. the augmentation comparison in docs/training.md:
+# EPOCHS (default 300), AUGMENTATION (default anatomical; symmetric, none), SPACING
+# (the model grid in mm, default 3) and SEED (initialisation and patch sampling, default 0)
+# vary the recipe for controlled comparisons, e.g. the augmentation comparison in docs/training.md:
 #   EPOCHS=60 AUGMENTATION=symmetric tools/train_bundled.sh V models/training/aug-symmetric
 # The external radcttaceomics cases are never used here.
 set -euo pipefail
@@ -51,6 +52,6 @@ checkpoint="$out/model.safetensors.checkpoint"
 [ -f "$checkpoint" ] && resume=$checkpoint || resume=""
 # shellcheck disable=SC2086
 exec "$CLI" train $data --arch paper --spacing ${SPACING:-3} ${SPACING:-3} ${SPACING:-3} --patch 64 64 48 --iterations-per-epoch 50 \
-    --lr 0.005 --lr-step 200 --epochs "${EPOCHS:-300}" --hu-shift=-70,30 --hu-scale 0.9,1.1 --seed 0 --threads 1 \
+    --lr 0.005 --lr-step 200 --epochs "${EPOCHS:-300}" --hu-shift=-70,30 --hu-scale 0.9,1.1 --seed ${SEED:-0} --threads 1 \
     --augmentation "${AUGMENTATION:-anatomical}" --quiet --out "$out/model.safetensors" --log "$out/log.csv" --curves "$out/curves.png" \
     ${resume:+--resume "$resume"}
