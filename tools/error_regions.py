@@ -17,9 +17,9 @@ import numpy as np
 from scipy import ndimage
 
 import liverseg
-from ensemble_loo import SIX_CONNECTED, head_to_foot_axis, mean_of, prefixes, segment_probability
+from ensemble_loo import SIX_CONNECTED, head_to_foot_axis, mean_label, mean_of, prefixes, segment_probability
 from evaluate_model import load_case
-from loo_table import fold_model, training_cases, variant_label
+from loo_table import fold_model, training_cases
 
 
 def far_pieces(error, other, spacing, border_mm):
@@ -67,8 +67,7 @@ def main():
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     ml = float(np.prod(spacing)) / 1000
     liver_centre = np.array(ndimage.center_of_mass(truth))
-    label = " and ".join(variant_label(m) for m in members)
-    print(f"{name}, mean of {label}: segmented {mask.sum() * ml:.0f} ml, reference {truth.sum() * ml:.0f} ml")
+    print(f"{name}, {mean_label(members)}: segmented {mask.sum() * ml:.0f} ml, reference {truth.sum() * ml:.0f} ml")
     for title, error, other in (("false positive", mask & ~truth, truth), ("missed liver", truth & ~mask, mask)):
         border, pieces = far_pieces(error, other, spacing, args.border_mm)
         listed = sorted((p for p in pieces if p.sum() * ml >= args.smallest_ml), key=lambda p: -p.sum())
