@@ -23,12 +23,13 @@ from loo_table import fold_model, training_cases
 
 
 def far_pieces(error, other, spacing, border_mm):
-    """(border voxels, [far connected pieces]) of `error`: a voxel is border when it lies
-    within border_mm of `other` (the mask it should have matched)."""
+    """(border voxels, labels of the far connected pieces: 1, 2, ..., 0 elsewhere) of `error`:
+    a voxel is border when it lies within border_mm of `other` (the mask it should have
+    matched). Labels, not one mask per piece: a scan's error can hold many small pieces."""
     distance = ndimage.distance_transform_edt(~other, sampling=spacing)
     border = error & (distance <= border_mm)
-    labels, count = ndimage.label(error & ~border, structure=SIX_CONNECTED)
-    return border, [labels == k for k in range(1, count + 1)]
+    labels, _ = ndimage.label(error & ~border, structure=SIX_CONNECTED)
+    return border, labels
 
 
 def describe(piece, ct, affine, liver_centre, ml):
@@ -69,14 +70,15 @@ def main():
     liver_centre = np.array(ndimage.center_of_mass(truth))
     print(f"{name}, {mean_label(members)}: segmented {mask.sum() * ml:.0f} ml, reference {truth.sum() * ml:.0f} ml")
     for title, error, other in (("false positive", mask & ~truth, truth), ("missed liver", truth & ~mask, mask)):
-        border, pieces = far_pieces(error, other, spacing, args.border_mm)
-        listed = sorted((p for p in pieces if p.sum() * ml >= args.smallest_ml), key=lambda p: -p.sum())
-        rest = sum(p.sum() for p in pieces) - sum(p.sum() for p in listed)
+        border, labels = far_pieces(error, other, spacing, args.border_mm)
+        sizes = np.bincount(labels.ravel())[1:]
+        listed = [k + 1 for k in np.argsort(-sizes, kind="stable") if sizes[k] * ml >= args.smallest_ml]
+        rest = sizes.sum() - sum(sizes[k - 1] for k in listed)
         print(f"{title}: {error.sum() * ml:.0f} ml; within {args.border_mm:g} mm of the "
               f"{'reference' if other is truth else 'segmented'} surface {border.sum() * ml:.0f} ml; "
               f"{len(listed)} pieces beyond it of at least {args.smallest_ml:g} ml, {rest * ml:.0f} ml in smaller ones")
-        for piece in listed:
-            print("  " + describe(piece, ct, affine, liver_centre, ml))
+        for k in listed:
+            print("  " + describe(labels == k, ct, affine, liver_centre, ml))
 
 
 if __name__ == "__main__":

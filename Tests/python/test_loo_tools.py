@@ -39,7 +39,8 @@ def test_far_pieces_against_brute_force():
     error = (rng.random(other.shape) < 0.15) & ~other
     error[11:14, 0:3, 7:10] = True  # a far cube, 3 × 3 × 3 voxels
     spacing = np.array([1.5, 2.0, 2.5])
-    border, pieces = far_pieces(error, other, spacing, 4.0)
+    border, labels = far_pieces(error, other, spacing, 4.0)
+    pieces = [labels == k for k in range(1, labels.max() + 1)]
     inside = np.argwhere(other) * spacing
     for voxel in np.argwhere(error):
         nearest = np.min(np.linalg.norm(inside - voxel * spacing, axis=1))
