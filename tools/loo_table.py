@@ -54,19 +54,21 @@ def training_cases():
 
 
 def variant(prefix):
-    """(grid spacing, seed) of a fold-folder prefix as strings: '' is the 3 mm recipe (seed 0),
-    "s4-" its 4 mm grid, "s3-seed1-" the 3 mm recipe with seed 1 (train_bundled.sh's SPACING
-    and SEED)."""
-    match = re.fullmatch(r"(?:s([0-9.]+)-(?:seed([0-9]+)-)?)?", prefix)
+    """(grid spacing, augmentation, seed) of a fold-folder prefix as strings: '' is the 3 mm
+    recipe (anatomical augmentation, seed 0), "s4-" its 4 mm grid, "s3-seed1-" the 3 mm
+    recipe with seed 1, "s3-elastic-" with the elastic augmentation (train_bundled.sh's
+    SPACING, AUGMENTATION and SEED)."""
+    match = re.fullmatch(r"(?:s([0-9.]+)-(?:(?!seed)([a-z]+)-)?(?:seed([0-9]+)-)?)?", prefix)
     if match is None:
-        raise SystemExit(f"fold prefix {prefix!r} is not '', sG- or sG-seedN-")
-    return match.group(1) or "3", match.group(2) or "0"
+        raise SystemExit(f"fold prefix {prefix!r} is not '', sG-, sG-AUGMENTATION-, sG-seedN- or sG-AUGMENTATION-seedN-")
+    return match.group(1) or "3", match.group(2) or "anatomical", match.group(3) or "0"
 
 
 def variant_label(prefix):
-    """"3 mm", "4 mm", "3 mm seed 1": how the tables name a fold prefix's models."""
-    spacing, seed = variant(prefix)
-    return f"{spacing} mm" + (f" seed {seed}" if seed != "0" else "")
+    """"3 mm", "4 mm", "3 mm seed 1", "3 mm elastic": how the tables name a fold prefix's models."""
+    spacing, augmentation, seed = variant(prefix)
+    return (f"{spacing} mm" + (f" {augmentation}" if augmentation != "anatomical" else "")
+            + (f" seed {seed}" if seed != "0" else ""))
 
 
 def fold_folder(name, prefix=""):
@@ -84,8 +86,10 @@ def fold_model(name, prefix=""):
     model = folder / "model.safetensors"
     if not model.exists():
         run = "V" if folder.name == "V" else f"loo-{name}"
-        spacing, seed = variant(prefix)
-        environment = (f"SPACING={spacing} " if prefix else "") + (f"SEED={seed} " if seed != "0" else "")
+        spacing, augmentation, seed = variant(prefix)
+        environment = ((f"SPACING={spacing} " if prefix else "")
+                       + (f"AUGMENTATION={augmentation} " if augmentation != "anatomical" else "")
+                       + (f"SEED={seed} " if seed != "0" else ""))
         raise SystemExit(f"{model.relative_to(ROOT)} is missing: write it from the committed checkpoint with "
                          f"`{environment}tools/train_bundled.sh {run} {folder.relative_to(ROOT)}`")
     return model

@@ -202,12 +202,13 @@ public final class Trainer {
             metadata: [
                 "liverseg.checkpoint": JSONValue.object([
                     ("epochs_done", .number(Double(epochsDone))), ("seed", .string(String(configuration.seed))),
+                    ("spatial_augmentation", configuration.spatialAugmentation.json),
                 ]).serialized
             ])
     }
 
     /// Restores parameters, momentum and epoch count from `checkpointBytes()` output of a
-    /// run with the same architecture and seed.
+    /// run with the same architecture, seed and spatial augmentation.
     public func resume(fromCheckpoint bytes: [UInt8]) throws {
         let (params, velocity, epochs) = try bytes.withUnsafeBytes { raw in
             let file = try SafeTensorsFile.parse(raw)
@@ -219,6 +220,12 @@ public final class Trainer {
             guard doc["seed"]?.stringValue == String(configuration.seed) else {
                 throw LiversegError.invalidArgument(
                     "the checkpoint was made with seed \(doc["seed"]?.stringValue ?? "?"), not \(configuration.seed)")
+            }
+            // Checkpoints written before the elastic augmentation existed do not record theirs.
+            if let recorded = doc["spatial_augmentation"], recorded != configuration.spatialAugmentation.json {
+                throw LiversegError.invalidArgument(
+                    "the checkpoint was made with another spatial augmentation (\(recorded.serialized)) than this run's "
+                        + "(\(configuration.spatialAugmentation.json.serialized))")
             }
             var p: [Float] = [], v: [Float] = []
             for tensor in configuration.architecture.parameterTable {

@@ -72,6 +72,11 @@ final class TrainingTests: XCTestCase {
         var other = c
         other.seed = 8
         XCTAssertThrowsError(try Trainer(configuration: other).resume(fromCheckpoint: checkpoint))
+        var warped = c
+        warped.spatialAugmentation = .elastic
+        XCTAssertThrowsError(try Trainer(configuration: warped).resume(fromCheckpoint: checkpoint)) {
+            XCTAssert("\($0)".contains("spatial augmentation"), "\($0)")
+        }
     }
 
     /// The plain 3D-CNN's branches stay untrained, so its model must fuse the main output alone.
@@ -199,6 +204,79 @@ final class TrainingTests: XCTestCase {
             }
         }
         XCTAssertTrue(changedGeometry, "rotations and scaling should sample between voxels")
+    }
+
+    /// The elastic warp, read back exactly: three volumes whose intensity is their x, y or z
+    /// coordinate (trilinear sampling reproduces a linear function) give the volume position
+    /// each patch voxel read. Against the same patches without the warp (its draws have their
+    /// own stream, so anchors and placements agree), the displacement must stay within the
+    /// control points' largest move (B-spline weights are a convex combination), vary
+    /// smoothly, never fold (the mapping's Jacobian determinant stays positive), and carry
+    /// the labels with the voxels.
+    func testElasticWarpIsBoundedSmoothAndFoldFree() throws {
+        let size = GridSize(x: 40, y: 40, z: 40), patch = GridSize(x: 16, y: 16, z: 12)
+        func coordinateVolume(_ axis: Int) -> TrainingVolume {
+            var intensities = [Float](), labels = [UInt8]()
+            for z in 0..<size.z {
+                for y in 0..<size.y {
+                    for x in 0..<size.x {
+                        intensities.append(Float([x, y, z][axis]))
+                        labels.append(x >= 20 ? 1 : 0)
+                    }
+                }
+            }
+            return TrainingVolume(name: "coordinate \(axis)", size: size, intensities: intensities, labels: labels)
+        }
+        let volumes = (0..<3).map(coordinateVolume)
+        var warped = SpatialAugmentation.none
+        let elastic = ElasticDeformation(controlSpacing: 8, maxDisplacement: 3)
+        warped.elastic = elastic
+        func sampler(_ volume: TrainingVolume, _ augmentation: SpatialAugmentation) throws -> PatchSampler {
+            try PatchSampler(
+                volumes: [volume], patch: patch, liverFraction: 1, padValue: -100, seed: 11, spatialAugmentation: augmentation)
+        }
+        let plain = try volumes.map { try sampler($0, .none) }, deformed = try volumes.map { try sampler($0, warped) }
+        var largest = 0.0, checkedVoxels = 0, checkedJacobians = 0
+        for index in 0..<12 {
+            let before = try plain.map { try $0.patch(index) }, after = try deformed.map { try $0.patch(index) }
+            // Volume positions per voxel, or nil where padding or the clamped border distorts them.
+            let position: [SIMD3<Double>?] = (0..<patch.voxelCount).map { o in
+                let p = SIMD3<Double>((0..<3).map { Double(after[$0].input.storage.array[o]) })
+                return (0..<3).allSatisfy({ p[$0] > 0.01 && p[$0] < Double(size.x - 1) - 0.01 }) ? p : nil
+            }
+            for o in 0..<patch.voxelCount {
+                let unwarped = SIMD3<Double>((0..<3).map { Double(before[$0].input.storage.array[o]) })
+                guard let p = position[o], (0..<3).allSatisfy({ unwarped[$0] >= 0 }) else { continue }
+                let u = p - unwarped
+                largest = max(largest, u.x.magnitude, u.y.magnitude, u.z.magnitude)
+                XCTAssertLessThanOrEqual(max(u.x.magnitude, u.y.magnitude, u.z.magnitude), elastic.maxDisplacement + 1e-3)
+                // Labels follow the voxels: 1 exactly where the warped x is past 19.5.
+                if abs(p.x - 19.5) > 1e-3 { XCTAssertEqual(after[0].labels[o], p.x > 19.5 ? 1 : 0) }
+                checkedVoxels += 1
+                // Forward differences along x, y, z from voxel o.
+                let (x, y, z) = (o % patch.x, (o / patch.x) % patch.y, o / (patch.x * patch.y))
+                guard x + 1 < patch.x, y + 1 < patch.y, z + 1 < patch.z,
+                    let px = position[o + 1], let py = position[o + patch.x], let pz = position[o + patch.x * patch.y]
+                else { continue }
+                let (jx, jy, jz) = (px - p, py - p, pz - p)
+                // A neighbour's move differs by at most 2 · largest move / spacing per axis.
+                for column in [jx - SIMD3(1, 0, 0), jy - SIMD3(0, 1, 0), jz - SIMD3(0, 0, 1)] {
+                    XCTAssertLessThanOrEqual(
+                        max(column.x.magnitude, column.y.magnitude, column.z.magnitude),
+                        2 * elastic.maxDisplacement / Double(elastic.controlSpacing) + 1e-3)
+                }
+                let determinant =
+                    jx.x * (jy.y * jz.z - jy.z * jz.y) - jy.x * (jx.y * jz.z - jx.z * jz.y) + jz.x * (jx.y * jy.z - jx.z * jy.y)
+                XCTAssertGreaterThan(determinant, 0, "patch \(index) folds at voxel \(o)")
+                checkedJacobians += 1
+            }
+        }
+        XCTAssertGreaterThan(checkedVoxels, 10_000)
+        XCTAssertGreaterThan(checkedJacobians, 5_000)
+        XCTAssertGreaterThan(largest, elastic.maxDisplacement / 3, "the warp should move voxels")
+        // Moves that could fold are refused.
+        warped.elastic = ElasticDeformation(controlSpacing: 8, maxDisplacement: 3.2)
+        XCTAssertThrowsError(try sampler(volumes[0], warped))
     }
 
     /// Field-of-view crops: with probability 1 along z, part of a patch that would lie in the

@@ -13,14 +13,16 @@ from loo_table import fold_model, variant, variant_label  # noqa: E402
 
 
 @pytest.mark.parametrize("prefix, expected, label", [
-    ("", ("3", "0"), "3 mm"), ("s4-", ("4", "0"), "4 mm"), ("s2.5-", ("2.5", "0"), "2.5 mm"),
-    ("s3-seed1-", ("3", "1"), "3 mm seed 1")])
+    ("", ("3", "anatomical", "0"), "3 mm"), ("s4-", ("4", "anatomical", "0"), "4 mm"),
+    ("s2.5-", ("2.5", "anatomical", "0"), "2.5 mm"), ("s3-seed1-", ("3", "anatomical", "1"), "3 mm seed 1"),
+    ("s3-elastic-", ("3", "elastic", "0"), "3 mm elastic"),
+    ("s4-elastic-seed2-", ("4", "elastic", "2"), "4 mm elastic seed 2")])
 def test_variant(prefix, expected, label):
     assert variant(prefix) == expected
     assert variant_label(prefix) == label
 
 
-@pytest.mark.parametrize("prefix", ["s4", "seed1-", "s-", "x4-", "s4-seed-"])
+@pytest.mark.parametrize("prefix", ["s4", "seed1-", "s-", "x4-", "s4-seed-", "s3-seed1-elastic-", "elastic-"])
 def test_variant_rejects(prefix):
     with pytest.raises(SystemExit, match="is not"):
         variant(prefix)
@@ -30,6 +32,9 @@ def test_missing_fold_model_names_its_command():
     with pytest.raises(SystemExit, match=r"`SPACING=3 SEED=7 tools/train_bundled.sh loo-ircadb1-17 "
                                          r"models/training/s3-seed7-loo-ircadb1-17`"):
         fold_model("ircadb1-17", "s3-seed7-")
+    with pytest.raises(SystemExit, match=r"`SPACING=3 AUGMENTATION=elastic tools/train_bundled.sh loo-ircadb1-01 "
+                                         r"models/training/s3-elastic-loo-ircadb1-01`"):
+        fold_model("ircadb1-01", "s3-elastic-")
 
 
 def test_far_pieces_against_brute_force():
