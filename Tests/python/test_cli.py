@@ -292,6 +292,22 @@ def test_train_writes_model_log_and_resumes_exactly(synthetic_cases, tmp_path):
     assert bad.returncode == 65 and "neither CT,MASK nor a folder" in bad.stderr
 
 
+def test_train_resumes_only_with_its_augmentation(synthetic_cases, tmp_path):
+    """A checkpoint records its spatial augmentation: resuming an elastic run without
+    --augmentation elastic is refused (it would silently train on with another recipe)."""
+    out = tmp_path / "e.safetensors"
+    first = run("train", "--data", synthetic_cases, *TRAIN_ARGS, "--epochs", "1", "--augmentation", "elastic",
+                "--out", out)
+    assert first.returncode == 0, first.stderr
+    checkpoint = tmp_path / "e.safetensors.checkpoint"
+    other = run("train", "--data", synthetic_cases, *TRAIN_ARGS, "--epochs", "2", "--out", out, "--resume", checkpoint)
+    assert other.returncode != 0 and "another spatial augmentation" in other.stderr, other.stderr
+    same = run("train", "--data", synthetic_cases, *TRAIN_ARGS, "--epochs", "2", "--augmentation", "elastic",
+               "--out", out, "--resume", checkpoint)
+    assert same.returncode == 0, same.stderr
+    assert liverseg.Model(out).metadata["provenance"]["augmentation"] == "elastic"
+
+
 def test_leave_one_out_writes_table_1(synthetic_cases, tmp_path):
     result = run("loo", "--data", synthetic_cases, *TRAIN_ARGS, "--epochs", "1", "--crf-mu1", "3",
                  "--crf-theta-beta", "15", "--crf-mode", "slice2d", "--out", tmp_path)
