@@ -44,7 +44,8 @@ from scipy import ndimage
 
 import liverseg
 from evaluate_model import TABLE_HEADER, load_case, print_mean, print_row, score_mask
-from loo_table import fold_model, numbers, training_cases, variant_label, with_metadata
+from loo_table import numbers, with_metadata
+from recipe_runs import fold_model, training_cases, variant_label
 
 SIX_CONNECTED = ndimage.generate_binary_structure(3, 1)
 FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)

@@ -19,7 +19,7 @@ from scipy import ndimage
 import liverseg
 from ensemble_loo import SIX_CONNECTED, head_to_foot_axis, mean_label, mean_of, prefixes, segment_probability
 from evaluate_model import load_case
-from loo_table import fold_model, training_cases
+from recipe_runs import fold_model, training_cases
 
 
 def far_pieces(error, other, spacing, border_mm):

@@ -1,4 +1,4 @@
-"""The leave-one-out tools' own logic: fold-prefix parsing (tools/loo_table.py) and the
+"""The leave-one-out tools' own logic: fold-prefix parsing (tools/recipe_runs.py) and the
 border / far-piece split of tools/error_regions.py against a brute-force distance oracle."""
 import sys
 
@@ -9,7 +9,8 @@ from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "tools"))
 from error_regions import far_pieces  # noqa: E402
-from loo_table import fold_model, variant, variant_label  # noqa: E402
+from recipe_runs import checkpoint_epochs, fold_model, training_command, variant, variant_label  # noqa: E402
+from training_state import recipe_run, state  # noqa: E402
 
 
 @pytest.mark.parametrize("prefix, expected, label", [
@@ -59,3 +60,40 @@ def test_far_pieces_against_brute_force():
     cube = np.zeros_like(error)
     cube[11:14, 0:3, 7:10] = True
     assert any((piece & cube).sum() == 27 for piece in pieces)
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("F", ("", "F")), ("V", ("", "V")), ("loo-ircadb1-07", ("", "loo-ircadb1-07")), ("s4-F", ("s4-", "F")),
+    ("s3-elastic-seed1-loo-totalseg-3mm", ("s3-elastic-seed1-", "loo-totalseg-3mm")),
+    ("aug-symmetric", None), ("s3-seed1-elastic-loo-ircadb1-01", None), ("s4-G", None)])
+def test_recipe_run_folder_names(name, expected):
+    assert recipe_run(name) == expected
+
+
+def test_training_command_names_the_variant():
+    assert training_command("F", "s4-") == "SPACING=4 tools/train_bundled.sh F models/training/s4-F"
+    assert training_command("V") == "tools/train_bundled.sh V models/training/V"
+    assert (training_command("loo-totalseg-3mm", "s3-elastic-seed2-")
+            == "SPACING=3 AUGMENTATION=elastic SEED=2 tools/train_bundled.sh loo-totalseg-3mm "
+               "models/training/s3-elastic-seed2-loo-totalseg-3mm")
+
+
+def test_run_state_compares_log_and_checkpoint(tmp_path):
+    """A committed checkpoint's epoch (read from its header) against logs that agree with it,
+    lag it or run ahead of it, and a process training the folder."""
+    committed = ROOT / "models" / "training" / "s4-loo-ircadb1-07"
+    epochs = checkpoint_epochs(committed)
+    assert epochs == 300
+    folder = tmp_path / "s4-loo-ircadb1-07"
+    folder.mkdir()
+    (folder / "model.safetensors.checkpoint").symlink_to(committed / "model.safetensors.checkpoint")
+    lines = (committed / "log.csv").read_text().splitlines()
+    for logged, expected in [(300, "done"), (299, "mismatch"), (301, "mismatch")]:
+        extra = [lines[-1].replace("300,", "301,", 1)] if logged == 301 else []
+        (folder / "log.csv").write_text("\n".join(lines[:logged + 1] + extra) + "\n")
+        assert state(folder, 300, []) == (logged, 300, expected)
+        assert state(folder, 400, []) == (logged, 300, "resumable" if expected == "done" else expected)
+    (folder / "log.csv").write_text("\n".join(lines) + "\n")
+    training = [f"123 .build/release/liverseg-cli train --epochs 300 --out {folder}/model.safetensors --log x"]
+    assert state(folder, 300, training)[2] == "training"
+    assert state(folder, 300, [line.replace("s4-loo", "s6-loo") for line in training])[2] == "done"

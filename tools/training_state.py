@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Where each run of the bundled recipe stands (models/training: F, V, the leave-one-out
+folds and their variants sG-[AUG-][seedN-]), and the command that resumes it.
+
+    python3 tools/training_state.py [--epochs 300]
+
+One line per run: the epoch its log reached, the epoch its checkpoint records, and "done",
+"training" (a liverseg-cli process writes there now), or "resume with: COMMAND". A run whose
+log and checkpoint disagree while nothing trains it is reported as such and makes the exit
+status 1: commit a run's folder only when they agree (pause the process with
+`pkill -STOP -f "liverseg-cli train"` first, then run this). Folders of other experiments
+(e.g. aug-*) are not listed.
+"""
+import argparse
+import re
+import subprocess
+import sys
+
+from recipe_runs import ROOT, checkpoint_epochs, epochs_done, training_command, variant
+
+RUN = re.compile(r"(?P<prefix>s[0-9.]+-(?:[a-z]+-)?(?:seed[0-9]+-)?)?(?P<run>F|V|loo-[a-z0-9-]+)")
+
+
+def recipe_run(folder_name):
+    """(prefix, run) of a recipe run's folder name, or None for another experiment's folder."""
+    match = RUN.fullmatch(folder_name)
+    if match is None:
+        return None
+    prefix = match.group("prefix") or ""
+    try:
+        variant(prefix)
+    except SystemExit:
+        return None
+    return prefix, match.group("run")
+
+
+def training_now():
+    """The command lines of the liverseg-cli train processes running now."""
+    listing = subprocess.run(["pgrep", "-af", "liverseg-cli train"], capture_output=True, text=True).stdout
+    return listing.splitlines()
+
+
+def state(folder, epochs, running):
+    """(log epoch, checkpoint epoch, status) of the run in `folder`; status is "done",
+    "training", "mismatch" or "resumable"."""
+    logged, saved = epochs_done(folder), checkpoint_epochs(folder)
+    out = re.compile(rf"--out (\S*/)?{re.escape(folder.name)}/model\.safetensors(\s|$)")
+    if any(out.search(line) for line in running):
+        return logged, saved, "training"
+    if logged != saved:
+        return logged, saved, "mismatch"
+    return logged, saved, "done" if saved >= epochs else "resumable"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=300, help="a run is done at this epoch (train_bundled.sh's EPOCHS)")
+    args = parser.parse_args()
+    running = training_now()
+    failed = False
+    for folder in sorted((ROOT / "models" / "training").iterdir()):
+        parsed = recipe_run(folder.name) if folder.is_dir() else None
+        if parsed is None or not (folder / "log.csv").exists():
+            continue
+        prefix, run = parsed
+        logged, saved, status = state(folder, args.epochs, running)
+        line = f"{folder.name:<40} log {logged:>3}  checkpoint {saved:>3}  "
+        if status == "resumable":
+            line += f"resume with: {training_command(run, prefix)}"
+        elif status == "mismatch":
+            line += "MISMATCH: the log and the checkpoint disagree; do not commit this folder as it is"
+            failed = True
+        else:
+            line += status
+        print(line)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
