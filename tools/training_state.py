@@ -5,11 +5,11 @@ folds and their variants sG-[AUG-][seedN-]), and the command that resumes it.
     python3 tools/training_state.py [--epochs 300]
 
 One line per run: the epoch its log reached, the epoch its checkpoint records, and "done",
-"training" (a liverseg-cli process writes there now), or "resume with: COMMAND". A run whose
-log and checkpoint disagree while nothing trains it is reported as such and makes the exit
-status 1: commit a run's folder only when they agree (pause the process with
-`pkill -STOP -f "liverseg-cli train"` first, then run this). Folders of other experiments
-(e.g. aug-*) are not listed.
+"training" (a liverseg-cli process, running or paused, writes there), or "resume with:
+COMMAND". A run whose log and checkpoint disagree is reported as such and makes the exit
+status 1: commit a run's folder only when they agree. A running process may be caught
+between its two writes, so pause it first (`pkill -STOP -f "liverseg-cli train"`) and
+then run this. Folders of other experiments (e.g. aug-*) are not listed.
 """
 import argparse
 import re
@@ -40,15 +40,20 @@ def training_now():
     return listing.splitlines()
 
 
-def state(folder, epochs, running):
-    """(log epoch, checkpoint epoch, status) of the run in `folder`; status is "done",
-    "training", "mismatch" or "resumable"."""
-    logged, saved = epochs_done(folder), checkpoint_epochs(folder)
+def trained_now(folder, running):
+    """Whether one of the `running` liverseg-cli command lines writes the run in `folder`."""
     out = re.compile(rf"--out (\S*/)?{re.escape(folder.name)}/model\.safetensors(\s|$)")
-    if any(out.search(line) for line in running):
-        return logged, saved, "training"
+    return any(out.search(line) for line in running)
+
+
+def state(folder, epochs, running):
+    """(log epoch, checkpoint epoch, status) of the run in `folder`; status is "mismatch"
+    (they disagree), "training", "done" or "resumable"."""
+    logged, saved = epochs_done(folder), checkpoint_epochs(folder)
     if logged != saved:
         return logged, saved, "mismatch"
+    if trained_now(folder, running):
+        return logged, saved, "training"
     return logged, saved, "done" if saved >= epochs else "resumable"
 
 
@@ -69,6 +74,8 @@ def main():
             line += f"resume with: {training_command(run, prefix)}"
         elif status == "mismatch":
             line += "MISMATCH: the log and the checkpoint disagree; do not commit this folder as it is"
+            if trained_now(folder, running):
+                line += " (its process may be between its two writes: pause it and look again)"
             failed = True
         else:
             line += status
