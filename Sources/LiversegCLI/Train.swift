@@ -107,7 +107,7 @@ func commaSeparatedNumbers(_ text: String, option: String) throws -> [Double] {
 /// Dice of a model's segmentation of one case against its mask, on the CT's grid.
 func validationDice(_ model: Model, _ c: LabelledCase) throws -> Double {
     let segmented = try SegmentedCase(c, model: model)
-    return try segmented.metrics(of: segmented.thresholded).dice
+    return try diceCoefficient(segmented.thresholded, segmented.reference)
 }
 
 /// The training settings `train` and `loo` share.

@@ -95,6 +95,28 @@ public func evaluateSegmentation(
     }
 }
 
+/// Dice 2|A∩B| / (|A| + |B|) of two masks of equal length (nonzero voxels inside), 1 when
+/// both are empty: `evaluateSegmentation`'s Dice without its surface distances, for scores
+/// taken often (the validation Dice logged every training epoch).
+public func diceCoefficient(_ segmentation: [UInt8], _ reference: [UInt8]) throws -> Double {
+    guard segmentation.count == reference.count else {
+        throw LiversegError.invalidArgument(
+            "segmentation (\(segmentation.count) voxels) and reference (\(reference.count)) must have the same number of voxels")
+    }
+    var (a, b, both) = (0, 0, 0)
+    for (sa, sb) in zip(segmentation, reference) {
+        if sa != 0 { a += 1 }
+        if sb != 0 { b += 1 }
+        if sa != 0 && sb != 0 { both += 1 }
+    }
+    return dice(segmentationVoxels: a, referenceVoxels: b, overlap: both)
+}
+
+/// 2·overlap / (|A| + |B|); 1 when both masks are empty.
+private func dice(segmentationVoxels a: Int, referenceVoxels b: Int, overlap both: Int) -> Double {
+    a + b == 0 ? 1 : 2 * Double(both) / Double(a + b)
+}
+
 /// `evaluateSegmentation` on borrowed masks (the C API's, without a copy).
 package func evaluateSegmentation(
     _ segmentation: UnsafeBufferPointer<UInt8>, _ reference: UnsafeBufferPointer<UInt8>,
@@ -134,7 +156,7 @@ package func evaluateSegmentation(
     let lo = [x0, y0, z0], hi = [x1, y1, z1]
     let union = a + b - both
     var m = SegmentationMetrics(
-        dice: a + b == 0 ? 1 : 2 * Double(both) / Double(a + b),
+        dice: dice(segmentationVoxels: a, referenceVoxels: b, overlap: both),
         voe: union == 0 ? 0 : 100 * (1 - Double(both) / Double(union)),
         vd: b == 0 ? (a == 0 ? 0 : .infinity) : 100 * Double(a - b) / Double(b),
         avgD: 0, rmsD: 0, maxD: 0, hd95: 0,

@@ -61,6 +61,7 @@ final class MetricsTests: XCTestCase {
         let m = try evaluate(a, b, size, spacing)
         // 6×5×4 boxes overlapping in 6×5×3.
         XCTAssertEqual(m.dice, 0.75, accuracy: 1e-15)
+        XCTAssertEqual(try diceCoefficient(a, b), m.dice)
         XCTAssertEqual(m.voe, 100 * (1 - 90.0 / 150), accuracy: 1e-12)
         XCTAssertEqual(m.vd, 0)
         XCTAssertEqual(m.maxD, 2.5, accuracy: 1e-12)
@@ -88,6 +89,7 @@ final class MetricsTests: XCTestCase {
                 XCTAssertEqual(m.avgD, brute.reduce(0, +) / Double(brute.count), accuracy: 1e-12)
                 XCTAssertEqual(m.maxD, brute.max() ?? 0, accuracy: 1e-12)
                 XCTAssertEqual(m, try evaluate(a, b, size, spacing, c, threads: 3))
+                XCTAssertEqual(try diceCoefficient(a, b), m.dice)
             }
         }
     }
@@ -98,6 +100,9 @@ final class MetricsTests: XCTestCase {
         let none = try evaluate(empty, empty, size, [1, 1, 1])
         XCTAssertEqual([none.dice, none.voe, none.vd, none.avgD, none.rmsD, none.maxD, none.hd95], [1, 0, 0, 0, 0, 0, 0])
         XCTAssertEqual(none.scores.total, 100)
+        XCTAssertEqual(try diceCoefficient(empty, empty), 1)
+        XCTAssertEqual(try diceCoefficient(empty, box), 0)
+        XCTAssertEqual(try diceCoefficient(box, empty), 0)
         let missed = try evaluate(empty, box, size, [1, 1, 1])
         XCTAssertEqual([missed.dice, missed.voe, missed.vd], [0, 100, -100])
         XCTAssertEqual(missed.avgD, .infinity)
@@ -122,6 +127,7 @@ final class MetricsTests: XCTestCase {
     func testRejectsBadArguments() {
         let size = GridSize(x: 2, y: 2, z: 2)
         XCTAssertThrowsError(try evaluate([0], [0], size, [1, 1, 1]))
+        XCTAssertThrowsError(try diceCoefficient([0, 1], [1]))
         XCTAssertThrowsError(try evaluate([UInt8](repeating: 0, count: 8), [UInt8](repeating: 0, count: 8), size, [1, 0, 1]))
     }
 }
