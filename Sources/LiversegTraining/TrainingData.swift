@@ -358,14 +358,18 @@ public struct PatchSampler: Sendable {
         let base = position.rounded(.down)
         let weight = position - base
         let next = (base + 1).replacing(with: highest, where: base + 1 .> highest)
-        let strides = SIMD3<Int>(1, extents[0], extents[0] * extents[1])
+        // Offsets of the low and high corners along each axis, converted once per voxel (the
+        // generic SIMD3<Int>(SIMD3<Double>) conversion is not inlined and showed in profiles).
+        let low = (Int(base.x), Int(base.y) * extents[0], Int(base.z) * extents[0] * extents[1])
+        let high = (Int(next.x), Int(next.y) * extents[0], Int(next.z) * extents[0] * extents[1])
         var value = 0.0, label = 0.0
         for corner in 0..<8 {
-            let high = SIMD3<Double>(Double(corner & 1), Double(corner >> 1 & 1), Double(corner >> 2 & 1)) .== 1
-            let w = (1 - weight).replacing(with: weight, where: high)
+            let isHigh = SIMD3<Double>(Double(corner & 1), Double(corner >> 1 & 1), Double(corner >> 2 & 1)) .== 1
+            let w = (1 - weight).replacing(with: weight, where: isHigh)
             let product = w.x * w.y * w.z
             guard product != 0 else { continue }
-            let index = (SIMD3<Int>(base.replacing(with: next, where: high)) &* strides).wrappedSum()
+            let index =
+                (corner & 1 == 0 ? low.0 : high.0) + (corner & 2 == 0 ? low.1 : high.1) + (corner & 4 == 0 ? low.2 : high.2)
             value += product * Double(intensities[index])
             label += product * Double(labels[index])
         }
