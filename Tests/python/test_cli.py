@@ -6,6 +6,7 @@ import os
 import re
 import struct
 import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -15,6 +16,9 @@ import pytest
 
 import liverseg
 from conftest import ROOT, require_data
+
+sys.path.insert(0, str(ROOT / "tools"))
+from recipe_runs import checkpoint_epochs  # noqa: E402
 
 CLI = Path(os.environ.get("LIVERSEG_CLI", ROOT / ".build" / "release" / "liverseg-cli"))
 
@@ -356,6 +360,28 @@ def test_leave_one_out_writes_table_1(synthetic_cases, tmp_path):
             log = (tmp_path / f"fold{k}-{m}.csv").read_text().splitlines()
             assert [row.split(",")[0] for row in log[1:]] == ["1", "2"]
             assert liverseg.Model(tmp_path / f"fold{k}-{m}.safetensors").metadata["provenance"]["epochs"] == 2
+
+
+def test_train_logs_the_validation_dice_of_its_model(synthetic_cases, tmp_path):
+    """The validation Dice `train --val` logs is the Dice (numpy) of the model it writes,
+    segmenting the validation case without the CRF. A trained fold (its committed checkpoint,
+    one more step at a negligible learning rate) makes the comparison non-trivial: networks
+    trained from scratch in a test's budget segment nothing at the 0.5 threshold."""
+    fold = ROOT / "models" / "training" / "s3-seed1-loo-totalseg-20slices"
+    ct_path, mask_path = require_data("totalseg-example/ct-20slices.nii.gz"), require_data("totalseg-example/liver-20slices.nii.gz")
+    result = run("train", "--data", f"{synthetic_cases}/case0/ct.nii.gz,{synthetic_cases}/case0/liver.nii.gz", "--val", f"{ct_path},{mask_path}",
+                 "--arch", "paper", "--spacing", "3", "3", "3", "--patch", "16", "16", "12", "--seed", "1",
+                 "--augmentation", "anatomical", "--iterations-per-epoch", "1", "--lr", "1e-12", "--threads", "2", "--quiet",
+                 "--epochs", str(checkpoint_epochs(fold) + 1), "--resume", fold / "model.safetensors.checkpoint",
+                 "--out", tmp_path / "m.safetensors", "--log", tmp_path / "log.csv")
+    assert result.returncode == 0, result.stderr
+    logged = float(list(csv.DictReader(open(tmp_path / "log.csv")))[-1]["validation_dice"])
+    ct = nib.load(ct_path)
+    mask = liverseg.Model(tmp_path / "m.safetensors").segment(np.asarray(ct.dataobj), affine=ct.affine, crf=False) > 0
+    truth = np.asarray(nib.load(mask_path).dataobj) > 0
+    dice = 2 * np.sum(mask & truth) / (np.sum(mask) + np.sum(truth))
+    assert dice > 0.8
+    assert logged == pytest.approx(dice, abs=5e-5)
 
 
 def test_leave_one_out_rejects_unknown_crf_mode_before_training(synthetic_cases, tmp_path):
