@@ -3,8 +3,9 @@
 `segment`'s defaults (the members' mean probability, the model's CRF, post-processing; the
 steps of tools/ensemble_loo.py), each split into a border part (within --border-mm of the
 other mask's surface) and the connected pieces beyond it, with their volume, extent along the
-head-to-foot axis, median HU and the offset of their centre from the reference liver's
-centre in the patient's directions (right, anterior, superior; mm).
+head-to-foot axis, median HU, median liver probability (the members' mean, before the CRF:
+how far the piece is from the 0.5 threshold) and the offset of their centre from the
+reference liver's centre in the patient's directions (right, anterior, superior; mm).
 
     PYTHONPATH=bindings/python:tools LIVERSEG_LIBRARY=.build/release/libliverseg.so \\
         python3 tools/error_regions.py ircadb1-07 --members ,s4-
@@ -32,13 +33,14 @@ def far_pieces(error, other, spacing, border_mm):
     return border, labels
 
 
-def describe(piece, ct, affine, liver_centre, ml):
-    """One line: volume, slices, median HU and the RAS offset of the piece's centre."""
+def describe(piece, ct, probability, affine, liver_centre, ml):
+    """One line: volume, slices, median HU, median probability and the RAS offset of the
+    piece's centre."""
     axis = head_to_foot_axis(affine)
     slices = np.flatnonzero(piece.any(axis=tuple(a for a in range(3) if a != axis)))
     offset = affine[:3, :3] @ (np.array(ndimage.center_of_mass(piece)) - liver_centre)
     return (f"{piece.sum() * ml:7.0f} ml, slices {slices[0]}-{slices[-1]} of {ct.shape[axis]}, "
-            f"median {np.median(ct[piece]):5.0f} HU, centre {offset[0]:+5.0f} R {offset[1]:+5.0f} A "
+            f"median {np.median(ct[piece]):5.0f} HU, p {np.median(probability[piece]):.2f}, centre {offset[0]:+5.0f} R {offset[1]:+5.0f} A "
             f"{offset[2]:+5.0f} S mm from the liver's")
 
 
@@ -63,7 +65,8 @@ def main():
         crf = crf or model.metadata["crf"]
         _, p = model.segment(ct, affine=affine, crf=False, return_probability=True, threads=args.threads)
         probabilities.append(p)
-    mask = segment_probability(ct, affine, mean_of(probabilities), crf).astype(bool)
+    probability = mean_of(probabilities)
+    mask = segment_probability(ct, affine, probability, crf).astype(bool)
     truth = reference.astype(bool)
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     ml = float(np.prod(spacing)) / 1000
@@ -78,7 +81,7 @@ def main():
               f"{'reference' if other is truth else 'segmented'} surface {border.sum() * ml:.0f} ml; "
               f"{len(listed)} pieces beyond it of at least {args.smallest_ml:g} ml, {rest * ml:.0f} ml in smaller ones")
         for k in listed:
-            print("  " + describe(labels == k, ct, affine, liver_centre, ml))
+            print("  " + describe(labels == k, ct, probability, affine, liver_centre, ml))
 
 
 if __name__ == "__main__":
