@@ -36,11 +36,12 @@ import liverseg
 from evaluate_model import TABLE_HEADER, print_mean, print_row, score_case
 from recipe_runs import epochs_done, fold_folder, fold_model, safetensors_header, training_cases
 
+
 def with_metadata(source, target, edit):
     """Copies the model file `source` to `target` with `edit(document)` applied to its
     liverseg metadata document."""
-    header, size = safetensors_header(source)
     data = Path(source).read_bytes()
+    header, size = safetensors_header(data)
     document = json.loads(header["__metadata__"]["liverseg"])
     edit(document)
     header["__metadata__"]["liverseg"] = json.dumps(document)

@@ -4,12 +4,15 @@ variant, the command that trains a run, and how far a run got. Pure Python, no l
 the LOO tools and tools/training_state.py share it."""
 import csv
 import json
-import struct
 import re
+import struct
 import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# A recipe variant's folder prefix: sG-[AUGMENTATION-][seedN-] (train_bundled.sh's SPACING,
+# AUGMENTATION and SEED); no prefix is the recipe itself.
+PREFIX = re.compile(r"s(?P<spacing>[0-9.]+)-(?:(?!seed)(?P<augmentation>[a-z]+)-)?(?:seed(?P<seed>[0-9]+)-)?")
 
 
 def training_cases():
@@ -29,10 +32,11 @@ def variant(prefix):
     recipe (anatomical augmentation, seed 0), "s4-" its 4 mm grid, "s3-seed1-" the 3 mm
     recipe with seed 1, "s3-elastic-" with the elastic augmentation (train_bundled.sh's
     SPACING, AUGMENTATION and SEED)."""
-    match = re.fullmatch(r"(?:s([0-9.]+)-(?:(?!seed)([a-z]+)-)?(?:seed([0-9]+)-)?)?", prefix)
-    if match is None:
+    match = PREFIX.fullmatch(prefix)
+    if prefix and match is None:
         raise SystemExit(f"fold prefix {prefix!r} is not '', sG-, sG-AUGMENTATION-, sG-seedN- or sG-AUGMENTATION-seedN-")
-    return match.group(1) or "3", match.group(2) or "anatomical", match.group(3) or "0"
+    groups = match.groupdict() if match else {}
+    return groups.get("spacing") or "3", groups.get("augmentation") or "anatomical", groups.get("seed") or "0"
 
 
 def variant_label(prefix):
@@ -81,11 +85,10 @@ def epochs_done(folder):
     return int(rows[-1]["epoch"]) if rows else 0
 
 
-def safetensors_header(path):
-    """(the JSON header of the safetensors file `path`, its length in bytes)."""
-    with open(path, "rb") as file:
-        size = struct.unpack("<Q", file.read(8))[0]
-        return json.loads(file.read(size)), size
+def safetensors_header(data):
+    """(the JSON header of the safetensors file's bytes `data`, its length in bytes)."""
+    size = struct.unpack("<Q", data[:8])[0]
+    return json.loads(data[8:8 + size]), size
 
 
 def checkpoint_epochs(folder):
@@ -93,5 +96,5 @@ def checkpoint_epochs(folder):
     checkpoint = folder / "model.safetensors.checkpoint"
     if not checkpoint.exists():
         return 0
-    header, _ = safetensors_header(checkpoint)
+    header, _ = safetensors_header(checkpoint.read_bytes())
     return int(json.loads(header["__metadata__"]["liverseg.checkpoint"])["epochs_done"])

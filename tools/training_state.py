@@ -16,22 +16,15 @@ import re
 import subprocess
 import sys
 
-from recipe_runs import ROOT, checkpoint_epochs, epochs_done, training_command, variant
+from recipe_runs import PREFIX, ROOT, checkpoint_epochs, epochs_done, training_command
 
-RUN = re.compile(r"(?P<prefix>s[0-9.]+-(?:[a-z]+-)?(?:seed[0-9]+-)?)?(?P<run>F|V|loo-[a-z0-9-]+)")
+RUN = re.compile(rf"(?P<prefix>{PREFIX.pattern})?(?P<run>F|V|loo-[a-z0-9-]+)")
 
 
 def recipe_run(folder_name):
     """(prefix, run) of a recipe run's folder name, or None for another experiment's folder."""
     match = RUN.fullmatch(folder_name)
-    if match is None:
-        return None
-    prefix = match.group("prefix") or ""
-    try:
-        variant(prefix)
-    except SystemExit:
-        return None
-    return prefix, match.group("run")
+    return None if match is None else (match.group("prefix") or "", match.group("run"))
 
 
 def training_now():
