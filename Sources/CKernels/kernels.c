@@ -91,41 +91,113 @@
 SPECTRAL_MIX(ckernels_spectral_mix_f32, float, ckernels_float_vector, 16)
 SPECTRAL_MIX(ckernels_spectral_mix_f64, double, ckernels_double_vector, 8)
 
-/* One definition for both precisions; the stages of SpectralPlan's y and z transforms. */
+/* One definition for both precisions; the stages of SpectralPlan's y and z transforms.
+ * Two consecutive stages run in one pass over memory (a radix-2² step: four rows loaded, four
+ * butterflies in registers, four rows stored), which halves the passes over a block that
+ * does not fit the L1 cache. Every element sees the same butterflies, in the same order, with
+ * the same twiddles and the same expressions as stage-by-stage radix 2, so the results are
+ * the same bits. An odd stage count takes one plain stage: the first (forward) or the last
+ * (inverse), where half = n/2.
+ * Forward (decimation in frequency): a, b ← a + b, (a − b)·(c − is).
+ * Inverse (decimation in time): t = b·(c + is); a, b ← a + t, a − t. */
 #define RADIX2(NAME, T)                                                                                \
+    static inline __attribute__((always_inline)) void NAME##_butterfly(                                \
+        T *ar, T *ai, T *br, T *bi, T c, T s, const int inverse) {                                     \
+        T xr = *ar, xi = *ai, yr = *br, yi = *bi;                                                      \
+        if (inverse) {                                                                                 \
+            T tr = yr * c - yi * s, ti = yr * s + yi * c;                                              \
+            *ar = xr + tr;                                                                             \
+            *ai = xi + ti;                                                                             \
+            *br = xr - tr;                                                                             \
+            *bi = xi - ti;                                                                             \
+        } else {                                                                                       \
+            *ar = xr + yr;                                                                             \
+            *ai = xi + yi;                                                                             \
+            T dr = xr - yr, di = xi - yi;                                                              \
+            *br = dr * c + di * s;                                                                     \
+            *bi = di * c - dr * s;                                                                     \
+        }                                                                                              \
+    }                                                                                                  \
+                                                                                                       \
+    /* One stage on the row pair (a, b) with twiddle (c, s). */                                        \
+    static inline __attribute__((always_inline)) void NAME##_pair(                                     \
+        T *restrict ar, T *restrict br, ptrdiff_t imaginary, ptrdiff_t length, T c, T s, const int inverse) { \
+        T *restrict ai = ar + imaginary, *restrict bi = br + imaginary;                                \
+        for (ptrdiff_t i = 0; i < length; i++) {                                                       \
+            T v[4] = {ar[i], ai[i], br[i], bi[i]};                                                     \
+            NAME##_butterfly(&v[0], &v[1], &v[2], &v[3], c, s, inverse);                               \
+            ar[i] = v[0], ai[i] = v[1], br[i] = v[2], bi[i] = v[3];                                    \
+        }                                                                                              \
+    }                                                                                                  \
+                                                                                                       \
+    /* Two stages on rows q0..q3: first (q0, q1) with twiddle a and (q2, q3) with b, then       \
+     * (q0, q2) with c and (q1, q3) with d. */                                                         \
+    static inline __attribute__((always_inline)) void NAME##_quad(                                     \
+        T *restrict r0, T *restrict r1, T *restrict r2, T *restrict r3, ptrdiff_t imaginary,           \
+        ptrdiff_t length, const T *tw, const int inverse) {                                            \
+        T *restrict i0 = r0 + imaginary, *restrict i1 = r1 + imaginary;                                \
+        T *restrict i2 = r2 + imaginary, *restrict i3 = r3 + imaginary;                                \
+        for (ptrdiff_t i = 0; i < length; i++) {                                                       \
+            T a0 = r0[i], b0 = i0[i], a1 = r1[i], b1 = i1[i], a2 = r2[i], b2 = i2[i], a3 = r3[i], b3 = i3[i]; \
+            NAME##_butterfly(&a0, &b0, &a1, &b1, tw[0], tw[1], inverse);                               \
+            NAME##_butterfly(&a2, &b2, &a3, &b3, tw[2], tw[3], inverse);                               \
+            NAME##_butterfly(&a0, &b0, &a2, &b2, tw[4], tw[5], inverse);                               \
+            NAME##_butterfly(&a1, &b1, &a3, &b3, tw[6], tw[7], inverse);                               \
+            r0[i] = a0, i0[i] = b0, r1[i] = a1, i1[i] = b1, r2[i] = a2, i2[i] = b2, r3[i] = a3, i3[i] = b3; \
+        }                                                                                              \
+    }                                                                                                  \
+                                                                                                       \
+    /* The plain stage half = n/2: rows j and j + n/2, twiddle j. */                                   \
+    static inline __attribute__((always_inline)) void NAME##_first_half(                               \
+        T *p, ptrdiff_t n, ptrdiff_t stride, ptrdiff_t length, ptrdiff_t imaginary, const T *cosines,  \
+        const T *sines, const int inverse) {                                                           \
+        for (ptrdiff_t j = 0; j < n / 2; j++)                                                          \
+            NAME##_pair(p + j * stride, p + (j + n / 2) * stride, imaginary, length, cosines[j], sines[j], inverse); \
+    }                                                                                                  \
+                                                                                                       \
+    static inline __attribute__((always_inline)) void NAME##_stages(                                   \
+        T *p, ptrdiff_t n, ptrdiff_t stride, ptrdiff_t length, ptrdiff_t imaginary, const T *cosines,  \
+        const T *sines, const int inverse) {                                                           \
+        const int odd = n > 1 && (__builtin_ctzll((unsigned long long)n) & 1);                         \
+        if (!inverse) {                                                                                \
+            if (odd) NAME##_first_half(p, n, stride, length, imaginary, cosines, sines, 0);            \
+            /* stages half and half/2; rows g+j, g+j+half (first stage), g+j+half/2, g+j+3half/2 */  \
+            for (ptrdiff_t half = odd ? n / 4 : n / 2; half >= 2; half /= 4) {                         \
+                ptrdiff_t step = n / (2 * half), quarter = half / 2;                                   \
+                for (ptrdiff_t group = 0; group < n; group += 2 * half)                                \
+                    for (ptrdiff_t j = 0; j < quarter; j++) {                                          \
+                        const T tw[8] = {cosines[j * step], sines[j * step], cosines[(j + quarter) * step], \
+                                         sines[(j + quarter) * step], cosines[2 * j * step], sines[2 * j * step], \
+                                         cosines[2 * j * step], sines[2 * j * step]};                  \
+                        T *r = p + (group + j) * stride;                                               \
+                        NAME##_quad(r, r + half * stride, r + quarter * stride, r + (half + quarter) * stride, \
+                                    imaginary, length, tw, 0);                                         \
+                    }                                                                                  \
+            }                                                                                          \
+        } else {                                                                                       \
+            /* stages half and 2·half; rows g+j, g+j+half (first stage), g+j+2half, g+j+3half */      \
+            for (ptrdiff_t half = 1; 4 * half <= n; half *= 4) {                                       \
+                ptrdiff_t step = n / (2 * half);                                                       \
+                for (ptrdiff_t group = 0; group < n; group += 4 * half)                                \
+                    for (ptrdiff_t j = 0; j < half; j++) {                                             \
+                        const T tw[8] = {cosines[j * step], sines[j * step], cosines[j * step], sines[j * step], \
+                                         cosines[j * step / 2], sines[j * step / 2],                   \
+                                         cosines[(j + half) * step / 2], sines[(j + half) * step / 2]}; \
+                        T *r = p + (group + j) * stride;                                               \
+                        NAME##_quad(r, r + half * stride, r + 2 * half * stride, r + 3 * half * stride, \
+                                    imaginary, length, tw, 1);                                         \
+                    }                                                                                  \
+            }                                                                                          \
+            if (odd) NAME##_first_half(p, n, stride, length, imaginary, cosines, sines, 1);            \
+        }                                                                                              \
+    }                                                                                                  \
+                                                                                                       \
     MULTIVERSIONED void NAME(T *p, ptrdiff_t n, ptrdiff_t stride, ptrdiff_t length, ptrdiff_t imaginary, \
                              const T *cosines, const T *sines, int inverse) {                          \
-        for (ptrdiff_t half = inverse ? 1 : n / 2; half >= 1 && half < n; half = inverse ? 2 * half : half / 2) { \
-            ptrdiff_t step = n / (2 * half);                                                           \
-            for (ptrdiff_t group = 0; group < n; group += 2 * half) {                                  \
-                for (ptrdiff_t j = 0; j < half; j++) {                                                 \
-                    const T c = cosines[j * step], s = sines[j * step];                                \
-                    T *restrict ar = p + (group + j) * stride, *restrict br = ar + half * stride;      \
-                    T *restrict ai = ar + imaginary, *restrict bi = br + imaginary;                    \
-                    if (inverse) {                                                                     \
-                        /* t = b·(c + is); a, b ← a + t, a − t */                                      \
-                        for (ptrdiff_t i = 0; i < length; i++) {                                       \
-                            T xr = ar[i], xi = ai[i], yr = br[i], yi = bi[i];                          \
-                            T tr = yr * c - yi * s, ti = yr * s + yi * c;                              \
-                            ar[i] = xr + tr;                                                           \
-                            ai[i] = xi + ti;                                                           \
-                            br[i] = xr - tr;                                                           \
-                            bi[i] = xi - ti;                                                           \
-                        }                                                                              \
-                    } else {                                                                           \
-                        /* a, b ← a + b, (a − b)·(c − is) */                                           \
-                        for (ptrdiff_t i = 0; i < length; i++) {                                       \
-                            T xr = ar[i], xi = ai[i], yr = br[i], yi = bi[i];                          \
-                            ar[i] = xr + yr;                                                           \
-                            ai[i] = xi + yi;                                                           \
-                            T dr = xr - yr, di = xi - yi;                                              \
-                            br[i] = dr * c + di * s;                                                   \
-                            bi[i] = di * c - dr * s;                                                   \
-                        }                                                                              \
-                    }                                                                                  \
-                }                                                                                      \
-            }                                                                                          \
-        }                                                                                              \
+        if (inverse)                                                                                   \
+            NAME##_stages(p, n, stride, length, imaginary, cosines, sines, 1);                         \
+        else                                                                                           \
+            NAME##_stages(p, n, stride, length, imaginary, cosines, sines, 0);                         \
     }
 
 RADIX2(ckernels_radix2_f32, float)

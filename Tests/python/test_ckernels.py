@@ -104,24 +104,87 @@ def bit_reversed(n):
     return np.array([int(format(i, f"0{bits}b")[::-1], 2) for i in range(n)])
 
 
-@pytest.mark.parametrize("dtype,suffix,tolerance", [(np.float32, "f32", 1e-5), (np.float64, "f64", 1e-13)])
-def test_radix2_is_the_dft_in_bit_reversed_order_and_inverts(kernels, dtype, suffix, tolerance):
-    rng = np.random.default_rng(3)
-    n, length, stride = 16, 21, 23     # 16 elements, each a vector of 21 complex values
+def split_rows(rng, dtype, n, length, stride):
+    """n rows of `length` random complex values `stride` apart in the kernels' split layout
+    (real parts, then imaginary parts n·stride later): (buffer, real view, imaginary view)."""
     data = np.zeros(2 * n * stride, dtype)
-    re = rng.standard_normal((n, length)); im = rng.standard_normal((n, length))
-    view = data[: n * stride].reshape(n, stride), data[n * stride:].reshape(n, stride)
-    view[0][:, :length], view[1][:, :length] = re, im
+    re, im = data[: n * stride].reshape(n, stride), data[n * stride:].reshape(n, stride)
+    re[:, :length] = rng.standard_normal((n, length))
+    im[:, :length] = rng.standard_normal((n, length))
+    return data, re, im
+
+
+def twiddles(n, dtype):
     angles = 2 * np.pi * np.arange(n // 2) / n
-    cosines, sines = np.cos(angles).astype(dtype), np.sin(angles).astype(dtype)
-    radix2 = getattr(kernels, f"ckernels_radix2_{suffix}")
-    radix2(pointer(data), n, stride, length, n * stride, pointer(cosines), pointer(sines), 0)
-    expected = np.fft.fft(re + 1j * im, axis=0)[bit_reversed(n)]
-    got = view[0][:, :length] + 1j * view[1][:, :length].astype(np.float64)
+    return np.cos(angles).astype(dtype), np.sin(angles).astype(dtype)
+
+
+def run_radix2(lib, suffix, data, n, stride, length, cosines, sines, inverse):
+    getattr(lib, f"ckernels_radix2_{suffix}")(pointer(data), n, stride, length, n * stride, pointer(cosines),
+                                              pointer(sines), inverse)
+
+
+# 1 to 64 elements: no stage, one, and odd and even stage counts (the kernel runs two stages
+# per pass and one alone when their number is odd).
+SIZES = [1, 2, 4, 8, 16, 32, 64]
+
+
+@pytest.mark.parametrize("dtype,suffix,tolerance", [(np.float32, "f32", 1e-5), (np.float64, "f64", 1e-13)])
+@pytest.mark.parametrize("n", SIZES)
+def test_radix2_is_the_dft_in_bit_reversed_order_and_inverts(kernels, dtype, suffix, tolerance, n):
+    rng = np.random.default_rng(n)
+    length, stride = 21, 23     # each element a vector of 21 complex values
+    data, re, im = split_rows(rng, dtype, n, length, stride)
+    original = re[:, :length] + 1j * im[:, :length].astype(np.float64)
+    cosines, sines = twiddles(n, dtype)
+    run_radix2(kernels, suffix, data, n, stride, length, cosines, sines, 0)
+    expected = np.fft.fft(original, axis=0)[bit_reversed(n)]
+    got = re[:, :length] + 1j * im[:, :length].astype(np.float64)
     assert np.max(np.abs(got - expected)) < tolerance * np.max(np.abs(expected))
-    radix2(pointer(data), n, stride, length, n * stride, pointer(cosines), pointer(sines), 1)
-    back = view[0][:, :length] + 1j * view[1][:, :length].astype(np.float64)
-    assert np.max(np.abs(back - n * (re + 1j * im))) < tolerance * n * np.max(np.abs(re + 1j * im))
+    assert not re[:, length:].any() and not im[:, length:].any(), "wrote past a row's length"
+    run_radix2(kernels, suffix, data, n, stride, length, cosines, sines, 1)
+    back = re[:, :length] + 1j * im[:, :length].astype(np.float64)
+    assert np.max(np.abs(back - n * original)) < tolerance * n * np.max(np.abs(original))
+
+
+def radix2_stage_by_stage(re, im, cosines, sines, inverse):
+    """The header's radix 2, one stage after another, in the arrays' own precision (numpy
+    rounds every product and sum, as the baseline x86-64 code, which has no fused
+    multiply-add, does)."""
+    re, im = re.copy(), im.copy()
+    n = re.shape[0]
+    halves = [1 << k for k in range(n.bit_length() - 1)]
+    for half in (halves if inverse else halves[::-1]):
+        step = n // (2 * half)
+        for group in range(0, n, 2 * half):
+            for j in range(half):
+                c, s = cosines[j * step], sines[j * step]
+                a, b = group + j, group + j + half
+                xr, xi, yr, yi = re[a].copy(), im[a].copy(), re[b].copy(), im[b].copy()
+                if inverse:
+                    tr, ti = yr * c - yi * s, yr * s + yi * c
+                    re[a], im[a], re[b], im[b] = xr + tr, xi + ti, xr - tr, xi - ti
+                else:
+                    dr, di = xr - yr, xi - yi
+                    re[a], im[a], re[b], im[b] = xr + yr, xi + yi, dr * c + di * s, di * c - dr * s
+    return re, im
+
+
+@pytest.mark.parametrize("dtype,suffix", [(np.float32, "f32"), (np.float64, "f64")])
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("inverse", [0, 1])
+def test_radix2_passes_give_the_bits_of_one_stage_at_a_time(baseline_kernels, dtype, suffix, n, inverse):
+    """Two stages per pass over memory must not change any result: the baseline build equals
+    the stage-by-stage reference bit for bit (the FMA builds round differently, by design)."""
+    rng = np.random.default_rng(100 + n)
+    length, stride = 37, 37
+    data, re, im = split_rows(rng, dtype, n, length, stride)
+    cosines, sines = twiddles(n, dtype)
+    expected_re, expected_im = radix2_stage_by_stage(re, im, cosines, sines, inverse)
+    run_radix2(baseline_kernels, suffix, data, n, stride, length, cosines, sines, inverse)
+    bits = np.uint32 if dtype == np.float32 else np.uint64
+    assert np.array_equal(re.view(bits), expected_re.view(bits))
+    assert np.array_equal(im.view(bits), expected_im.view(bits))
 
 
 @pytest.mark.parametrize("dtype,suffix,tolerance", [(np.float32, "f32", 1e-5), (np.float64, "f64", 1e-13)])
