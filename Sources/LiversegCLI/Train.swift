@@ -163,7 +163,10 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Seed of initialisation and patch sampling.")
     var seed: UInt64 = 0
 
-    @Option(help: "Worker threads; 0 = all cores.")
+    @Option(
+        help:
+            "Worker threads; 0 = all cores. The trained weights' bits depend on it (not on resuming): give the same count to reproduce a run."
+    )
     var threads = 0
 
     func validate() throws {
