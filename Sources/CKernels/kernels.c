@@ -130,8 +130,8 @@ SPECTRAL_MIX(ckernels_spectral_mix_f64, double, ckernels_double_vector, 8)
         }                                                                                              \
     }                                                                                                  \
                                                                                                        \
-    /* Two stages on rows q0..q3: first (q0, q1) with twiddle a and (q2, q3) with b, then       \
-     * (q0, q2) with c and (q1, q3) with d. */                                                         \
+    /* Two stages on rows q0..q3: first (q0, q1) with twiddle tw[0..1] and (q2, q3) with     \
+     * tw[2..3], then (q0, q2) with tw[4..5] and (q1, q3) with tw[6..7] (cosine, sine). */             \
     static inline __attribute__((always_inline)) void NAME##_quad(                                     \
         T *restrict r0, T *restrict r1, T *restrict r2, T *restrict r3, ptrdiff_t imaginary,           \
         ptrdiff_t length, const T *tw, const int inverse) {                                            \
@@ -148,7 +148,7 @@ SPECTRAL_MIX(ckernels_spectral_mix_f64, double, ckernels_double_vector, 8)
     }                                                                                                  \
                                                                                                        \
     /* The plain stage half = n/2: rows j and j + n/2, twiddle j. */                                   \
-    static inline __attribute__((always_inline)) void NAME##_first_half(                               \
+    static inline __attribute__((always_inline)) void NAME##_outer_stage(                               \
         T *p, ptrdiff_t n, ptrdiff_t stride, ptrdiff_t length, ptrdiff_t imaginary, const T *cosines,  \
         const T *sines, const int inverse) {                                                           \
         for (ptrdiff_t j = 0; j < n / 2; j++)                                                          \
@@ -160,7 +160,7 @@ SPECTRAL_MIX(ckernels_spectral_mix_f64, double, ckernels_double_vector, 8)
         const T *sines, const int inverse) {                                                           \
         const int odd = n > 1 && (__builtin_ctzll((unsigned long long)n) & 1);                         \
         if (!inverse) {                                                                                \
-            if (odd) NAME##_first_half(p, n, stride, length, imaginary, cosines, sines, 0);            \
+            if (odd) NAME##_outer_stage(p, n, stride, length, imaginary, cosines, sines, 0);            \
             /* stages half and half/2; rows g+j, g+j+half (first stage), g+j+half/2, g+j+3half/2 */  \
             for (ptrdiff_t half = odd ? n / 4 : n / 2; half >= 2; half /= 4) {                         \
                 ptrdiff_t step = n / (2 * half), quarter = half / 2;                                   \
@@ -188,7 +188,7 @@ SPECTRAL_MIX(ckernels_spectral_mix_f64, double, ckernels_double_vector, 8)
                                     imaginary, length, tw, 1);                                         \
                     }                                                                                  \
             }                                                                                          \
-            if (odd) NAME##_first_half(p, n, stride, length, imaginary, cosines, sines, 1);            \
+            if (odd) NAME##_outer_stage(p, n, stride, length, imaginary, cosines, sines, 1);            \
         }                                                                                              \
     }                                                                                                  \
                                                                                                        \
