@@ -124,9 +124,7 @@ SPECTRAL_MIX(ckernels_spectral_mix_f64, double, ckernels_double_vector, 8)
         T *restrict ar, T *restrict br, ptrdiff_t imaginary, ptrdiff_t length, T c, T s, const int inverse) { \
         T *restrict ai = ar + imaginary, *restrict bi = br + imaginary;                                \
         for (ptrdiff_t i = 0; i < length; i++) {                                                       \
-            T v[4] = {ar[i], ai[i], br[i], bi[i]};                                                     \
-            NAME##_butterfly(&v[0], &v[1], &v[2], &v[3], c, s, inverse);                               \
-            ar[i] = v[0], ai[i] = v[1], br[i] = v[2], bi[i] = v[3];                                    \
+            NAME##_butterfly(ar + i, ai + i, br + i, bi + i, c, s, inverse);                           \
         }                                                                                              \
     }                                                                                                  \
                                                                                                        \
