@@ -27,9 +27,16 @@
     static inline __attribute__((always_inline)) void NAME##_tile(                                     \
         T *y, ptrdiff_t y_member, const T *k, ptrdiff_t k_source, const T *x, ptrdiff_t x_member,      \
         ptrdiff_t x_source, const int tile, ptrdiff_t sources, ptrdiff_t i, ptrdiff_t stride, T sign,   \
-        int accumulate) {                                                                              \
+        const int accumulate) {                                                                        \
         VEC re[TILE], im[TILE];                                                                        \
-        for (int m = 0; m < tile; m++) re[m] = im[m] = (VEC){0};                                       \
+        for (int m = 0; m < tile; m++) {                                                               \
+            if (accumulate) {                                                                          \
+                re[m] = *(const VEC *)(y + m * y_member + i);                                          \
+                im[m] = *(const VEC *)(y + m * y_member + stride + i);                                 \
+            } else {                                                                                   \
+                re[m] = im[m] = (VEC){0};                                                              \
+            }                                                                                          \
+        }                                                                                              \
         for (ptrdiff_t s = 0; s < sources; s++) {                                                      \
             const T *ks = k + s * k_source + i;                                                        \
             VEC kr = *(const VEC *)ks, ki = *(const VEC *)(ks + stride) * sign;                        \
@@ -38,28 +45,32 @@
             for (int m = 0; m < tile; m++) {                                                           \
                 const T *xs = x + m * x_member + s * x_source + i;                                     \
                 VEC xr = *(const VEC *)xs, xi = *(const VEC *)(xs + stride);                           \
-                re[m] += kr * xr; /* two statements: two fused multiply–adds */                       \
-                re[m] -= ki * xi;                                                                      \
-                im[m] += kr * xi;                                                                      \
-                im[m] += ki * xr;                                                                      \
+                if (accumulate) { /* this source's product alone, then added */                        \
+                    VEC pr = (VEC){0}, pi = (VEC){0};                                                  \
+                    pr += kr * xr;                                                                     \
+                    pr -= ki * xi;                                                                     \
+                    pi += kr * xi;                                                                     \
+                    pi += ki * xr;                                                                     \
+                    re[m] += pr;                                                                       \
+                    im[m] += pi;                                                                       \
+                } else {                                                                               \
+                    re[m] += kr * xr; /* two statements: two fused multiply–adds */                   \
+                    re[m] -= ki * xi;                                                                  \
+                    im[m] += kr * xi;                                                                  \
+                    im[m] += ki * xr;                                                                  \
+                }                                                                                      \
             }                                                                                          \
         }                                                                                              \
         for (int m = 0; m < tile; m++) {                                                               \
-            VEC *yr = (VEC *)(y + m * y_member + i), *yi = (VEC *)(y + m * y_member + stride + i);     \
-            if (accumulate) {                                                                          \
-                *yr += re[m];                                                                          \
-                *yi += im[m];                                                                          \
-            } else {                                                                                   \
-                *yr = re[m];                                                                           \
-                *yi = im[m];                                                                           \
-            }                                                                                          \
+            *(VEC *)(y + m * y_member + i) = re[m];                                                    \
+            *(VEC *)(y + m * y_member + stride + i) = im[m];                                           \
         }                                                                                              \
     }                                                                                                  \
                                                                                                        \
-    MULTIVERSIONED void NAME(T *y, ptrdiff_t y_member, const T *k, ptrdiff_t k_source, const T *x,     \
-                             ptrdiff_t x_member, ptrdiff_t x_source, ptrdiff_t members, ptrdiff_t sources, \
-                             ptrdiff_t count, ptrdiff_t stride, int conjugate_k, int accumulate) {     \
-        const T sign = conjugate_k ? -1 : 1; /* conj(k): the imaginary part negated */                \
+    static inline __attribute__((always_inline)) void NAME##_all(                                      \
+        T *y, ptrdiff_t y_member, const T *k, ptrdiff_t k_source, const T *x, ptrdiff_t x_member,      \
+        ptrdiff_t x_source, ptrdiff_t members, ptrdiff_t sources, ptrdiff_t count, ptrdiff_t stride,   \
+        T sign, const int accumulate) {                                                                \
         ptrdiff_t i = 0;                                                                               \
         for (; i + LANES <= count; i += LANES) {                                                       \
             ptrdiff_t m = 0;                                                                           \
@@ -72,20 +83,40 @@
         }                                                                                              \
         for (; i < count; i++) {                                                                       \
             for (ptrdiff_t m = 0; m < members; m++) {                                                  \
-                T re = 0, im = 0;                                                                      \
+                T *ym = y + m * y_member + i;                                                          \
+                T re = accumulate ? ym[0] : 0, im = accumulate ? ym[stride] : 0;                       \
                 for (ptrdiff_t s = 0; s < sources; s++) {                                              \
                     const T *ks = k + s * k_source + i, *xs = x + m * x_member + s * x_source + i;     \
                     T kr = ks[0], ki = ks[stride] * sign, xr = xs[0], xi = xs[stride];                 \
-                    re += kr * xr;                                                                     \
-                    re -= ki * xi;                                                                     \
-                    im += kr * xi;                                                                     \
-                    im += ki * xr;                                                                     \
+                    if (accumulate) {                                                                  \
+                        T pr = 0, pi = 0;                                                              \
+                        pr += kr * xr;                                                                 \
+                        pr -= ki * xi;                                                                 \
+                        pi += kr * xi;                                                                 \
+                        pi += ki * xr;                                                                 \
+                        re += pr;                                                                      \
+                        im += pi;                                                                      \
+                    } else {                                                                           \
+                        re += kr * xr;                                                                 \
+                        re -= ki * xi;                                                                 \
+                        im += kr * xi;                                                                 \
+                        im += ki * xr;                                                                 \
+                    }                                                                                  \
                 }                                                                                      \
-                T *ym = y + m * y_member + i;                                                          \
-                ym[0] = accumulate ? ym[0] + re : re;                                                  \
-                ym[stride] = accumulate ? ym[stride] + im : im;                                        \
+                ym[0] = re;                                                                            \
+                ym[stride] = im;                                                                       \
             }                                                                                          \
         }                                                                                              \
+    }                                                                                                  \
+                                                                                                       \
+    MULTIVERSIONED void NAME(T *y, ptrdiff_t y_member, const T *k, ptrdiff_t k_source, const T *x,     \
+                             ptrdiff_t x_member, ptrdiff_t x_source, ptrdiff_t members, ptrdiff_t sources, \
+                             ptrdiff_t count, ptrdiff_t stride, int conjugate_k, int accumulate) {     \
+        const T sign = conjugate_k ? -1 : 1; /* conj(k): the imaginary part negated */                \
+        if (accumulate)                                                                                \
+            NAME##_all(y, y_member, k, k_source, x, x_member, x_source, members, sources, count, stride, sign, 1); \
+        else                                                                                           \
+            NAME##_all(y, y_member, k, k_source, x, x_member, x_source, members, sources, count, stride, sign, 0); \
     }
 
 SPECTRAL_MIX(ckernels_spectral_mix_f32, float, ckernels_float_vector, 16)

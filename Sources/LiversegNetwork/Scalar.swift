@@ -17,8 +17,9 @@ public protocol NetworkScalar: BinaryFloatingPoint, Sendable {
     /// The channel sums of an FFT convolution per frequency, on split spectra (real parts,
     /// then the imaginary parts `stride` values later), for members m < `members`, i < `count`:
     ///     y[m·yMember + i] (+)= Σ_s op(k[s·kSource + i]) · x[m·xMember + s·xSource + i]
-    /// (op: conjugate when `conjugateK`; `accumulate` adds to y instead of overwriting it):
-    /// CKernels' spectral_mix for this precision, compiled for the CPU's vector extensions.
+    /// (op: conjugate when `conjugateK`; `accumulate` adds each source's product to y in turn
+    /// instead of overwriting y with the sum): CKernels' spectral_mix for this precision,
+    /// compiled for the CPU's vector extensions.
     static func spectralMix(
         _ y: UnsafeMutablePointer<Self>, yMember: Int, _ k: UnsafePointer<Self>, kSource: Int, _ x: UnsafePointer<Self>,
         xMember: Int, xSource: Int, members: Int, sources: Int, count: Int, stride: Int, conjugateK: Bool,

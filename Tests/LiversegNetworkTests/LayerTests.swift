@@ -137,7 +137,29 @@ final class LayerTests: XCTestCase {
             XCTAssertLessThan(relativeError(dX.storage.array, g64.input.storage.array), 1e-5, "blocked fft dX k\(k)")
             let dW = try layer.fftWeightGradient(input, dY, blocking: blocking, threads: 2)
             XCTAssertLessThan(relativeError(dW, g64.weight), 1e-5, "blocked fft dW k\(k)")
+            // Blocks added one per pass, all but one in the first pass (the second holds the
+            // last block alone) and all in one: the same bits.
+            XCTAssertGreaterThan(blocking.blockCount, 2)
+            for perPass in [1, blocking.blockCount - 1, blocking.blockCount] {
+                let grouped = try layer.fftWeightGradient(input, dY, blocking: blocking, threads: 3, blocksPerPass: perPass)
+                XCTAssertEqual(grouped, dW, "dW with \(perPass) of \(blocking.blockCount) blocks per pass")
+            }
         }
+    }
+
+    /// Blocks share a pass over the weight gradient's accumulators when those outweigh one
+    /// block's spectra, as many as the spectra budget holds.
+    func testWeightGradientGroupsBlocksWhenTheAccumulatorsOutweighTheirSpectra() {
+        let limit = FFTBlocking.gradientSpectraBytesLimit
+        func perPass(_ cin: Int, _ cout: Int, blocks: Int, bytes: Int) -> Int {
+            FFTBlocking.blocksPerGradientPass(inChannels: cin, outChannels: cout, blockCount: blocks, blockSpectrumBytes: bytes)
+        }
+        XCTAssertEqual(perPass(1, 8, blocks: 12, bytes: 1000), 1)  // 8 accumulators, 9 spectra per block
+        XCTAssertEqual(perPass(2, 2, blocks: 12, bytes: 1000), 1)  // 4 and 4
+        XCTAssertEqual(perPass(2, 3, blocks: 12, bytes: 1000), 12)  // 6 and 5
+        XCTAssertEqual(perPass(8, 8, blocks: 24, bytes: 106_496), 24)  // conv2 of a training patch
+        XCTAssertEqual(perPass(32, 32, blocks: 100, bytes: limit / 64 / 10), 10)  // the budget holds 10 blocks
+        XCTAssertEqual(perPass(32, 32, blocks: 100, bytes: limit), 1)  // not even one: still one
     }
 
     func testTransposedConvolutionMatchesScatterDefinition() throws {

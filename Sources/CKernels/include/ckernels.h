@@ -13,11 +13,13 @@
  * parts, then the imaginary parts `stride` values later), for members m < `members` and
  * frequencies i < `count`:
  *     y[m·y_member + i] (+)= Σ_{s < sources} op(k[s·k_source + i]) · x[m·x_member + s·x_source + i]
- * op is the complex conjugate when `conjugate_k` is non-zero; `accumulate` zero overwrites
- * y, non-zero adds to it. The sum runs over s in order. Members share each k value while it
- * is in registers (several overlap-save blocks, or several input channels), which is what
- * makes this faster than a multiply–accumulate per (member, source) pair: the kernel spectra
- * are megabytes and come from memory. y must not overlap k or x. */
+ * op is the complex conjugate when `conjugate_k` is non-zero. `accumulate` zero overwrites
+ * y with the sum, run over s in order; non-zero adds each source's product to y in turn,
+ * so one call with S sources gives the bits of S calls with one source each (the weight
+ * gradient's blocks, whatever number of them share a call). Members share each k value
+ * while it is in registers (several overlap-save blocks, or several input channels), which
+ * is what makes this faster than a multiply–accumulate per (member, source) pair: the kernel
+ * spectra are megabytes and come from memory. y must not overlap k or x. */
 void ckernels_spectral_mix_f32(float *y, ptrdiff_t y_member, const float *k, ptrdiff_t k_source, const float *x,
                                ptrdiff_t x_member, ptrdiff_t x_source, ptrdiff_t members, ptrdiff_t sources,
                                ptrdiff_t count, ptrdiff_t stride, int conjugate_k, int accumulate);
