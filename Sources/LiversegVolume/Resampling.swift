@@ -60,20 +60,52 @@ private func resampleTrilinear<T: HounsfieldVoxel>(
     progress: (Double) throws -> Void, transform: (Float) -> Float
 ) rethrows {
     let nx = x.weight.count, ny = y.weight.count, nz = z.weight.count
+    // Each output value is lerp_z(lerp_y(lerp_x(·))). The x-interpolated source rows that
+    // the y samples read are computed once per source plane and kept while consecutive
+    // output planes read that plane (mapping back up-samples: a source row serves several
+    // output rows and planes), then blended per output voxel. The expressions and their
+    // order are those of one voxel at a time, so the values are too.
+    let rowOffsets = Array(Set(y.lower + y.upper)).sorted()
+    let slotOf = Dictionary(uniqueKeysWithValues: rowOffsets.enumerated().map { ($1, $0) })
+    let lowerRow = y.lower.map { slotOf[$0]! }, upperRow = y.upper.map { slotOf[$0]! }
+    let planeCount = rowOffsets.count * nx
     nonisolated(unsafe) let output = output
     try parallelRounds(nz, threads: threads, checkpoint: progress) { _, planes in
+        // Two cached source planes of x-interpolated rows, and the plane offset each holds.
+        let cache = UnsafeMutablePointer<Float>.allocate(capacity: 2 * planeCount)
+        defer { cache.deallocate() }
+        var held = [-1, -1]
+        func interpolatedPlane(_ zOffset: Int, avoiding other: Int) -> UnsafeMutablePointer<Float> {
+            if let slot = held.firstIndex(of: zOffset) { return cache + slot * planeCount }
+            let slot = held[0] == other ? 1 : 0
+            held[slot] = zOffset
+            let plane = cache + slot * planeCount
+            x.lower.withUnsafeBufferPointer { lower in
+                x.upper.withUnsafeBufferPointer { upper in
+                    x.weight.withUnsafeBufferPointer { weight in
+                        for (r, rowOffset) in rowOffsets.enumerated() {
+                            let base = source + zOffset + rowOffset, row = plane + r * nx
+                            for i in 0..<nx {
+                                let a = base[lower[i]].hounsfield, b = base[upper[i]].hounsfield
+                                row[i] = a + weight[i] * (b - a)
+                            }
+                        }
+                    }
+                }
+            }
+            return plane
+        }
         for k in planes {
-            let wz = z.weight[k], z0 = z.lower[k], z1 = z.upper[k]
+            let wz = z.weight[k]
+            let p0 = interpolatedPlane(z.lower[k], avoiding: z.upper[k])
+            let p1 = interpolatedPlane(z.upper[k], avoiding: z.lower[k])
             for j in 0..<ny {
-                let wy = y.weight[j], y0 = y.lower[j], y1 = y.upper[j]
+                let wy = y.weight[j]
+                let r00 = p0 + lowerRow[j] * nx, r01 = p0 + upperRow[j] * nx
+                let r10 = p1 + lowerRow[j] * nx, r11 = p1 + upperRow[j] * nx
                 let row = output + (k * ny + j) * nx
                 for i in 0..<nx {
-                    let wx = x.weight[i], x0 = x.lower[i], x1 = x.upper[i]
-                    @inline(__always) func lerpX(_ o: Int) -> Float {
-                        let a = source[o + x0].hounsfield, b = source[o + x1].hounsfield
-                        return a + wx * (b - a)
-                    }
-                    let c00 = lerpX(z0 + y0), c01 = lerpX(z0 + y1), c10 = lerpX(z1 + y0), c11 = lerpX(z1 + y1)
+                    let c00 = r00[i], c01 = r01[i], c10 = r10[i], c11 = r11[i]
                     let c0 = c00 + wy * (c01 - c00), c1 = c10 + wy * (c11 - c10)
                     row[i] = transform(c0 + wz * (c1 - c0))
                 }
