@@ -165,7 +165,7 @@ struct TrainingOptions: ParsableArguments {
 
     @Option(
         help:
-            "Worker threads; 0 = all cores. The trained weights' bits depend on it (not on resuming): give the same count to reproduce a run."
+            "Worker threads; 0 = all cores. The trained weights are the same bits for any count."
     )
     var threads = 0
 

@@ -218,7 +218,7 @@ public struct TransposedConvolution3D<Scalar: NetworkScalar>: Sendable {
         let gathered = try Buffer<Scalar>(count: rows * chunk * plane, zeroed: false)
         weight.withUnsafeBufferPointer { w in
             weightGradient.withUnsafeMutableBufferPointer { dW in
-                nonisolated(unsafe) let w = w.baseAddress!
+                nonisolated(unsafe) let w = w.baseAddress!, dW = dW.baseAddress!
                 for z0 in stride(from: 0, to: inSize.z, by: chunk) {
                     let planes = z0..<min(z0 + chunk, inSize.z), n = planes.count * plane
                     parallelFor(outChannels, threads: threads) { co in
@@ -231,17 +231,24 @@ public struct TransposedConvolution3D<Scalar: NetworkScalar>: Sendable {
                             }
                         }
                     }
-                    parallelChunks(n, threads: threads) { _, range in
-                        Scalar.gemm(
-                            transposeA: false, transposeB: false, m: inChannels, n: range.count, k: rows,
-                            alpha: 1, a: w, lda: rows, b: gathered.pointer + range.lowerBound, ldb: n,
-                            beta: 0, c: inputGradient.storage.pointer + z0 * plane + range.lowerBound,
-                            ldc: inSize.voxelCount)
+                    // dX and dW of the chunk side by side, each one whole GEMM whatever the
+                    // thread count: OpenBLAS gives a column other bits in part of a product
+                    // than in the whole, so splitting dX's columns across threads made
+                    // training depend on --threads. The two take about the same time
+                    // (Cin·n·27·Cout multiply–adds each).
+                    parallelFor(2, threads: threads) { product in
+                        if product == 0 {
+                            Scalar.gemm(
+                                transposeA: false, transposeB: false, m: inChannels, n: n, k: rows,
+                                alpha: 1, a: w, lda: rows, b: gathered.pointer, ldb: n,
+                                beta: 0, c: inputGradient.storage.pointer + z0 * plane, ldc: inSize.voxelCount)
+                        } else {
+                            Scalar.gemm(
+                                transposeA: false, transposeB: true, m: inChannels, n: rows, k: n,
+                                alpha: 1, a: input.storage.pointer + z0 * plane, lda: inSize.voxelCount,
+                                b: gathered.pointer, ldb: n, beta: 1, c: dW, ldc: rows)
+                        }
                     }
-                    Scalar.gemm(
-                        transposeA: false, transposeB: true, m: inChannels, n: rows, k: n,
-                        alpha: 1, a: input.storage.pointer + z0 * plane, lda: inSize.voxelCount,
-                        b: gathered.pointer, ldb: n, beta: 1, c: dW.baseAddress!, ldc: rows)
                 }
             }
         }

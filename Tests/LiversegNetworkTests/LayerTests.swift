@@ -162,6 +162,31 @@ final class LayerTests: XCTestCase {
         XCTAssertEqual(perPass(32, 32, blocks: 100, bytes: limit), 1)  // not even one: still one
     }
 
+    /// The transposed convolution's gradients are the same bits on 1, 2 and 3 threads, as
+    /// every layer's are (training with --threads 2 reproduces --threads 1). Sizes of the
+    /// paper network's up-sampling layers on a training patch: GEMMs of thousands of
+    /// columns, where splitting dX's columns across threads changed its bits.
+    func testTransposedConvolutionBackwardDoesNotDependOnThreads() throws {
+        var seed: UInt64 = 13
+        for (cin, cout, size) in [(32, 16, GridSize(x: 16, y: 16, z: 12)), (16, 16, GridSize(x: 32, y: 32, z: 24))] {
+            let layer = TransposedConvolution3D<Float>(
+                inChannels: cin, outChannels: cout, weight: randomArray(cin * cout * 27, seed: &seed),
+                bias: randomArray(cout, seed: &seed), relu: true)
+            let input = try tensor(randomArray(cin * size.voxelCount, seed: &seed), channels: cin, size: size)
+            let output = try layer.forward(input, threads: 1)
+            let dY = try tensor(
+                randomArray(cout * output.size.voxelCount, seed: &seed), channels: cout, size: output.size)
+            let one = try layer.backward(input: input, output: output, outputGradient: dY, threads: 1)
+            for threads in [2, 3] {
+                let many = try layer.backward(input: input, output: output, outputGradient: dY, threads: threads)
+                XCTAssertTrue(
+                    many.input.storage.array == one.input.storage.array, "dX, \(cin)→\(cout) \(size), \(threads) threads")
+                XCTAssertTrue(many.weight == one.weight, "dW, \(threads) threads")
+                XCTAssertTrue(many.bias == one.bias, "db, \(threads) threads")
+            }
+        }
+    }
+
     func testTransposedConvolutionMatchesScatterDefinition() throws {
         var seed: UInt64 = 7
         // x = 37 and 70: the direct kernel's 32-wide chunks, a full one followed by a partial one.

@@ -79,6 +79,27 @@ final class TrainingTests: XCTestCase {
         }
     }
 
+    /// Training gives the same weights whatever the thread count (a run's `--threads` need
+    /// not be known to reproduce it). The up-sampling layers have the paper network's 16
+    /// channels: with the tiny network's 4 the GEMMs were too small to show the split of
+    /// the transposed convolutions' dX across threads that made training depend on it.
+    func testTrainingDoesNotDependOnTheThreadCount() throws {
+        var weights: [[Float]] = []
+        for threads in [1, 2, 3] {
+            var c = tinyConfiguration()
+            c.architecture.mainDeconvChannels = 16
+            c.architecture.branch2DeconvChannels = 16
+            c.iterationsPerEpoch = 3
+            c.threads = threads
+            let sampler = try PatchSampler(volumes: [syntheticVolume(seed: 1)], patch: c.patch, padValue: -0.5, seed: 3)
+            let trainer = try Trainer(configuration: c)
+            _ = try trainer.trainEpoch(sampler)
+            weights.append(trainer.parameters)
+        }
+        XCTAssertTrue(weights[1] == weights[0], "2 threads against 1")
+        XCTAssertTrue(weights[2] == weights[0], "3 threads against 1")
+    }
+
     /// The plain 3D-CNN's branches stay untrained, so its model must fuse the main output alone.
     func testPlainCNNModelFusesItsMainOutputAlone() throws {
         var c = tinyConfiguration()
