@@ -113,6 +113,7 @@
                              ptrdiff_t x_member, ptrdiff_t x_source, ptrdiff_t members, ptrdiff_t sources, \
                              ptrdiff_t count, ptrdiff_t stride, int conjugate_k, int accumulate) {     \
         const T sign = conjugate_k ? -1 : 1; /* conj(k): the imaginary part negated */                \
+        /* A constant mode per call site: each inlined copy keeps only its branch. */                  \
         if (accumulate)                                                                                \
             NAME##_all(y, y_member, k, k_source, x, x_member, x_source, members, sources, count, stride, sign, 1); \
         else                                                                                           \

@@ -314,9 +314,9 @@ extension Convolution3D {
     /// once per channel pair. Blocks are added in order, one at a time (several per pass over
     /// the accumulators, `FFTBlocking.blocksPerGradientPass`), each pair's accumulator by one
     /// thread, so the result depends neither on the thread count nor on the grouping.
+    /// `blocksPerPass` overrides that rule (tests: the grouping must not change the bits).
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
-    /// `blocksPerPass` overrides that rule (tests: the grouping must not change the bits).
     func fftWeightGradient(
         _ input: Tensor<Scalar>, _ dZ: Tensor<Scalar>, blocking: FFTBlocking, threads: Int, blocksPerPass: Int? = nil
     ) throws -> [Scalar] {
