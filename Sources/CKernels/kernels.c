@@ -17,6 +17,16 @@
  * 8 gave the fastest paper-network forward pass on AVX-512: 0.75 s vs 0.76 and 0.83 s). */
 #define PREFETCH 8
 
+/* re + i·im += (kr + i·ki)·(xr + i·xi), for vectors and scalars alike: four statements, so
+ * four fused multiply–adds where the CPU has them, in this order in every caller. */
+#define COMPLEX_MULTIPLY_ADD(re, im, kr, ki, xr, xi)                                                   \
+    do {                                                                                               \
+        re += (kr) * (xr);                                                                             \
+        re -= (ki) * (xi);                                                                             \
+        im += (kr) * (xi);                                                                             \
+        im += (ki) * (xr);                                                                             \
+    } while (0)
+
 /* One definition for both precisions: VEC is a 64-byte vector of T (lowered to the widest
  * registers each clone has), LANES its length. Frequencies go LANES at a time with the
  * accumulators of up to TILE members in registers across the whole source sum; the last
@@ -47,17 +57,11 @@
                 VEC xr = *(const VEC *)xs, xi = *(const VEC *)(xs + stride);                           \
                 if (accumulate) { /* this source's product alone, then added */                        \
                     VEC pr = (VEC){0}, pi = (VEC){0};                                                  \
-                    pr += kr * xr;                                                                     \
-                    pr -= ki * xi;                                                                     \
-                    pi += kr * xi;                                                                     \
-                    pi += ki * xr;                                                                     \
+                    COMPLEX_MULTIPLY_ADD(pr, pi, kr, ki, xr, xi);                                      \
                     re[m] += pr;                                                                       \
                     im[m] += pi;                                                                       \
                 } else {                                                                               \
-                    re[m] += kr * xr; /* two statements: two fused multiply–adds */                   \
-                    re[m] -= ki * xi;                                                                  \
-                    im[m] += kr * xi;                                                                  \
-                    im[m] += ki * xr;                                                                  \
+                    COMPLEX_MULTIPLY_ADD(re[m], im[m], kr, ki, xr, xi);                                \
                 }                                                                                      \
             }                                                                                          \
         }                                                                                              \
@@ -90,17 +94,11 @@
                     T kr = ks[0], ki = ks[stride] * sign, xr = xs[0], xi = xs[stride];                 \
                     if (accumulate) {                                                                  \
                         T pr = 0, pi = 0;                                                              \
-                        pr += kr * xr;                                                                 \
-                        pr -= ki * xi;                                                                 \
-                        pi += kr * xi;                                                                 \
-                        pi += ki * xr;                                                                 \
+                        COMPLEX_MULTIPLY_ADD(pr, pi, kr, ki, xr, xi);                                  \
                         re += pr;                                                                      \
                         im += pi;                                                                      \
                     } else {                                                                           \
-                        re += kr * xr;                                                                 \
-                        re -= ki * xi;                                                                 \
-                        im += kr * xi;                                                                 \
-                        im += ki * xr;                                                                 \
+                        COMPLEX_MULTIPLY_ADD(re, im, kr, ki, xr, xi);                                  \
                     }                                                                                  \
                 }                                                                                      \
                 ym[0] = re;                                                                            \

@@ -85,10 +85,7 @@ private func resampleTrilinear<T: HounsfieldVoxel>(
                     x.weight.withUnsafeBufferPointer { weight in
                         for (r, rowOffset) in rowOffsets.enumerated() {
                             let base = source + zOffset + rowOffset, row = plane + r * nx
-                            for i in 0..<nx {
-                                let a = base[lower[i]].hounsfield, b = base[upper[i]].hounsfield
-                                row[i] = a + weight[i] * (b - a)
-                            }
+                            for i in 0..<nx { row[i] = lerp(base[lower[i]].hounsfield, base[upper[i]].hounsfield, weight[i]) }
                         }
                     }
                 }
@@ -105,11 +102,13 @@ private func resampleTrilinear<T: HounsfieldVoxel>(
                 let r10 = p1 + lowerRow[j] * nx, r11 = p1 + upperRow[j] * nx
                 let row = output + (k * ny + j) * nx
                 for i in 0..<nx {
-                    let c00 = r00[i], c01 = r01[i], c10 = r10[i], c11 = r11[i]
-                    let c0 = c00 + wy * (c01 - c00), c1 = c10 + wy * (c11 - c10)
-                    row[i] = transform(c0 + wz * (c1 - c0))
+                    row[i] = transform(lerp(lerp(r00[i], r01[i], wy), lerp(r10[i], r11[i], wy), wz))
                 }
             }
         }
     }
 }
+
+/// a + w·(b − a): the value at weight w (0 at a, 1 at b) on the line from a to b.
+@inline(__always)
+private func lerp(_ a: Float, _ b: Float, _ w: Float) -> Float { a + w * (b - a) }
