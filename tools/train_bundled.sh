@@ -15,7 +15,7 @@
 # a 2-core machine:
 #   nohup tools/train_bundled.sh V models/training/V > V.out 2>&1 &
 #   nohup tools/train_bundled.sh F models/training/F > F.out 2>&1 &
-# EPOCHS (default 300), AUGMENTATION (default anatomical; elastic, symmetric, none), SPACING
+# EPOCHS (default 300), AUGMENTATION (default anatomical; elastic, lesions, symmetric, none), SPACING
 # (the model grid in mm, default 3) and SEED (initialisation and patch sampling, default 0)
 # vary the recipe for controlled comparisons, e.g. the augmentation comparison in docs/training.md:
 #   EPOCHS=60 AUGMENTATION=symmetric tools/train_bundled.sh V models/training/aug-symmetric

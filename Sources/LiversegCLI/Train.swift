@@ -150,7 +150,7 @@ struct TrainingOptions: ParsableArguments {
 
     @Option(
         help:
-            "Geometric augmentation: anatomical (small rotations and scaling, field-of-view crops; never mirrors), elastic (anatomical plus a smooth random warp of each patch), symmetric (90° turns and x mirroring, as models before 0.2) or none."
+            "Geometric augmentation: anatomical (small rotations and scaling, field-of-view crops; never mirrors), elastic (anatomical plus a smooth random warp of each patch), lesions (anatomical plus synthetic tumours painted into the liver of half the patches), symmetric (90° turns and x mirroring, as models before 0.2) or none."
     )
     var augmentation = "anatomical"
 

@@ -60,7 +60,7 @@ public struct TrainingConfiguration: Sendable {
     public func sampler(_ volumes: [TrainingVolume]) throws -> PatchSampler {
         try PatchSampler(
             volumes: volumes, patch: patch, padValue: preprocessing.normalise(-.infinity), seed: seed,
-            spatialAugmentation: spatialAugmentation, intensityAugmentation: intensityAugmentation.map { ($0, preprocessing) })
+            spatialAugmentation: spatialAugmentation, intensityAugmentation: intensityAugmentation, preprocessing: preprocessing)
     }
 
     /// η for an epoch (0-based).

@@ -84,7 +84,8 @@ public struct IntensityAugmentation: Equatable, Sendable {
     }
 }
 
-/// Where and how a training patch is cut from its volume. Inference always reorients CT to
+/// Where and how a training patch is cut from its volume, and what is painted into it
+/// (`LesionSynthesis`, which follows the patch's labels). Inference always reorients CT to
 /// the model's axes (RAS), so left and right, head and feet are information the network
 /// must keep: the default changes geometry only as scanners and patients do (small tilts,
 /// body size, a field of view that ends inside the liver) and never mirrors. Mirroring and
@@ -106,11 +107,14 @@ public struct SpatialAugmentation: Equatable, Sendable {
     public var mirrorX: Bool
     /// A random smooth warp of every patch, or nil for none.
     public var elastic: ElasticDeformation?
+    /// Synthetic lesions in the liver of some patches, or nil for none.
+    public var lesions: LesionSynthesis?
 
     /// Creates an augmentation; angles in degrees, probabilities in [0, 1].
     public init(
         maxRotationDegrees: [Double], scale: ClosedRange<Double>, axisScale: ClosedRange<Double>,
-        fieldOfViewCropProbability: [Double], quarterTurns: Bool, mirrorX: Bool, elastic: ElasticDeformation? = nil
+        fieldOfViewCropProbability: [Double], quarterTurns: Bool, mirrorX: Bool, elastic: ElasticDeformation? = nil,
+        lesions: LesionSynthesis? = nil
     ) {
         self.maxRotationDegrees = maxRotationDegrees
         self.scale = scale
@@ -119,6 +123,7 @@ public struct SpatialAugmentation: Equatable, Sendable {
         self.quarterTurns = quarterTurns
         self.mirrorX = mirrorX
         self.elastic = elastic
+        self.lesions = lesions
     }
 
     /// The default: rotations up to ±5° about x and y and ±15° in-plane, scale ±15 %
@@ -131,6 +136,14 @@ public struct SpatialAugmentation: Equatable, Sendable {
     public static let elastic: SpatialAugmentation = {
         var a = SpatialAugmentation.anatomical
         a.elastic = ElasticDeformation(controlSpacing: 16, maxDisplacement: 6)
+        return a
+    }()
+    /// `anatomical` with synthetic lesions in half the patches that hold liver: 1–3 ellipsoids,
+    /// semi-axes 5–35 mm, 80 HU darker to 40 HU brighter than the patch's liver (hypodense
+    /// metastases and cysts, tumours that wash out, and arterially enhancing ones).
+    public static let lesions: SpatialAugmentation = {
+        var a = SpatialAugmentation.anatomical
+        a.lesions = LesionSynthesis(probability: 0.5, maxCount: 3, radiusMillimetres: 5...35, contrastHU: -80...40)
         return a
     }()
     /// What models before 0.2 trained with: 90° turns and x mirroring, nothing else.
@@ -163,12 +176,23 @@ public struct SpatialAugmentation: Equatable, Sendable {
                             ])
                         )
                     ]
+                } ?? [])
+                + (lesions.map { l in
+                    [
+                        (
+                            "lesions",
+                            .object([
+                                ("probability", .number(l.probability)), ("max_count", .number(Double(l.maxCount))),
+                                ("radius_mm", range(l.radiusMillimetres)), ("contrast_hu", range(l.contrastHU)),
+                            ])
+                        )
+                    ]
                 } ?? []))
     }
 
     /// The presets by name, for command lines and provenance.
     public static let presets: [(name: String, augmentation: SpatialAugmentation)] =
-        [("anatomical", .anatomical), ("elastic", .elastic), ("symmetric", .symmetric), ("none", .none)]
+        [("anatomical", .anatomical), ("elastic", .elastic), ("lesions", .lesions), ("symmetric", .symmetric), ("none", .none)]
 }
 
 /// Draws training patches: a volume (chosen with probability proportional to its voxel
@@ -176,7 +200,8 @@ public struct SpatialAugmentation: Equatable, Sendable {
 /// random place in the patch (a liver voxel with probability `liverFraction`, else any
 /// voxel), a random geometric change about that voxel (`SpatialAugmentation`) sampled
 /// trilinearly with air padding outside the volume, then, when asked for, a random intensity
-/// change. Patch i of a seed is always the same, whatever was drawn before.
+/// change. Synthetic lesions are painted before the intensity change, so it applies to them
+/// too. Patch i of a seed is always the same, whatever was drawn before.
 public struct PatchSampler: Sendable {
     /// The labelled volumes.
     public let volumes: [TrainingVolume]
@@ -190,16 +215,19 @@ public struct PatchSampler: Sendable {
     public let seed: UInt64
     /// Geometric augmentation.
     public let spatialAugmentation: SpatialAugmentation
-    /// Grey-value augmentation and the intensity mapping it is expressed in, or nil for none.
-    public let intensityAugmentation: (IntensityAugmentation, Preprocessing)?
+    /// Grey-value augmentation, or nil for none.
+    public let intensityAugmentation: IntensityAugmentation?
+    /// The model grid's spacing and intensity mapping, in which the augmentations' mm and HU
+    /// are expressed.
+    public let preprocessing: Preprocessing
     /// Running sums of the volumes' voxel counts, for the size-weighted draw.
     private let cumulativeVoxels: [Int]
 
     /// A sampler; `patch` extents must be multiples of 4.
     public init(
         volumes: [TrainingVolume], patch: GridSize, liverFraction: Double = 0.5, padValue: Float, seed: UInt64,
-        spatialAugmentation: SpatialAugmentation = .anatomical,
-        intensityAugmentation: (IntensityAugmentation, Preprocessing)? = nil
+        spatialAugmentation: SpatialAugmentation = .anatomical, intensityAugmentation: IntensityAugmentation? = nil,
+        preprocessing: Preprocessing = .default
     ) throws {
         guard !volumes.isEmpty else { throw LiversegError.invalidArgument("no training volumes") }
         guard [patch.x, patch.y, patch.z].allSatisfy({ $0 >= 4 && $0 % 4 == 0 }) else {
@@ -220,6 +248,11 @@ public struct PatchSampler: Sendable {
                     + "\(elastic.maxDisplacement) in [0, \(ElasticDeformation.foldFreeFraction) · spacing) voxels, or the warp may fold"
             )
         }
+        if let lesions = a.lesions, !lesions.isValid {
+            throw LiversegError.invalidArgument(
+                "lesion synthesis needs a probability in [0, 1], at least 1 lesion, positive finite radii and finite contrasts, not \(lesions)"
+            )
+        }
         self.volumes = volumes
         self.patch = patch
         self.liverFraction = liverFraction
@@ -227,6 +260,7 @@ public struct PatchSampler: Sendable {
         self.seed = seed
         self.spatialAugmentation = spatialAugmentation
         self.intensityAugmentation = intensityAugmentation
+        self.preprocessing = preprocessing
         var sum = 0
         cumulativeVoxels = volumes.map {
             sum += $0.size.voxelCount; return sum
@@ -287,7 +321,13 @@ public struct PatchSampler: Sendable {
                 }
             }
         }
-        if let (augmentation, p) = intensityAugmentation {
+        if let lesions = spatialAugmentation.lesions {
+            // Their own stream, as the warp's.
+            var lesionRNG = SeededGenerator(seed: seed, stream: 3, index: UInt64(index))
+            lesions.paint(&lesionRNG, patch: out, labels: labels, size: patch, preprocessing: preprocessing)
+        }
+        if let augmentation = intensityAugmentation {
+            let p = preprocessing
             // Drawn after the geometry, so the voxels of a patch do not depend on it.
             let scale =
                 augmentation.scale.lowerBound + rng.uniform() * (augmentation.scale.upperBound - augmentation.scale.lowerBound)

@@ -347,7 +347,7 @@ final class TrainingTests: XCTestCase {
         let plain = try PatchSampler(volumes: [volume], patch: patch, padValue: p.normalise(-.infinity), seed: 5)
         let fixed = try PatchSampler(
             volumes: [volume], patch: patch, padValue: p.normalise(-.infinity), seed: 5,
-            intensityAugmentation: (IntensityAugmentation(shiftHU: -60 ... -60, scale: 1.25...1.25), p))
+            intensityAugmentation: IntensityAugmentation(shiftHU: -60 ... -60, scale: 1.25...1.25), preprocessing: p)
         for index in 0..<6 {
             let (x, labels) = try plain.patch(index)
             let (y, augmentedLabels) = try fixed.patch(index)
@@ -361,7 +361,7 @@ final class TrainingTests: XCTestCase {
         // Random ranges: each patch's change is one (scale, shift) inside the ranges.
         let random = try PatchSampler(
             volumes: [volume], patch: patch, padValue: p.normalise(-.infinity), seed: 5,
-            intensityAugmentation: (IntensityAugmentation(shiftHU: -70...30, scale: 0.9...1.1), p))
+            intensityAugmentation: IntensityAugmentation(shiftHU: -70...30, scale: 0.9...1.1), preprocessing: p)
         var shifts: [Double] = []
         for index in 0..<20 {
             let x = try plain.patch(index).input.storage.array.map { Double($0) * 125 + 50 }

@@ -296,20 +296,21 @@ def test_train_writes_model_log_and_resumes_exactly(synthetic_cases, tmp_path):
     assert bad.returncode == 65 and "neither CT,MASK nor a folder" in bad.stderr
 
 
-def test_train_resumes_only_with_its_augmentation(synthetic_cases, tmp_path):
-    """A checkpoint records its spatial augmentation: resuming an elastic run without
-    --augmentation elastic is refused (it would silently train on with another recipe)."""
+@pytest.mark.parametrize("augmentation", ["elastic", "lesions"])
+def test_train_resumes_only_with_its_augmentation(synthetic_cases, tmp_path, augmentation):
+    """A checkpoint records its spatial augmentation: resuming an elastic (or lesions) run
+    without its --augmentation is refused (it would silently train on with another recipe)."""
     out = tmp_path / "e.safetensors"
-    first = run("train", "--data", synthetic_cases, *TRAIN_ARGS, "--epochs", "1", "--augmentation", "elastic",
+    first = run("train", "--data", synthetic_cases, *TRAIN_ARGS, "--epochs", "1", "--augmentation", augmentation,
                 "--out", out)
     assert first.returncode == 0, first.stderr
     checkpoint = tmp_path / "e.safetensors.checkpoint"
     other = run("train", "--data", synthetic_cases, *TRAIN_ARGS, "--epochs", "2", "--out", out, "--resume", checkpoint)
     assert other.returncode != 0 and "another spatial augmentation" in other.stderr, other.stderr
-    same = run("train", "--data", synthetic_cases, *TRAIN_ARGS, "--epochs", "2", "--augmentation", "elastic",
+    same = run("train", "--data", synthetic_cases, *TRAIN_ARGS, "--epochs", "2", "--augmentation", augmentation,
                "--out", out, "--resume", checkpoint)
     assert same.returncode == 0, same.stderr
-    assert liverseg.Model(out).metadata["provenance"]["augmentation"] == "elastic"
+    assert liverseg.Model(out).metadata["provenance"]["augmentation"] == augmentation
 
 
 def test_leave_one_out_writes_table_1(synthetic_cases, tmp_path):
