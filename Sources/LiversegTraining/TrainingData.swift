@@ -223,11 +223,12 @@ public struct PatchSampler: Sendable {
     /// Running sums of the volumes' voxel counts, for the size-weighted draw.
     private let cumulativeVoxels: [Int]
 
-    /// A sampler; `patch` extents must be multiples of 4.
+    /// A sampler; `patch` extents must be multiples of 4, `preprocessing` is the model's (the
+    /// grey-value and lesion augmentations convert their HU and mm with it).
     public init(
         volumes: [TrainingVolume], patch: GridSize, liverFraction: Double = 0.5, padValue: Float, seed: UInt64,
         spatialAugmentation: SpatialAugmentation = .anatomical, intensityAugmentation: IntensityAugmentation? = nil,
-        preprocessing: Preprocessing = .default
+        preprocessing: Preprocessing
     ) throws {
         guard !volumes.isEmpty else { throw LiversegError.invalidArgument("no training volumes") }
         guard [patch.x, patch.y, patch.z].allSatisfy({ $0 >= 4 && $0 % 4 == 0 }) else {

@@ -37,7 +37,7 @@ final class TrainingTests: XCTestCase {
         // Dice 0.85 (no augmentation) or 0.76 (anatomical, with its crops) instead of > 0.9.
         let sampler = try PatchSampler(
             volumes: [syntheticVolume(seed: 1)], patch: c.patch, padValue: -0.5, seed: 3,
-            spatialAugmentation: .symmetric)
+            spatialAugmentation: .symmetric, preprocessing: .default)
         let trainer = try Trainer(configuration: c)
         var losses: [Double] = []
         for _ in 0..<40 { losses.append(try trainer.trainEpoch(sampler).main) }
@@ -54,7 +54,8 @@ final class TrainingTests: XCTestCase {
 
     func testResumeFromCheckpointIsBitIdentical() throws {
         let c = tinyConfiguration()
-        let sampler = try PatchSampler(volumes: [syntheticVolume(seed: 1)], patch: c.patch, padValue: -0.5, seed: 3)
+        let sampler = try PatchSampler(
+            volumes: [syntheticVolume(seed: 1)], patch: c.patch, padValue: -0.5, seed: 3, preprocessing: .default)
         let straight = try Trainer(configuration: c)
         _ = try straight.trainEpoch(sampler)
         _ = try straight.trainEpoch(sampler)
@@ -91,7 +92,8 @@ final class TrainingTests: XCTestCase {
             c.architecture.branch2DeconvChannels = 16
             c.iterationsPerEpoch = 3
             c.threads = threads
-            let sampler = try PatchSampler(volumes: [syntheticVolume(seed: 1)], patch: c.patch, padValue: -0.5, seed: 3)
+            let sampler = try PatchSampler(
+                volumes: [syntheticVolume(seed: 1)], patch: c.patch, padValue: -0.5, seed: 3, preprocessing: .default)
             let trainer = try Trainer(configuration: c)
             _ = try trainer.trainEpoch(sampler)
             weights.append(trainer.parameters)
@@ -118,7 +120,8 @@ final class TrainingTests: XCTestCase {
         c.deepSupervision = false
         XCTAssertEqual(c.eta(epoch: 0).0, 0)
         let sampler = try PatchSampler(
-            volumes: [syntheticVolume(seed: 1)], patch: GridSize(x: 8, y: 12, z: 8), padValue: -9, seed: 5)
+            volumes: [syntheticVolume(seed: 1)], patch: GridSize(x: 8, y: 12, z: 8), padValue: -9, seed: 5,
+            preprocessing: .default)
         let (a, la) = try sampler.patch(17)
         let (b, lb) = try sampler.patch(17)
         XCTAssertEqual(a.storage.array, b.storage.array)
@@ -145,7 +148,8 @@ final class TrainingTests: XCTestCase {
     func testUnaugmentedPatchesCopyTheVolume() throws {
         let volume = syntheticVolume(seed: 4), s = volume.size
         let patch = GridSize(x: 12, y: 8, z: 8)
-        let sampler = try PatchSampler(volumes: [volume], patch: patch, padValue: -9, seed: 2, spatialAugmentation: .none)
+        let sampler = try PatchSampler(
+            volumes: [volume], patch: patch, padValue: -9, seed: 2, spatialAugmentation: .none, preprocessing: .default)
         for index in 0..<10 {
             let (input, labels) = try sampler.patch(index)
             let values = input.storage.array
@@ -187,7 +191,7 @@ final class TrainingTests: XCTestCase {
         func decreasingShare(_ augmentation: SpatialAugmentation) throws -> Double {
             let sampler = try PatchSampler(
                 volumes: [volume], patch: patch, liverFraction: 1, padValue: -100, seed: 9,
-                spatialAugmentation: augmentation)
+                spatialAugmentation: augmentation, preprocessing: .default)
             var decreasing = 0, measured = 0
             for index in 0..<200 {
                 let v = try sampler.patch(index).input.storage.array
@@ -212,7 +216,7 @@ final class TrainingTests: XCTestCase {
         let volume = rampVolume(), patch = GridSize(x: 12, y: 12, z: 8)
         let sampler = try PatchSampler(
             volumes: [volume], patch: patch, liverFraction: 1, padValue: -100, seed: 3,
-            spatialAugmentation: .anatomical)
+            spatialAugmentation: .anatomical, preprocessing: .default)
         var changedGeometry = false
         for index in 0..<40 {
             let (input, labels) = try sampler.patch(index)
@@ -254,7 +258,8 @@ final class TrainingTests: XCTestCase {
         warped.elastic = elastic
         func sampler(_ volume: TrainingVolume, _ augmentation: SpatialAugmentation) throws -> PatchSampler {
             try PatchSampler(
-                volumes: [volume], patch: patch, liverFraction: 1, padValue: -100, seed: 11, spatialAugmentation: augmentation)
+                volumes: [volume], patch: patch, liverFraction: 1, padValue: -100, seed: 11, spatialAugmentation: augmentation,
+                preprocessing: .default)
         }
         let plain = try volumes.map { try sampler($0, .none) }, deformed = try volumes.map { try sampler($0, warped) }
         var largest = 0.0, checkedVoxels = 0, checkedJacobians = 0
@@ -307,9 +312,11 @@ final class TrainingTests: XCTestCase {
         var crop = SpatialAugmentation.none
         crop.fieldOfViewCropProbability = [0, 0, 1]
         let cropped = try PatchSampler(
-            volumes: [volume], patch: patch, liverFraction: 1, padValue: -9, seed: 4, spatialAugmentation: crop)
+            volumes: [volume], patch: patch, liverFraction: 1, padValue: -9, seed: 4, spatialAugmentation: crop,
+            preprocessing: .default)
         let plain = try PatchSampler(
-            volumes: [volume], patch: patch, liverFraction: 1, padValue: -9, seed: 4, spatialAugmentation: .none)
+            volumes: [volume], patch: patch, liverFraction: 1, padValue: -9, seed: 4, spatialAugmentation: .none,
+            preprocessing: .default)
         let extent = try XCTUnwrap(volume.liverExtent)[2]
         var cut = 0
         for index in 0..<30 {
@@ -344,7 +351,8 @@ final class TrainingTests: XCTestCase {
             intensities: base.intensities.map { p.normalise(Float(50 + 125 * Double($0) / 2)) },
             labels: base.labels)
         let patch = GridSize(x: 8, y: 12, z: 8)
-        let plain = try PatchSampler(volumes: [volume], patch: patch, padValue: p.normalise(-.infinity), seed: 5)
+        let plain = try PatchSampler(
+            volumes: [volume], patch: patch, padValue: p.normalise(-.infinity), seed: 5, preprocessing: .default)
         let fixed = try PatchSampler(
             volumes: [volume], patch: patch, padValue: p.normalise(-.infinity), seed: 5,
             intensityAugmentation: IntensityAugmentation(shiftHU: -60 ... -60, scale: 1.25...1.25), preprocessing: p)
