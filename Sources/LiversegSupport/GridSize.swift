@@ -16,6 +16,9 @@ public struct GridSize: Equatable, Hashable, Sendable, CustomStringConvertible {
     /// Every extent multiplied by `factor`.
     public func multiplied(by factor: Int) -> GridSize { GridSize(x: x * factor, y: y * factor, z: z * factor) }
 
+    /// The (x, y, z) coordinates of flat index `i` in x-fastest order.
+    public func coordinates(ofIndex i: Int) -> [Int] { [i % x, (i / x) % y, i / (x * y)] }
+
     public var description: String { "\(x)×\(y)×\(z)" }
 }
 

@@ -52,17 +52,16 @@ public struct LesionSynthesis: Equatable, Sendable {
         guard !liver.isEmpty else { return }
         let liverMean = liver.reduce(0.0) { $0 + Double(patch[$1]) } / Double(liver.count)
         let lower = p.normalise(-.infinity), upper = p.normalise(.infinity)
+        let logRadius = (log(radiusMillimetres.lowerBound), log(radiusMillimetres.upperBound))
+        let extents = [size.x, size.y, size.z]
         let count = 1 + Int(rng.next() % UInt64(maxCount))
         for _ in 0..<count {
-            let centreIndex = liver[Int(rng.next() % UInt64(liver.count))]
-            let centre = [centreIndex % size.x, (centreIndex / size.x) % size.y, centreIndex / (size.x * size.y)]
-            let logRadius = (log(radiusMillimetres.lowerBound), log(radiusMillimetres.upperBound))
+            let centre = size.coordinates(ofIndex: liver[Int(rng.next() % UInt64(liver.count))])
             let radiusMM = (0..<3).map { _ in exp(logRadius.0 + rng.uniform() * (logRadius.1 - logRadius.0)) }
             let contrast = contrastHU.lowerBound + rng.uniform() * (contrastHU.upperBound - contrastHU.lowerBound)
             let value = Float(min(max(liverMean + contrast / p.std, Double(lower)), Double(upper)))
             let radius = (0..<3).map { radiusMM[$0] / p.spacing[$0] }  // in voxels
             let sharpness = radiusMM.min()! / Self.edgeMillimetres
-            let extents = [size.x, size.y, size.z]
             let range = (0..<3).map { a in
                 max(0, centre[a] - Int(radius[a].rounded(.up)))...min(extents[a] - 1, centre[a] + Int(radius[a].rounded(.up)))
             }
@@ -71,11 +70,9 @@ public struct LesionSynthesis: Equatable, Sendable {
                     for x in range[0] {
                         let o = (z * size.y + y) * size.x + x
                         guard labels[o] != 0 else { continue }
-                        let d = [
-                            Double(x - centre[0]) / radius[0], Double(y - centre[1]) / radius[1],
-                            Double(z - centre[2]) / radius[2],
-                        ]
-                        let r = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).squareRoot()
+                        let dx = Double(x - centre[0]) / radius[0], dy = Double(y - centre[1]) / radius[1]
+                        let dz = Double(z - centre[2]) / radius[2]
+                        let r = (dx * dx + dy * dy + dz * dz).squareRoot()
                         let w = Float(min(max((1 - r) * sharpness, 0), 1))
                         patch[o] += w * (value - patch[o])
                     }

@@ -33,7 +33,7 @@ public struct TrainingVolume: Sendable {
         self.liverIndices = labels.indices.filter { labels[$0] != 0 }
         var lower = [Int.max, Int.max, Int.max], upper = [Int.min, Int.min, Int.min]
         for i in liverIndices {
-            let c = [i % size.x, (i / size.x) % size.y, i / (size.x * size.y)]
+            let c = size.coordinates(ofIndex: i)
             for a in 0..<3 { lower[a] = min(lower[a], c[a]); upper[a] = max(upper[a], c[a]) }
         }
         self.liverExtent = liverIndices.isEmpty ? nil : (0..<3).map { lower[$0]...upper[$0] }
@@ -279,7 +279,7 @@ public struct PatchSampler: Sendable {
         let anchor: [Int]
         if !volume.liverIndices.isEmpty, rng.uniform() < liverFraction {
             let i = volume.liverIndices[Int(rng.next() % UInt64(volume.liverIndices.count))]
-            anchor = [i % s.x, (i / s.x) % s.y, i / (s.x * s.y)]
+            anchor = s.coordinates(ofIndex: i)
         } else {
             anchor = extents.map { Int(rng.next() % UInt64($0)) }
         }
