@@ -46,3 +46,41 @@ public func readWholeFile(_ path: String) throws -> [UInt8] {
     bytes.removeSubrange(count...)
     return bytes
 }
+
+/// Whether `path` names something that exists (symbolic links followed).
+public func pathExists(_ path: String) -> Bool {
+    var info = stat()
+    return stat(path, &info) == 0
+}
+
+/// Whether `path` names a folder (symbolic links followed).
+public func isFolder(_ path: String) -> Bool {
+    var info = stat()
+    return stat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR
+}
+
+/// The names in the folder `path`, without "." and "..", in the order the file system gives.
+public func folderEntries(_ path: String) throws -> [String] {
+    guard let folder = opendir(path) else {
+        throw LiversegError.io("cannot list \(path): \(String(cString: strerror(errno)))")
+    }
+    defer { closedir(folder) }
+    var names: [String] = []
+    while let entry = readdir(folder) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        if name != "." && name != ".." { names.append(name) }
+    }
+    return names
+}
+
+/// Creates the folder `path` and any missing parents (like `mkdir -p`); an existing folder
+/// is fine, anything else in the way is an error.
+public func createFolders(_ path: String) throws {
+    if path.isEmpty || isFolder(path) { return }
+    let parent = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+    if !parent.isEmpty { try createFolders(parent) }
+    // EEXIST: another process may create it between the check and here.
+    guard mkdir(path, 0o777) == 0 || (errno == EEXIST && isFolder(path)) else {
+        throw LiversegError.io("cannot create the folder \(path): \(String(cString: strerror(errno)))")
+    }
+}

@@ -1,4 +1,3 @@
-import Foundation
 import LiversegSupport
 import LiversegImageIO
 import LiversegVolume
@@ -28,13 +27,12 @@ public struct LabelledCase: Equatable, Sendable {
                 result.append(LabelledCase(ct: parts[0], mask: parts[1]))
                 continue
             }
-            var isFolder: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: value, isDirectory: &isFolder), isFolder.boolValue else {
+            guard isFolder(value) else {
                 throw LiversegError.invalidArgument("\(value) is neither CT,MASK nor a folder")
             }
-            let found = try FileManager.default.contentsOfDirectory(atPath: value).sorted().compactMap { name in
+            let found = try folderEntries(value).sorted().compactMap { name in
                 let c = LabelledCase(ct: "\(value)/\(name)/ct.nii.gz", mask: "\(value)/\(name)/liver.nii.gz")
-                return FileManager.default.fileExists(atPath: c.ct) && FileManager.default.fileExists(atPath: c.mask) ? c : nil
+                return pathExists(c.ct) && pathExists(c.mask) ? c : nil
             }
             guard !found.isEmpty else {
                 throw LiversegError.invalidArgument("\(value) has no case folders with ct.nii.gz and liver.nii.gz")
@@ -121,7 +119,7 @@ public func trainWithCheckpoints(
     report: (EpochSummary, Double?) throws -> Void
 ) throws {
     var csv = "epoch,seconds,loss,main,branch1,branch2,validation_dice\n"
-    if let log, trainer.epochsDone > 0, let old = try? String(contentsOfFile: log, encoding: .utf8) {
+    if let log, trainer.epochsDone > 0, let old = try? String(decoding: readWholeFile(log), as: UTF8.self) {
         for line in old.split(separator: "\n").dropFirst() {
             if let epoch = Int(line.prefix { $0 != "," }), epoch <= trainer.epochsDone { csv += line + "\n" }
         }
@@ -138,9 +136,10 @@ public func trainWithCheckpoints(
         let model = try trainer.model(extraMetadata: metadata(epoch))
         let dice = try validation(model)
         try writeFileAtomically(model.fileBytes(), to: out)
-        csv += String(
-            format: "%d,%.1f,%.6f,%.6f,%.6f,%.6f,%@\n", epoch, summary.seconds, summary.total, summary.main,
-            summary.branch1, summary.branch2, dice.map { String(format: "%.4f", $0) } ?? "")
+        let losses = [summary.total, summary.main, summary.branch1, summary.branch2].map { formatted($0, "%.6f") }
+        csv +=
+            ([String(epoch), formatted(summary.seconds, "%.1f")] + losses + [dice.map { formatted($0, "%.4f") } ?? ""])
+            .joined(separator: ",") + "\n"
         if let log { try writeFileAtomically(Array(csv.utf8), to: log) }
         try writeFileAtomically(trainer.checkpointBytes(), to: checkpoint)
         try report(summary, dice)

@@ -1,4 +1,3 @@
-import Foundation
 import LiversegSupport
 import LiversegImageIO
 import LiversegCRF
@@ -48,7 +47,7 @@ public struct LeaveOneOutExperiment {
             throw LiversegError.invalidArgument("leave-one-out needs at least 2 cases, got \(cases.count)")
         }
         guard !crfGrid.isEmpty else { throw LiversegError.invalidArgument("the CRF grid is empty") }
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        try createFolders(folder)
         let threads = resolvedThreadCount(configuration.threads)
         let volumes = try cases.map {
             try TrainingVolume(ctPath: $0.ct, maskPath: $0.mask, preprocessing: configuration.preprocessing, threads: threads)
@@ -77,7 +76,7 @@ public struct LeaveOneOutExperiment {
                 let collapsed = trainingDice < Self.collapseDice
                 if collapsed {
                     say(
-                        "warning: fold \(k + 1) \(arm) collapsed: mean Dice \(String(format: "%.3f", trainingDice)) on its own training cases"
+                        "warning: fold \(k + 1) \(arm) collapsed: mean Dice \(formatted(trainingDice, "%.3f")) on its own training cases"
                     )
                 }
                 let crf = try bestCRF(crfGrid, on: trainingOutputs).parameters
@@ -88,7 +87,7 @@ public struct LeaveOneOutExperiment {
                         LeaveOneOutResult.Fold(
                             fold: k + 1, heldOut: cases[k].ct, method: method, metrics: m, trainingDice: trainingDice,
                             collapsed: collapsed, crf: crf))
-                    say("fold \(k + 1) \(method): VOE \(String(format: "%.2f", m.voe)) %, Dice \(String(format: "%.4f", m.dice))")
+                    say("fold \(k + 1) \(method): VOE \(formatted(m.voe, "%.2f")) %, Dice \(formatted(m.dice, "%.4f"))")
                 }
             }
             let logs = try ["3D-DSN", "3D-CNN"].map { arm in
@@ -118,7 +117,7 @@ public struct LeaveOneOutExperiment {
             log: stem + ".csv", metadata: metadata,
             report: { summary, _ in
                 say(
-                    "fold \(k + 1)/\(cases.count) \(arm) epoch \(summary.epoch)/\(epochs) loss \(String(format: "%.4f", summary.total)) main \(String(format: "%.4f", summary.main))"
+                    "fold \(k + 1)/\(cases.count) \(arm) epoch \(summary.epoch)/\(epochs) loss \(formatted(summary.total, "%.4f")) main \(formatted(summary.main, "%.4f"))"
                 )
             })
         let model = try trainer.model(extraMetadata: metadata(epochs))
@@ -175,12 +174,12 @@ public struct LeaveOneOutResult {
     /// The table as aligned text, with the protocol's footnotes.
     public var text: String {
         var text =
-            "method".padding(toLength: 12, withPad: " ", startingAt: 0) + Self.columns.map { $0.leftPadded(to: 10) }.joined()
+            "method".rightPadded(to: 12) + Self.columns.map { $0.leftPadded(to: 10) }.joined()
             + "\n"
         for method in LeaveOneOutExperiment.methods {
             text +=
-                method.padding(toLength: 12, withPad: " ", startingAt: 0)
-                + means(method).map { String(format: "%.4f", $0).leftPadded(to: 10) }.joined() + "\n"
+                method.rightPadded(to: 12)
+                + means(method).map { formatted($0, "%.4f").leftPadded(to: 10) }.joined() + "\n"
         }
         text +=
             "\nleave-one-out over \(caseCount) cases, means over folds; VD signed; surface distances pooled, 18-connected borders\n"
@@ -195,7 +194,7 @@ public struct LeaveOneOutResult {
     public var csv: String {
         "method," + Self.columns.joined(separator: ",") + "\n"
             + LeaveOneOutExperiment.methods.map { method in
-                method + "," + means(method).map { String(format: "%.4f", $0) }.joined(separator: ",") + "\n"
+                method + "," + means(method).map { formatted($0, "%.4f") }.joined(separator: ",") + "\n"
             }.joined()
     }
 
@@ -206,8 +205,8 @@ public struct LeaveOneOutResult {
             + String(repeating: "---|", count: Self.columns.count) + "\n"
             + LeaveOneOutExperiment.methods.map { method in
                 let v = means(method)
-                return "| \(method) | " + v.dropLast().map { String(format: "%.2f", $0) }.joined(separator: " | ")
-                    + String(format: " | %.3f |\n", v[v.count - 1])
+                return "| \(method) | " + v.dropLast().map { formatted($0, "%.2f") }.joined(separator: " | ")
+                    + " | " + formatted(v[v.count - 1], "%.3f") + " |\n"
             }.joined()
     }
 
@@ -216,10 +215,10 @@ public struct LeaveOneOutResult {
         "fold,held_out,method,voe,vd,avgd,rmsd,maxd,dice,training_dice,collapsed,crf_mode,crf_mu1,crf_theta_alpha_mm,crf_theta_beta_hu\n"
             + folds.map { f in
                 let m = f.metrics
-                return String(
-                    format: "%d,%@,%@,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%@,%@,%g,%g,%g\n", f.fold, f.heldOut, f.method,
-                    m.voe, m.vd, m.avgD, m.rmsD, m.maxD, m.dice, f.trainingDice, f.collapsed ? "yes" : "no",
-                    f.crf.mode.name, f.crf.bilateralWeight, f.crf.thetaAlphaMM, f.crf.thetaBetaHU)
+                let measures = [m.voe, m.vd, m.avgD, m.rmsD, m.maxD, m.dice, f.trainingDice].map { formatted($0, "%.4f") }
+                let crf = [f.crf.bilateralWeight, f.crf.thetaAlphaMM, f.crf.thetaBetaHU].map { formatted($0, "%g") }
+                return ([String(f.fold), f.heldOut, f.method] + measures + [f.collapsed ? "yes" : "no", f.crf.mode.name] + crf)
+                    .joined(separator: ",") + "\n"
             }.joined()
     }
 }
@@ -227,4 +226,6 @@ public struct LeaveOneOutResult {
 extension String {
     /// The string right-aligned in `width` columns.
     func leftPadded(to width: Int) -> String { String(repeating: " ", count: max(0, width - count)) + self }
+    /// The string left-aligned in `width` columns.
+    func rightPadded(to width: Int) -> String { self + String(repeating: " ", count: max(0, width - count)) }
 }

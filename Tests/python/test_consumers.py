@@ -60,6 +60,9 @@ def test_installed_layout(prefix):
     needed = re.findall(r"NEEDED.*\[(.*)\]", run(["readelf", "-d", so]))
     assert not [n for n in needed if "swift" in n or "Foundation" in n or "dispatch" in n], needed
     assert any("openblas" in n for n in needed)
+    # Foundation, linked statically, would bring ICU's data with it (78 MB instead of 19 MB).
+    statically_linked = run(["nm", so])
+    assert "$s10Foundation" not in statically_linked and "$s20FoundationEssentials" not in statically_linked
     exported = [line.split()[-1] for line in run(["nm", "-D", "--defined-only", so]).splitlines()
                 if re.search(r" [TDBR] ", line)]
     assert exported and all(name.startswith("liverseg_") for name in exported), exported
