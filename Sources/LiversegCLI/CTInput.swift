@@ -1,4 +1,3 @@
-import Foundation
 import LiversegDICOM
 import LiversegImageIO
 import LiversegSupport
@@ -34,20 +33,14 @@ struct CTInput {
 /// it lies inside) are skipped. DICOM files lying in the folder itself are refused: they
 /// are one series, which `liverseg segment FOLDER MASK` reads.
 func batchInputs(in folder: String, excluding excluded: String? = nil) throws -> [String] {
-    let names: [String]
-    do {
-        names = try FileManager.default.contentsOfDirectory(atPath: folder)
-    } catch {
-        throw LiversegError.io("cannot list \(folder): \(error.localizedDescription)")
-    }
-    let skip = excluded.map { URL(fileURLWithPath: $0).standardized.path }
+    let names = try folderEntries(folder)
+    let skip = excluded.map(standardizedPath)
     var inputs: [String] = []
     for name in names.sorted() where !name.hasPrefix(".") {
         let path = folder + "/" + name
-        var isFolder: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else { continue }
-        if isFolder.boolValue {
-            if URL(fileURLWithPath: path).standardized.path != skip { inputs.append(path) }
+        guard pathExists(path) else { continue }
+        if isFolder(path) {
+            if standardizedPath(path) != skip { inputs.append(path) }
         } else if (try? ImageFormat(path: name)) != nil {
             inputs.append(path)
         } else if isDICOMFile(path) {
@@ -62,6 +55,6 @@ func batchInputs(in folder: String, excluding excluded: String? = nil) throws ->
 /// The file name a batch gives the output of `input`: an image file's own name (its
 /// format), a DICOM folder's or file's name + .nii.gz.
 func batchOutputName(for input: String) -> String {
-    let name = URL(fileURLWithPath: input).standardized.lastPathComponent
+    let name = lastPathComponent(input)
     return isDICOMInput(input) ? name + ".nii.gz" : name
 }

@@ -1,5 +1,4 @@
 import ArgumentParser
-import Foundation
 import LiversegSupport
 import LiversegImageIO
 import LiversegPipeline
@@ -111,11 +110,11 @@ struct Eval: ParsableCommand {
 
     private func textReport(_ results: [(seg: String, ref: String, metrics: SegmentationMetrics)]) -> String {
         func cell(_ v: Double) -> String {
-            v.isFinite ? String(format: "%10.4f", v) : String(format: "%10@", v > 0 ? "inf" : "n/a")
+            (v.isFinite ? formatted(v, "%.4f") : v > 0 ? "inf" : "n/a").leftPadded(to: 10)
         }
-        let names = results.map { ($0.seg as NSString).lastPathComponent }
+        let names = results.map { lastPathComponent($0.seg) }
         let width = max(12, (names.map(\.count).max() ?? 0) + 2)
-        func label(_ s: String) -> String { s.padding(toLength: width, withPad: " ", startingAt: 0) }
+        func label(_ s: String) -> String { s.rightPadded(to: width) }
         var lines = [
             label("case")
                 + Self.columns.map { c in

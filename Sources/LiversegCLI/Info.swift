@@ -1,5 +1,4 @@
 import ArgumentParser
-import Foundation
 import LiversegDICOM
 import LiversegSupport
 import LiversegImageIO
@@ -51,7 +50,7 @@ struct Info: ParsableCommand {
                 }
             default:
                 let width = max(28 - indent.count, key.count + 2)
-                print(indent + key.padding(toLength: width, withPad: " ", startingAt: 0) + readableText(value))
+                print(indent + key.rightPadded(to: width) + readableText(value))
             }
         }
     }

@@ -1,5 +1,4 @@
 import ArgumentParser
-import Foundation
 import LiversegSupport
 import LiversegImageIO
 import LiversegVolume
@@ -63,7 +62,7 @@ struct LeaveOneOut: ParsableCommand {
     }
 
     private func say(_ line: String) {
-        if !quiet { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+        if !quiet { writeToStandardError(line + "\n") }
     }
 
     private func crfGrid() throws -> [CRFParameters] {

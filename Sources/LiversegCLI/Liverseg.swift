@@ -1,6 +1,5 @@
 import ArgumentParser
 import CLiverseg
-import Foundation
 import LiversegSupport
 import LiversegImageIO
 
@@ -56,5 +55,5 @@ func reportingErrors(_ body: () throws -> Void) throws {
 /// Writes "liverseg: message" as one line on stderr.
 func printError(_ message: String) {
     let line = "liverseg: " + message.split(whereSeparator: \.isNewline).joined(separator: " ") + "\n"
-    FileHandle.standardError.write(Data(line.utf8))
+    writeToStandardError(line)
 }

@@ -1,5 +1,4 @@
 import ArgumentParser
-import Foundation
 import LiversegSupport
 import LiversegImageIO
 import LiversegVolume
@@ -130,17 +129,13 @@ struct Segment: ParsableCommand {
         }
         let outputs = inputs.map { folder + "/" + batchOutputName(for: $0) }
         for (input, output) in zip(inputs, outputs)
-        where URL(fileURLWithPath: input).standardized.path == URL(fileURLWithPath: output).standardized.path {
+        where standardizedPath(input) == standardizedPath(output) {
             throw LiversegError.invalidArgument("the mask of \(input) would replace it: choose another --output-dir")
         }
         if let duplicate = Dictionary(grouping: outputs, by: { $0 }).first(where: { $0.value.count > 1 })?.key {
             throw LiversegError.invalidArgument("two inputs would both write \(duplicate)")
         }
-        do {
-            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        } catch {
-            throw LiversegError.io("cannot create \(folder): \(error.localizedDescription)")
-        }
+        try createFolders(folder)
         for output in outputs { try checkImageOutput(output) }
         if let statistics { try checkOutputFolder(statistics) }
         let loaded = try Model(contentsOfFile: try model ?? defaultModelPath())
@@ -196,7 +191,7 @@ struct Segment: ParsableCommand {
     private func summaryLine(_ result: CaseResult, output: String) -> String {
         let voxels = result.mask.reduce(0) { $0 + Int($1) }
         let millilitres = Double(voxels) * result.ct.spacing.reduce(1, *) / 1000
-        return "\(output): \(voxels) liver voxels, \(String(format: "%.1f", millilitres)) ml"
+        return "\(output): \(voxels) liver voxels, \(formatted(millilitres, "%.1f")) ml"
     }
 
     private func caseReport(_ result: CaseResult, output: String) throws -> JSONValue {
@@ -221,15 +216,16 @@ struct CaseResult {
 /// The model used without --model: $LIVERSEG_MODEL, else liver-default.safetensors installed
 /// beside the program (PREFIX/share/liverseg/) or in a source tree's models/ folder above it.
 func defaultModelPath() throws -> String {
-    if let path = ProcessInfo.processInfo.environment["LIVERSEG_MODEL"], !path.isEmpty { return path }
+    if let path = environmentValue("LIVERSEG_MODEL"), !path.isEmpty { return path }
     let name = "liver-default.safetensors"
-    var folder = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-    var candidates = [folder.appendingPathComponent("../share/liverseg/\(name)").standardized.path]
+    let program = resolvedPath("/proc/self/exe") ?? resolvedPath(CommandLine.arguments[0]) ?? CommandLine.arguments[0]
+    var folder = parentFolder(standardizedPath(program))
+    var candidates = [standardizedPath(folder + "/../share/liverseg/\(name)")]
     for _ in 0..<5 {
-        candidates.append(folder.appendingPathComponent("models/\(name)").path)
-        folder = folder.deletingLastPathComponent()
+        candidates.append((folder == "/" ? "" : folder) + "/models/\(name)")
+        folder = parentFolder(folder)
     }
-    if let found = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) { return found }
+    if let found = candidates.first(where: pathExists) { return found }
     throw LiversegError.io(
         "no --model given and no default model found (looked at $LIVERSEG_MODEL, \(candidates.joined(separator: ", ")))")
 }

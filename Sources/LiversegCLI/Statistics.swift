@@ -1,4 +1,3 @@
-import Foundation
 import LiversegSupport
 import LiversegImageIO
 import LiversegVolume

@@ -1,5 +1,4 @@
 import ArgumentParser
-import Foundation
 import LiversegSupport
 import LiversegImageIO
 import LiversegCRF
@@ -73,8 +72,7 @@ struct Train: ParsableCommand {
                     let dice = try validation.map { try validationDice(model, $0) }
                     return dice.isEmpty ? nil : dice.reduce(0, +) / Double(dice.count)
                 },
-                progress: { epoch, done, total in progress.update(String(format: "epoch %d", epoch), Double(done) / Double(total))
-                },
+                progress: { epoch, done, total in progress.update("epoch \(epoch)", Double(done) / Double(total)) },
                 report: { summary, dice in
                     progress.finish()
                     if let curves, let log {
@@ -82,12 +80,12 @@ struct Train: ParsableCommand {
                         try writeFileAtomically(try learningCurvesPNG([(log, text)], column: "main"), to: curves)
                     }
                     if !quiet {
+                        let rate = Double(c.iterationsPerEpoch) / summary.seconds
+                        let validation = dice.map { "  validation Dice " + formatted($0, "%.3f") } ?? ""
                         print(
-                            String(
-                                format: "epoch %d/%d  loss %.4f (main %.4f)  %.1f s  %.2f patches/s%@", summary.epoch, epochs,
-                                summary.total, summary.main, summary.seconds,
-                                Double(c.iterationsPerEpoch) / summary.seconds,
-                                dice.map { String(format: "  validation Dice %.3f", $0) } ?? ""))
+                            "epoch \(summary.epoch)/\(epochs)  loss \(formatted(summary.total, "%.4f")) (main "
+                                + "\(formatted(summary.main, "%.4f")))  \(formatted(summary.seconds, "%.1f")) s  "
+                                + "\(formatted(rate, "%.2f")) patches/s\(validation)")
                     }
                 })
         }
@@ -97,7 +95,7 @@ struct Train: ParsableCommand {
 /// The finite numbers of a comma-separated option value; an error names `--option`.
 func commaSeparatedNumbers(_ text: String, option: String) throws -> [Double] {
     let parts = text.split(separator: ",", omittingEmptySubsequences: false)
-    let v = parts.compactMap { Double($0.trimmingCharacters(in: .whitespaces)) }
+    let v = parts.compactMap { Double($0.trimmingWhitespace()) }
     guard !v.isEmpty, v.count == parts.count, v.allSatisfy(\.isFinite) else {
         throw LiversegError.invalidArgument("--\(option) needs comma-separated numbers, got \(text)")
     }

@@ -1,5 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import CDICOM
-import Foundation
 import LiversegSupport
 
 /// What liverseg reads from one DICOM image file's header: enough to group files into
@@ -76,7 +78,7 @@ private let enhancedSOPClasses: Set<String> = [
 
 /// A DICOM text value without its padding (spaces and NULs at either end).
 private func trimmed(_ value: String) -> String {
-    value.trimmingCharacters(in: CharacterSet.whitespacesAndNewlines.union(CharacterSet(charactersIn: "\0")))
+    value.trimmingWhitespace(and: ["\0"])
 }
 
 /// A header value that is not what its attribute must hold.
@@ -192,22 +194,22 @@ package func isDICOMFile(_ path: String) -> Bool {
 /// links to files followed, links to folders not; hidden files and folders skipped), sorted
 /// by path.
 package func regularFiles(under folder: String) throws -> [String] {
-    let root = URL(fileURLWithPath: folder).resolvingSymlinksInPath().path
-    guard let enumerator = FileManager.default.enumerator(atPath: root) else {
-        throw LiversegError.io("cannot list \(folder)")
-    }
     let base = folder.hasSuffix("/") ? folder : folder + "/"
     var files: [String] = []
-    while let relative = enumerator.nextObject() as? String {
-        let name = (relative as NSString).lastPathComponent
-        let path = base + relative
-        var info = stat()
-        guard stat(path, &info) == 0 else { continue }
-        if name.hasPrefix(".") {
-            if info.st_mode & S_IFMT == S_IFDIR { enumerator.skipDescendants() }
-            continue
+    var pending = [""]  // folders still to list, relative to `base`, each ending in "/"
+    while let relative = pending.popLast() {
+        for name in try folderEntries(base + relative) where !name.hasPrefix(".") {
+            let path = base + relative + name
+            var info = stat()
+            guard lstat(path, &info) == 0 else { continue }
+            if info.st_mode & S_IFMT == S_IFDIR {
+                pending.append(relative + name + "/")
+            } else if info.st_mode & S_IFMT == S_IFLNK {
+                if stat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFREG { files.append(path) }
+            } else if info.st_mode & S_IFMT == S_IFREG {
+                files.append(path)
+            }
         }
-        if info.st_mode & S_IFMT == S_IFREG { files.append(path) }
     }
     return files.sorted()
 }

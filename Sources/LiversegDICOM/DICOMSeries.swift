@@ -1,4 +1,3 @@
-import Foundation
 import LiversegImageIO
 import LiversegSupport
 
@@ -61,7 +60,7 @@ private func planeName(_ orientation: [Double]) -> String {
 
 /// Millimetres for messages: at most 3 decimals, no trailing zeros.
 private func mm(_ value: Double) -> String {
-    var text = String(format: "%.3f", value)
+    var text = formatted(value, "%.3f")
     while text.hasSuffix("0") { text.removeLast() }
     if text.hasSuffix(".") { text.removeLast() }
     return text == "-0" ? "0" : text

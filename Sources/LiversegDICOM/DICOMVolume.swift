@@ -1,13 +1,14 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import CDICOM
-import Foundation
 import LiversegImageIO
 import LiversegSupport
 
 /// Whether the command should read `path` as DICOM: a folder, or a file without an image
 /// file extension (.nii, .nrrd, …): a DICOM file stands for its series.
 public func isDICOMInput(_ path: String) -> Bool {
-    var isFolder: ObjCBool = false
-    if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue { return true }
+    if isFolder(path) { return true }
     return (try? ImageFormat(path: path)) == nil
 }
 
@@ -18,11 +19,10 @@ public func isDICOMInput(_ path: String) -> Bool {
 /// folder without DICOM image slices, a series that is not axial, and slices that do not
 /// form one evenly spaced stack.
 public func planDICOMSeries(_ path: String, series: String? = nil) throws -> DICOMSeriesPlan {
-    var isFolder: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
+    guard pathExists(path) else {
         throw LiversegError.io("\(path): no such file or folder")
     }
-    if isFolder.boolValue {
+    if isFolder(path) {
         let files = try regularFiles(under: path)
         guard !files.isEmpty else { throw LiversegError.invalidArgument("\(path): empty folder, no DICOM files") }
         let scan = try scanDICOMFiles(files)
@@ -38,8 +38,8 @@ public func planDICOMSeries(_ path: String, series: String? = nil) throws -> DIC
             "\(path): neither a DICOM file nor an image file (.nii, .nii.gz, .nrrd, .nhdr, .mha, .mhd)")
     }
     guard let slice = own.slices.first else { return try planSeries(own, path: path, requested: series) }
-    let folder = (path as NSString).deletingLastPathComponent
-    let siblings = try FileManager.default.contentsOfDirectory(atPath: folder.isEmpty ? "." : folder)
+    let folder = parentFolder(path)
+    let siblings = try folderEntries(folder.isEmpty ? "." : folder)
         .filter { !$0.hasPrefix(".") }.sorted().map { folder.isEmpty ? $0 : folder + "/" + $0 }
         .filter { path in
             var info = stat()

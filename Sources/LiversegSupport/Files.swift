@@ -84,3 +84,59 @@ public func createFolders(_ path: String) throws {
         throw LiversegError.io("cannot create the folder \(path): \(String(cString: strerror(errno)))")
     }
 }
+
+/// `path` made absolute (against the working folder), with ".", ".." and repeated slashes
+/// removed lexically: symbolic links are not followed, and ".." above the root stays at the root.
+public func standardizedPath(_ path: String) -> String {
+    var absolute = path
+    if !path.hasPrefix("/") {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        if getcwd(&buffer, buffer.count) != nil { absolute = String(cString: buffer) + "/" + path }
+    }
+    var components: [Substring] = []
+    for component in absolute.split(separator: "/") where component != "." {
+        if component == ".." {
+            _ = components.popLast()
+        } else {
+            components.append(component)
+        }
+    }
+    return "/" + components.joined(separator: "/")
+}
+
+/// The last component of `path` (after `standardizedPath`; "" for the root).
+public func lastPathComponent(_ path: String) -> String {
+    String(standardizedPath(path).split(separator: "/").last ?? "")
+}
+
+/// The folder part of `path`, lexically: "a/b" and "a/b/" → "a", "/b" → "/", "b" → "".
+public func parentFolder(_ path: String) -> String {
+    var trimmed = Substring(path)
+    while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed.removeLast() }
+    guard let slash = trimmed.lastIndex(of: "/") else { return "" }
+    return slash == trimmed.startIndex ? "/" : String(trimmed[..<slash])
+}
+
+/// `path` with every symbolic link, "." and ".." resolved (realpath); nil when it does not
+/// exist.
+public func resolvedPath(_ path: String) -> String? {
+    guard let resolved = realpath(path, nil) else { return nil }
+    defer { free(resolved) }
+    return String(cString: resolved)
+}
+
+/// The value of the environment variable `name`, nil when unset.
+public func environmentValue(_ name: String) -> String? {
+    getenv(name).map { String(cString: $0) }
+}
+
+/// Writes `text` to standard error (unbuffered, so it interleaves with progress lines).
+public func writeToStandardError(_ text: String) {
+    var bytes = Array(text.utf8)[...]
+    while !bytes.isEmpty {
+        let written = bytes.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+        if written < 0 && errno == EINTR { continue }
+        guard written > 0 else { return }
+        bytes = bytes.dropFirst(written)
+    }
+}

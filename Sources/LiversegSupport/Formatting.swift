@@ -15,3 +15,21 @@ public func formatted(_ value: Double, _ conversion: StaticString) -> String {
     }
     return String(cString: buffer)
 }
+
+extension String {
+    /// The string right-aligned in `width` columns (never cut).
+    public func leftPadded(to width: Int) -> String { String(repeating: " ", count: max(0, width - count)) + self }
+
+    /// The string left-aligned in `width` columns (never cut).
+    public func rightPadded(to width: Int) -> String { self + String(repeating: " ", count: max(0, width - count)) }
+}
+
+extension StringProtocol {
+    /// The text without white space (newlines included) and the characters of `extra` at
+    /// either end.
+    public func trimmingWhitespace(and extra: Set<Character> = []) -> String {
+        func padding(_ c: Character) -> Bool { c.isWhitespace || extra.contains(c) }
+        guard let first = firstIndex(where: { !padding($0) }), let last = lastIndex(where: { !padding($0) }) else { return "" }
+        return String(self[first...last])
+    }
+}

@@ -222,10 +222,3 @@ public struct LeaveOneOutResult {
             }.joined()
     }
 }
-
-extension String {
-    /// The string right-aligned in `width` columns.
-    func leftPadded(to width: Int) -> String { String(repeating: " ", count: max(0, width - count)) + self }
-    /// The string left-aligned in `width` columns.
-    func rightPadded(to width: Int) -> String { self + String(repeating: " ", count: max(0, width - count)) }
-}

@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import LiversegSupport
 
@@ -48,5 +49,42 @@ final class FilesAndFormattingTests: XCTestCase {
         let longest = formatted(-.greatestFiniteMagnitude, "%.1f")
         XCTAssertEqual(longest.count, 1 + 309 + 2)
         XCTAssertEqual(Double(longest), -.greatestFiniteMagnitude)
+    }
+
+    func testStandardizesPathsLexically() {
+        let cwd = standardizedPath(".")
+        XCTAssertTrue(cwd.hasPrefix("/") && !cwd.hasSuffix("/") && cwd != "/")
+        let parent = cwd.split(separator: "/").dropLast().joined(separator: "/")
+        let expected = [
+            ("/a//b/./c/..", "/a/b"), ("/a/b/", "/a/b"), ("/", "/"), ("/a/../..", "/"), ("//a", "/a"),
+            ("x", cwd + "/x"), ("./x/", cwd + "/x"), ("../x", "/" + parent + "/x"), ("a/../../b", "/" + parent + "/b"),
+        ]
+        for (path, standardized) in expected { XCTAssertEqual(standardizedPath(path), standardized, path) }
+        let last = [("a/b.nii.gz", "b.nii.gz"), ("cases/case1/", "case1"), ("cases/case1/.", "case1"), ("/", "")]
+        for (path, name) in last { XCTAssertEqual(lastPathComponent(path), name, path) }
+        let parents = [("a", ""), ("a/b", "a"), ("a/b/", "a"), ("/a/b", "/a"), ("/a", "/"), ("/", "/"), ("", "")]
+        for (path, folder) in parents { XCTAssertEqual(parentFolder(path), folder, path) }
+        XCTAssertEqual(resolvedPath("/tmp/../tmp/."), resolvedPath("/tmp"))
+        XCTAssertNil(resolvedPath("/no/such/path"))
+    }
+
+    func testTrimsAndPadsText() {
+        // Foundation, which the library and the command no longer link, is the oracle for trimming.
+        let padding = CharacterSet.whitespacesAndNewlines.union(CharacterSet(charactersIn: "\0"))
+        for text in ["", " ", "ab", "  a b \n", "\0CT\0 ", "\t\r\nx", "\u{00A0}y\u{2003}", "é "] {
+            XCTAssertEqual(text.trimmingWhitespace(and: ["\0"]), text.trimmingCharacters(in: padding), text.debugDescription)
+        }
+        XCTAssertEqual("ab".leftPadded(to: 5), "   ab")
+        XCTAssertEqual("ab".rightPadded(to: 5), "ab   ")
+        XCTAssertEqual("é\r\n".rightPadded(to: 3), "é\r\n ")  // columns are characters
+        XCTAssertEqual("longer".leftPadded(to: 3), "longer")
+    }
+
+    func testFormatsAsFoundationDoes() {
+        for value in [0.0, -1.25, 123.456789, 1e-9, 7e22, .infinity, -.nan] {
+            for conversion: StaticString in ["%.1f", "%.4f", "%.6f", "%g", "%10.4f"] {
+                XCTAssertEqual(formatted(value, conversion), String(format: "\(conversion)", value), "\(conversion) \(value)")
+            }
+        }
     }
 }
