@@ -174,8 +174,7 @@ func withCStrings<R>(_ strings: [String], _ body: ([UnsafePointer<CChar>?]) thro
 /// Whether `path` is a DICOM Part 10 file: a regular file with "DICM" after the 128-byte
 /// preamble. Only regular files are opened (a FIFO or a device could block).
 package func isDICOMFile(_ path: String) -> Bool {
-    var info = stat()
-    guard stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return false }
+    guard isRegularFile(path) else { return false }
     let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
     guard fd >= 0 else { return false }
     defer { close(fd) }
@@ -202,11 +201,11 @@ package func regularFiles(under folder: String) throws -> [String] {
             let path = base + relative + name
             var info = stat()
             guard lstat(path, &info) == 0 else { continue }
+            // lstat: a link to a folder is not a folder here (never entered), a link to a file
+            // counts as the file.
             if info.st_mode & S_IFMT == S_IFDIR {
                 pending.append(relative + name + "/")
-            } else if info.st_mode & S_IFMT == S_IFLNK {
-                if stat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFREG { files.append(path) }
-            } else if info.st_mode & S_IFMT == S_IFREG {
+            } else if isRegularFile(path) {
                 files.append(path)
             }
         }

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CDICOM
 import LiversegImageIO
 import LiversegSupport
@@ -41,10 +38,7 @@ public func planDICOMSeries(_ path: String, series: String? = nil) throws -> DIC
     let folder = parentFolder(path)
     let siblings = try folderEntries(folder.isEmpty ? "." : folder)
         .filter { !$0.hasPrefix(".") }.sorted().map { folder.isEmpty ? $0 : folder + "/" + $0 }
-        .filter { path in
-            var info = stat()
-            return stat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFREG
-        }
+        .filter(isRegularFile)
     return try planSeries(try scanDICOMFiles(siblings), path: path, requested: series, fileSeries: slice.seriesUID)
 }
 

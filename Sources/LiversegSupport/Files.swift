@@ -53,6 +53,12 @@ public func pathExists(_ path: String) -> Bool {
     return stat(path, &info) == 0
 }
 
+/// Whether `path` names a regular file (symbolic links followed): not a folder, FIFO or device.
+public func isRegularFile(_ path: String) -> Bool {
+    var info = stat()
+    return stat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFREG
+}
+
 /// Whether `path` names a folder (symbolic links followed).
 public func isFolder(_ path: String) -> Bool {
     var info = stat()
